@@ -1,0 +1,151 @@
+//! The contract between the `pipe` orchestrator and the stage kinds it runs.
+//!
+//! A stage kind is a pure-ish function from (parameters, upstream artifacts, external inputs)
+//! to an artifact directory. The orchestrator owns hashing, caching, locking and atomic
+//! publication; a kind only validates its parameters, names its external inputs, and writes
+//! its outputs into [`StageContext::out_dir`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// Any error a stage run returns. Each kind has its own typed error (thiserror) and boxes it
+/// here, so the orchestrator can print the whole `source()` chain once.
+pub type StageError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Which compute backend the pipeline asked for (`[pipeline] backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// CUDA when this build has it and a device is present, the CPU otherwise.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Everything a stage run may look at. Paths are absolute.
+pub struct StageContext<'a> {
+    /// The stage's name in pipeline.toml (`[stages.<name>]`).
+    pub stage: &'a str,
+    /// Directory of pipeline.toml: relative paths in parameters resolve against it.
+    pub pipeline_dir: &'a Path,
+    /// An empty directory on the cache's filesystem. Everything written here becomes the
+    /// artifact once the run succeeds; it is discarded if the run fails.
+    pub out_dir: &'a Path,
+    /// A directory that survives failed and killed runs of the same stage key (not
+    /// successful ones): the place for resumable checkpoints.
+    pub work_dir: &'a Path,
+    /// Upstream stage name → that stage's artifact directory (read-only).
+    pub deps: &'a BTreeMap<String, PathBuf>,
+    /// The stage's own parameters: its table from pipeline.toml without `kind` and `deps`.
+    pub params: &'a toml::Table,
+    /// `[pipeline] seed`.
+    pub seed: u64,
+    /// `[pipeline] backend`.
+    pub backend: BackendChoice,
+}
+
+/// What a successful run reports besides the files it wrote.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Headline numbers (losses, scores, counts) shown by `pipe show` and stored in the manifest.
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+    /// Files or directories, relative to `out_dir`, that a person wants to look at; they are
+    /// mirrored into `results/<stage>/`. Empty means "everything at the top level".
+    pub results: Vec<PathBuf>,
+}
+
+/// A parameter problem, located by its key path inside the stage's table so the orchestrator
+/// can point at file:line:col.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParamError {
+    /// Keys from the stage's table down to the offending value, e.g. `["optimizer", "lr"]`.
+    /// Empty when the problem concerns the table as a whole.
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl ParamError {
+    pub fn new(path: impl IntoIterator<Item = impl Into<String>>, message: impl Into<String>) -> Self {
+        Self { path: path.into_iter().map(Into::into).collect(), message: message.into() }
+    }
+}
+
+/// One kind of stage (`kind = "..."` in pipeline.toml).
+pub trait StageKind: Send + Sync {
+    /// The name used in `kind = "..."`.
+    fn name(&self) -> &'static str;
+
+    /// Bump whenever the kind's output for the same inputs changes (a bug fix, a new file):
+    /// it is part of every cache key of this kind.
+    fn version(&self) -> u32;
+
+    /// One line for `--help` style listings.
+    fn about(&self) -> &'static str;
+
+    /// Validate the parameters once, when pipeline.toml is loaded.
+    fn check(&self, params: &toml::Table) -> Result<(), ParamError>;
+
+    /// Files and directories outside the cache whose content the output depends on, resolved
+    /// against `pipeline_dir`. They are content-hashed into the cache key; missing ones are
+    /// reported by the orchestrator.
+    fn inputs(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<Vec<PathBuf>, ParamError>;
+
+    /// Whether the stage competes for the accelerator (such stages run one at a time).
+    fn uses_accelerator(&self) -> bool {
+        false
+    }
+
+    /// Produce the artifact in `ctx.out_dir`.
+    fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError>;
+}
+
+/// Deserialize a stage's parameter table into its typed form (use `#[serde(deny_unknown_fields)]`),
+/// turning serde's error into a [`ParamError`] with the key path where it can be recovered.
+pub fn parse_params<T: DeserializeOwned>(params: &toml::Table) -> Result<T, ParamError> {
+    let value = toml::Value::Table(params.clone());
+    T::deserialize(value).map_err(|e| {
+        let message = e.to_string();
+        ParamError { path: unknown_field(&message).into_iter().collect(), message: tidy(&message) }
+    })
+}
+
+/// serde reports an unknown field as "unknown field `x`, expected one of ..." without a path;
+/// recover `x` so the orchestrator can locate it.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+fn tidy(message: &str) -> String {
+    message.trim().trim_end_matches('\n').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct P {
+        lr: f64,
+    }
+
+    #[test]
+    fn unknown_field_is_located() {
+        let t: toml::Table = toml::from_str("lrr = 1.0").expect("valid toml");
+        let e = parse_params::<P>(&t).expect_err("unknown field");
+        assert_eq!(e.path, vec!["lrr".to_string()]);
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+
+    #[test]
+    fn good_params_parse() {
+        let t: toml::Table = toml::from_str("lr = 0.5").expect("valid toml");
+        assert_eq!(parse_params::<P>(&t).expect("parses").lr, 0.5);
+    }
+}
