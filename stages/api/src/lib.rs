@@ -69,8 +69,14 @@ pub struct ParamError {
 }
 
 impl ParamError {
-    pub fn new(path: impl IntoIterator<Item = impl Into<String>>, message: impl Into<String>) -> Self {
-        Self { path: path.into_iter().map(Into::into).collect(), message: message.into() }
+    pub fn new(
+        path: impl IntoIterator<Item = impl Into<String>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            path: path.into_iter().map(Into::into).collect(),
+            message: message.into(),
+        }
     }
 }
 
@@ -92,7 +98,8 @@ pub trait StageKind: Send + Sync {
     /// Files and directories outside the cache whose content the output depends on, resolved
     /// against `pipeline_dir`. They are content-hashed into the cache key; missing ones are
     /// reported by the orchestrator.
-    fn inputs(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<Vec<PathBuf>, ParamError>;
+    fn inputs(&self, params: &toml::Table, pipeline_dir: &Path)
+    -> Result<Vec<PathBuf>, ParamError>;
 
     /// Whether the stage competes for the accelerator (such stages run one at a time).
     fn uses_accelerator(&self) -> bool {
@@ -109,7 +116,10 @@ pub fn parse_params<T: DeserializeOwned>(params: &toml::Table) -> Result<T, Para
     let value = toml::Value::Table(params.clone());
     T::deserialize(value).map_err(|e| {
         let message = e.to_string();
-        ParamError { path: unknown_field(&message).into_iter().collect(), message: tidy(&message) }
+        ParamError {
+            path: unknown_field(&message).into_iter().collect(),
+            message: tidy(&message),
+        }
     })
 }
 

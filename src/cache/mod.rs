@@ -1,0 +1,343 @@
+//! The content-addressed artifact store.
+//!
+//! ```text
+//! cache/
+//!   CACHEDIR.TAG
+//!   v1/
+//!     artifacts/<key>/{manifest.json, preimage.json, inputs.json, log.txt, out/}
+//!     tmp/<key>.<pid>.<n>/       a run in progress (scratch); renamed into artifacts/ when done
+//!     work/<key>/                resumable state of a stage key; survives failed runs
+//!     refs/<pipeline>/<stage>    the key each stage of each pipeline last produced
+//!     runs/<pipeline>/<t>-<pid>.json   run records (roots for gc)
+//!     locks/                     per-key execution locks, the metadata lock
+//!     statcache.json             (path, size, mtime, inode) → hash
+//! ```
+//! An artifact directory exists only complete: it is assembled in tmp/, sealed (fsync,
+//! read-only), and renamed into place in one step.
+
+mod fsutil;
+mod gc;
+mod key;
+mod lock;
+mod manifest;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use fsutil::{read_json, remove_tree, write_atomic, write_json_atomic};
+pub use gc::{GcReport, VerifyProblem};
+pub use key::{PreImage, SCHEME, canonical, flatten, params_json};
+pub use lock::Lock;
+pub use manifest::Manifest;
+
+use crate::hash::{StatCache, Tree};
+
+const VERSION_DIR: &str = "v1";
+/// How many run records per pipeline `gc` keeps as roots.
+pub const KEEP_RUNS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache I/O error at {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot take lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot hash {path}")]
+    Hash {
+        path: PathBuf,
+        #[source]
+        source: crate::hash::HashError,
+    },
+}
+
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A finished artifact.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Artifact {
+    /// The directory holding what the stage wrote.
+    pub fn out(&self) -> PathBuf {
+        self.dir.join("out")
+    }
+}
+
+/// A run in progress: write into `out`, then [`Cache::publish`].
+pub struct Scratch {
+    pub dir: PathBuf,
+    pub out: PathBuf,
+}
+
+pub struct Cache {
+    root: PathBuf,
+}
+
+static SCRATCH_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Cache {
+    /// Open (creating if needed) the cache under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, CacheError> {
+        let root = dir.join(VERSION_DIR);
+        for sub in ["artifacts", "tmp", "work", "refs", "runs", "locks"] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).map_err(io_at(&p))?;
+        }
+        let tag = dir.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            let text = "Signature: 8a477f597d28d172789f06886806bc55\n# This is pipe's artifact cache; see `pipe gc`.\n";
+            write_atomic(&tag, text.as_bytes()).map_err(io_at(&tag))?;
+        }
+        Ok(Self { root })
+    }
+
+    /// Open an existing cache without creating anything (for read-only commands).
+    pub fn existing(dir: &Path) -> Option<Self> {
+        let root = dir.join(VERSION_DIR);
+        root.is_dir().then_some(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn artifact_dir(&self, key: &str) -> PathBuf {
+        self.root.join("artifacts").join(key)
+    }
+
+    /// The finished artifact for `key`, if there is one.
+    pub fn artifact(&self, key: &str) -> Option<Artifact> {
+        let dir = self.artifact_dir(key);
+        let manifest: Manifest = read_json(&dir.join("manifest.json")).ok()?;
+        (manifest.key == key).then_some(Artifact { dir, manifest })
+    }
+
+    pub fn preimage(&self, key: &str) -> Option<PreImage> {
+        read_json(&self.artifact_dir(key).join("preimage.json")).ok()
+    }
+
+    /// The per-file listing of each external input when `key` was produced.
+    pub fn input_trees(&self, key: &str) -> Option<BTreeMap<String, Tree>> {
+        read_json(&self.artifact_dir(key).join("inputs.json")).ok()
+    }
+
+    pub fn work_dir(&self, key: &str) -> Result<PathBuf, CacheError> {
+        let dir = self.root.join("work").join(key);
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        Ok(dir)
+    }
+
+    pub fn new_scratch(&self, key: &str) -> Result<Scratch, CacheError> {
+        let n = SCRATCH_SEQ.fetch_add(1, Ordering::Relaxed);
+        let dir = self
+            .root
+            .join("tmp")
+            .join(format!("{key}.{}.{n}", std::process::id()));
+        remove_tree(&dir).map_err(io_at(&dir))?;
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).map_err(io_at(&out))?;
+        Ok(Scratch { dir, out })
+    }
+
+    /// Seal a finished scratch dir and move it into place as the artifact for `key`. If the
+    /// artifact already exists (another process won, or `--force`), it is replaced.
+    pub fn publish(
+        &self,
+        scratch: Scratch,
+        preimage: &PreImage,
+        inputs: &BTreeMap<String, Tree>,
+        manifest: &Manifest,
+    ) -> Result<Artifact, CacheError> {
+        let dir = &scratch.dir;
+        write_json_atomic(&dir.join("preimage.json"), preimage).map_err(io_at(dir))?;
+        write_json_atomic(&dir.join("inputs.json"), inputs).map_err(io_at(dir))?;
+        // Written last: an artifact without a manifest is never considered complete.
+        write_json_atomic(&dir.join("manifest.json"), manifest).map_err(io_at(dir))?;
+        fsutil::seal_tree(dir).map_err(io_at(dir))?;
+        let target = self.artifact_dir(&manifest.key);
+        if target.exists() {
+            self.evict(&manifest.key)?;
+        }
+        std::fs::rename(dir, &target).map_err(io_at(&target))?;
+        let parent = self.root.join("artifacts");
+        fsutil::fsync_dir(&parent).map_err(io_at(&parent))?;
+        let work = self.root.join("work").join(&manifest.key);
+        remove_tree(&work).map_err(io_at(&work))?;
+        Ok(Artifact {
+            dir: target,
+            manifest: manifest.clone(),
+        })
+    }
+
+    /// Remove an artifact: first renamed away (so it vanishes atomically), then deleted.
+    pub fn evict(&self, key: &str) -> Result<(), CacheError> {
+        let dir = self.artifact_dir(key);
+        let n = SCRATCH_SEQ.fetch_add(1, Ordering::Relaxed);
+        let trash = self
+            .root
+            .join("tmp")
+            .join(format!("evict-{key}.{}.{n}", std::process::id()));
+        match std::fs::rename(&dir, &trash) {
+            Ok(()) => remove_tree(&trash).map_err(io_at(&trash)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at(&dir)(e)),
+        }
+    }
+
+    /// Every finished artifact's key.
+    pub fn keys(&self) -> Result<Vec<String>, CacheError> {
+        let dir = self.root.join("artifacts");
+        let mut keys = Vec::new();
+        for item in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let item = item.map_err(io_at(&dir))?;
+            keys.push(item.file_name().to_string_lossy().into_owned());
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Remove scratch dirs left by processes that are gone (killed runs).
+    pub fn clean_dead_scratch(&self) {
+        let dir = self.root.join("tmp");
+        let Ok(items) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for item in items.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            let pid = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && !fsutil::is_process_alive(pid)
+            {
+                tracing::debug!("removing scratch {name} of dead pid {pid}");
+                let _ = remove_tree(&item.path());
+            }
+        }
+    }
+
+    pub fn exec_lock(&self, key: &str, stage: &str) -> Result<Lock, CacheError> {
+        Lock::acquire(
+            &self.root.join("locks").join(format!("{key}.lock")),
+            &format!("stage `{stage}` ({})", short(key)),
+        )
+    }
+
+    /// A short lock for metadata updates (refs, run records, stat cache, results/).
+    pub fn meta_lock(&self) -> Result<Lock, CacheError> {
+        Lock::acquire(
+            &self.root.join("locks").join("meta.lock"),
+            "the cache metadata",
+        )
+    }
+
+    fn refs_dir(&self, pipeline: &str) -> PathBuf {
+        self.root.join("refs").join(pipeline)
+    }
+
+    /// The key `stage` of `pipeline` last produced or restored.
+    pub fn read_ref(&self, pipeline: &str, stage: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.refs_dir(pipeline).join(stage)).ok()?;
+        Some(text.trim().to_string()).filter(|k| !k.is_empty())
+    }
+
+    pub fn write_ref(&self, pipeline: &str, stage: &str, key: &str) -> Result<(), CacheError> {
+        let path = self.refs_dir(pipeline).join(stage);
+        write_atomic(&path, format!("{key}\n").as_bytes()).map_err(io_at(&path))
+    }
+
+    /// Record a run (its stage keys) and keep the newest [`KEEP_RUNS`] records per pipeline.
+    pub fn record_run(
+        &self,
+        pipeline: &str,
+        file: &Path,
+        keys: &BTreeMap<String, String>,
+    ) -> Result<(), CacheError> {
+        let dir = self.root.join("runs").join(pipeline);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let path = dir.join(format!(
+            "{:020}-{}.json",
+            now.as_millis(),
+            std::process::id()
+        ));
+        let record =
+            serde_json::json!({ "pipeline": file, "time": now.as_secs_f64(), "keys": keys });
+        write_json_atomic(&path, &record).map_err(io_at(&path))?;
+        let mut records: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io_at(&dir))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        records.sort();
+        let excess = records.len().saturating_sub(KEEP_RUNS);
+        for old in &records[..excess] {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(())
+    }
+
+    /// Keys named by any pipeline's recent run records and refs.
+    pub fn rooted_keys(&self) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        for sub in ["runs", "refs"] {
+            for item in walkdir::WalkDir::new(self.root.join(sub))
+                .into_iter()
+                .flatten()
+            {
+                if !item.file_type().is_file() {
+                    continue;
+                }
+                if sub == "refs" {
+                    if let Ok(text) = std::fs::read_to_string(item.path()) {
+                        keys.insert(text.trim().to_string());
+                    }
+                } else if let Ok(v) = read_json::<serde_json::Value>(item.path())
+                    && let Some(map) = v.get("keys").and_then(|k| k.as_object())
+                {
+                    keys.extend(map.values().filter_map(|k| k.as_str().map(str::to_string)));
+                }
+            }
+        }
+        keys
+    }
+
+    pub fn load_statcache(&self) -> StatCache {
+        read_json(&self.root.join("statcache.json")).unwrap_or_default()
+    }
+
+    /// Merge `cache` with what is on disk and write it back (under the metadata lock).
+    pub fn save_statcache(&self, mut cache: StatCache) -> Result<(), CacheError> {
+        if !cache.is_dirty() {
+            return Ok(());
+        }
+        let _lock = self.meta_lock()?;
+        let path = self.root.join("statcache.json");
+        cache.merge_from(read_json(&path).unwrap_or_default());
+        cache.prune(200_000);
+        let bytes =
+            serde_json::to_vec(&cache).map_err(|e| io_at(&path)(std::io::Error::other(e)))?;
+        write_atomic(&path, &bytes).map_err(io_at(&path))
+    }
+}
+
+/// The first 12 hex digits of a key, as shown to people.
+pub fn short(key: &str) -> &str {
+    &key[..key.len().min(12)]
+}

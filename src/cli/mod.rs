@@ -1,0 +1,284 @@
+//! The command line: parse once, dispatch, print. Human output by default, `--json` for scripts.
+//!
+//! Exit codes: 0 success; 1 a stage failed (run) or corruption was found (verify);
+//! 2 bad usage or an invalid pipeline; 3 an I/O or cache error.
+
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use pipe::cache::{Cache, CacheError};
+use pipe::dag::{self, Format, UnknownStage};
+use pipe::plan::{Planner, State};
+use pipe::results::{self, ResultsError};
+use pipe::run::{self, RunOptions};
+use pipe::spec::{self, Override, Spec, SpecError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pipe",
+    version,
+    about = "Run a declarative ML pipeline; rerun only what a change made stale"
+)]
+pub struct Args {
+    /// The pipeline file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "pipeline.toml",
+        env = "PIPE_PIPELINE"
+    )]
+    pub pipeline: PathBuf,
+    /// More logging (-v: info, -vv: debug, -vvv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the stale stages among STAGEs and their ancestors (all stages when none is named).
+    Run {
+        stages: Vec<String>,
+        /// Rerun the named stages (all, when none is named) even if they are fresh.
+        #[arg(long)]
+        force: bool,
+        /// Override a value for this run: STAGE.KEY=VALUE (TOML syntax), or pipeline.KEY=VALUE.
+        #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
+        set: Vec<Override>,
+        /// Show what would run, and why, without running anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// After a failure, go on with the stages that do not depend on it.
+        #[arg(long)]
+        keep_going: bool,
+        /// How many independent stages may run at once (stages that use the accelerator
+        /// always run one at a time).
+        #[arg(short, long, default_value_t = 1)]
+        jobs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Say for every stage whether it is fresh, stale (and why), missing or blocked.
+    Status {
+        #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
+        set: Vec<Override>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a stage's current artifact: key, path, parameters, inputs, timings, metrics.
+    Show {
+        stage: String,
+        #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
+        set: Vec<Override>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw the pipeline's graph.
+    Dag {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Delete cached artifacts that neither this pipeline nor recent runs use.
+    Gc {
+        /// List what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every cached artifact; evict those whose bytes changed.
+    Verify {
+        /// Report only; evict nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the stage kinds this build knows.
+    Kinds,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    UnknownStage(#[from] UnknownStage),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Spec(SpecError::Invalid(_)) | CliError::UnknownStage(_) => 2,
+            CliError::Spec(SpecError::Read { .. }) => 2,
+            CliError::Cache(_) | CliError::Results(_) => 3,
+        }
+    }
+}
+
+/// What the process exits with when no error escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok,
+    Failed,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        match e {
+            Exit::Ok => std::process::ExitCode::SUCCESS,
+            Exit::Failed => std::process::ExitCode::from(1),
+        }
+    }
+}
+
+pub fn init_tracing(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+pub fn main(args: Args) -> Result<Exit, CliError> {
+    let load = |set: &[Override]| spec::load(&args.pipeline, set);
+    match args.command {
+        Command::Run {
+            stages,
+            force,
+            set,
+            dry_run,
+            keep_going,
+            jobs,
+            json,
+        } => {
+            let spec = load(&set)?;
+            let opts = RunOptions {
+                targets: stages,
+                force,
+                dry_run,
+                keep_going,
+                jobs,
+            };
+            run_cmd(&spec, &opts, json, args.quiet)
+        }
+        Command::Status { set, json } => {
+            let spec = load(&set)?;
+            let cache = Cache::open(&spec.cache_dir)?;
+            let planner = Planner::new(&spec, &cache);
+            let statuses = planner.status();
+            planner.finish();
+            output::status(&statuses, json);
+            Ok(Exit::Ok)
+        }
+        Command::Show { stage, set, json } => {
+            let spec = load(&set)?;
+            dag::check_stage(&spec, &stage)?;
+            let cache = Cache::open(&spec.cache_dir)?;
+            let planner = Planner::new(&spec, &cache);
+            let statuses = planner.status();
+            let status = statuses.into_iter().find(|s| s.name == stage);
+            if let (Some(status), Some(stage)) = (status, spec.stage(&stage)) {
+                output::show(&planner, stage, &status, json);
+            }
+            planner.finish();
+            Ok(Exit::Ok)
+        }
+        Command::Dag { format } => {
+            let spec = load(&[])?;
+            print!("{}", dag::render(&spec, format));
+            Ok(Exit::Ok)
+        }
+        Command::Gc { dry_run, json } => {
+            let spec = load(&[])?;
+            let cache = Cache::open(&spec.cache_dir)?;
+            let planner = Planner::new(&spec, &cache);
+            let mut roots = cache.rooted_keys();
+            roots.extend(planner.status().into_iter().filter_map(|s| s.key));
+            planner.finish();
+            let report = cache.gc(&roots, dry_run)?;
+            output::gc(&report, dry_run, json);
+            Ok(Exit::Ok)
+        }
+        Command::Verify { dry_run, json } => {
+            let spec = load(&[])?;
+            let cache = Cache::open(&spec.cache_dir)?;
+            let (checked, problems) = cache.verify(dry_run)?;
+            output::verify(checked, &problems, dry_run, json);
+            Ok(if problems.is_empty() {
+                Exit::Ok
+            } else {
+                Exit::Failed
+            })
+        }
+        Command::Kinds => {
+            for k in pipe::kinds::all() {
+                println!("{:10} {}", k.name(), k.about());
+            }
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn run_cmd(spec: &Spec, opts: &RunOptions, json: bool, quiet: bool) -> Result<Exit, CliError> {
+    let cache = Cache::open(&spec.cache_dir)?;
+    let planner = Planner::new(spec, &cache);
+    if opts.dry_run {
+        let reports = run::dry_run(&planner, opts)?;
+        planner.finish();
+        output::run(&reports, json, true);
+        return Ok(Exit::Ok);
+    }
+    let live = !json && !quiet;
+    let reports = run::execute(&planner, opts, &|r| {
+        if live {
+            output::run_line(r);
+        }
+    })?;
+    // Make results/ and the run record match the cache as it now stands.
+    let statuses = planner.status();
+    let fresh: Vec<(&str, &pipe::cache::Artifact)> = statuses
+        .iter()
+        .filter(|s| s.state == State::Fresh)
+        .filter_map(|s| s.artifact.as_ref().map(|a| (s.name.as_str(), a)))
+        .collect();
+    {
+        let _lock = cache.meta_lock()?;
+        results::update(spec, &fresh)?;
+    }
+    let keys = fresh
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.manifest.key.clone()))
+        .collect();
+    cache.record_run(&planner.pipeline_id, &spec.file, &keys)?;
+    planner.finish();
+    if json {
+        output::run(&reports, true, false);
+    } else if !quiet {
+        output::run_summary(&reports);
+    }
+    let failed = reports.iter().any(|r| r.action == run::Action::Failed);
+    Ok(if failed { Exit::Failed } else { Exit::Ok })
+}

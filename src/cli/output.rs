@@ -1,0 +1,258 @@
+//! Printing: one function per command, human text or JSON.
+
+use pipe::cache::{GcReport, VerifyProblem, flatten, short};
+use pipe::plan::{Planner, StageStatus, State};
+use pipe::run::{Action, StageReport};
+use pipe::spec::StageSpec;
+use serde_json::json;
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub fn status(statuses: &[StageStatus], as_json: bool) {
+    if as_json {
+        let stages: Vec<_> = statuses
+            .iter()
+            .map(|s| json!({ "stage": s.name, "status": s.state.as_str(), "key": s.key, "reasons": s.reasons }))
+            .collect();
+        print_json(&json!({ "stages": stages }));
+        return;
+    }
+    let width = statuses
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    for s in statuses {
+        let key = s.key.as_deref().map_or("-", short);
+        println!("{:width$}  {:8} {:12}", s.name, s.state.as_str(), key);
+        for r in &s.reasons {
+            println!("{:width$}    {r}", "");
+        }
+    }
+}
+
+pub fn run_line(r: &StageReport) {
+    let mark = match r.action {
+        Action::Ran => "✓",
+        Action::Cached | Action::Restored => "·",
+        Action::Failed => "✗",
+        Action::Skipped => "-",
+        Action::WouldRun => "?",
+    };
+    let key = r.key.as_deref().map_or("", short);
+    let took = r
+        .duration_s
+        .map(|d| format!("  {d:.1}s"))
+        .unwrap_or_default();
+    println!("{mark} {:12} {:9} {key}{took}", r.stage, r.action.as_str());
+    if r.action != Action::Cached {
+        for reason in &r.reasons {
+            println!("      {reason}");
+        }
+    }
+    if let Some(e) = &r.error {
+        println!("      error: {e}");
+    }
+}
+
+pub fn run_summary(reports: &[StageReport]) {
+    let count = |a: Action| reports.iter().filter(|r| r.action == a).count();
+    let mut parts = vec![];
+    for a in [
+        Action::Ran,
+        Action::Cached,
+        Action::Restored,
+        Action::Failed,
+        Action::Skipped,
+    ] {
+        let n = count(a);
+        if n > 0 {
+            parts.push(format!("{n} {}", a.as_str()));
+        }
+    }
+    println!(
+        "{} stage{}: {}",
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" },
+        parts.join(", ")
+    );
+}
+
+pub fn run(reports: &[StageReport], as_json: bool, dry_run: bool) {
+    if as_json {
+        print_json(&json!({ "dry_run": dry_run, "stages": reports }));
+        return;
+    }
+    for r in reports {
+        run_line(r);
+    }
+    if !dry_run {
+        run_summary(reports);
+    }
+}
+
+pub fn show(planner: &Planner, stage: &StageSpec, status: &StageStatus, as_json: bool) {
+    // A stale stage shows the artifact it last produced.
+    let artifact = status.artifact.clone().or_else(|| {
+        let key = planner.cache.read_ref(&planner.pipeline_id, &stage.name)?;
+        planner.cache.artifact(&key)
+    });
+    let preimage = artifact
+        .as_ref()
+        .and_then(|a| planner.cache.preimage(&a.manifest.key));
+    let mut params = std::collections::BTreeMap::new();
+    flatten(&pipe::cache::params_json(&stage.params), "", &mut params);
+    if as_json {
+        let m = artifact.as_ref().map(|a| &a.manifest);
+        print_json(&json!({
+            "stage": stage.name,
+            "kind": stage.kind.name(),
+            "status": status.state.as_str(),
+            "key": artifact.as_ref().map(|a| a.manifest.key.clone()),
+            "path": artifact.as_ref().map(|a| a.out()),
+            "current_key": status.key,
+            "reasons": status.reasons,
+            "deps": stage.deps,
+            "params": pipe::cache::params_json(&stage.params),
+            "inputs": preimage.as_ref().map(|p| &p.inputs),
+            "started": m.map(|m| m.started),
+            "duration_s": m.map(|m| m.duration_s),
+            "files": m.map(|m| m.files),
+            "bytes": m.map(|m| m.bytes),
+            "metrics": m.map(|m| &m.metrics),
+        }));
+        return;
+    }
+    let row = |k: &str, v: &str| println!("{k:9} {v}");
+    row("stage", &format!("{} [{}]", stage.name, stage.kind.name()));
+    row("status", status.state.as_str());
+    for r in &status.reasons {
+        row("", r);
+    }
+    let Some(a) = artifact else {
+        row("artifact", "none yet: run `pipe run` to produce it");
+        return;
+    };
+    if status.state != State::Fresh {
+        row("artifact", "the last one produced (not current)");
+    }
+    row("key", &a.manifest.key);
+    row("path", &a.out().display().to_string());
+    if !stage.deps.is_empty() {
+        row("deps", &stage.deps.join(", "));
+    }
+    for (i, (k, v)) in params.iter().enumerate() {
+        row(if i == 0 { "params" } else { "" }, &format!("{k} = {v}"));
+    }
+    if let Some(p) = &preimage {
+        for (i, (path, digest)) in p.inputs.iter().enumerate() {
+            row(
+                if i == 0 { "inputs" } else { "" },
+                &format!("{path}  {}", short(digest)),
+            );
+        }
+    }
+    row(
+        "created",
+        &format!(
+            "{} (took {:.2}s)",
+            utc(a.manifest.started),
+            a.manifest.duration_s
+        ),
+    );
+    row(
+        "files",
+        &format!("{} ({})", a.manifest.files, bytes(a.manifest.bytes)),
+    );
+    for (i, (k, v)) in a.manifest.metrics.iter().enumerate() {
+        row(if i == 0 { "metrics" } else { "" }, &format!("{k} = {v}"));
+    }
+}
+
+pub fn gc(report: &GcReport, dry_run: bool, as_json: bool) {
+    if as_json {
+        print_json(
+            &json!({ "dry_run": dry_run, "removed": report.removed, "kept": report.kept, "work_dirs_removed": report.work_dirs_removed }),
+        );
+        return;
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for (key, size) in &report.removed {
+        println!("{verb} {}  {}", short(key), bytes(*size));
+    }
+    let total: u64 = report.removed.iter().map(|(_, b)| b).sum();
+    println!(
+        "{verb} {} artifact{} ({}), {} work dir{}; kept {}",
+        report.removed.len(),
+        if report.removed.len() == 1 { "" } else { "s" },
+        bytes(total),
+        report.work_dirs_removed,
+        if report.work_dirs_removed == 1 {
+            ""
+        } else {
+            "s"
+        },
+        report.kept
+    );
+}
+
+pub fn verify(checked: usize, problems: &[VerifyProblem], dry_run: bool, as_json: bool) {
+    if as_json {
+        print_json(&json!({ "checked": checked, "problems": problems, "evicted": !dry_run }));
+        return;
+    }
+    for p in problems {
+        let action = if dry_run { "" } else { " (evicted)" };
+        println!(
+            "corrupt {} [{}]: {}{action}",
+            short(&p.key),
+            p.stage,
+            p.problem
+        );
+    }
+    println!(
+        "checked {checked} artifact{}: {} problem{}",
+        if checked == 1 { "" } else { "s" },
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Unix seconds → `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian, Howard Hinnant's algorithm).
+fn utc(secs: f64) -> String {
+    let secs = secs as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

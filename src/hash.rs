@@ -1,0 +1,296 @@
+//! Content hashing (blake3) of files and directory trees, with a stat fast path.
+//!
+//! A tree's digest is blake3 over its sorted listing `relpath \0 size \0 file-hash \n`, so two
+//! trees with the same files hash the same wherever they live, and the listing itself can be
+//! diffed to say which files changed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Files at least this large are hashed with mmap + rayon.
+const LARGE: u64 = 1 << 20;
+/// A file modified less than this before it was hashed may change again within the same
+/// mtime tick ("racy clean"): its cached hash is not trusted.
+const RACY_NS: i128 = 2_000_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot walk {path}")]
+    Walk {
+        path: PathBuf,
+        #[source]
+        source: walkdir::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> HashError + '_ {
+    move |source| HashError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One file of a tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Path relative to the tree's root, `/`-separated; empty when the root is a file.
+    pub path: String,
+    pub size: u64,
+    pub hash: String,
+}
+
+/// A hashed file or directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    pub digest: String,
+    pub entries: Vec<Entry>,
+}
+
+impl Tree {
+    pub fn bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+}
+
+pub fn hash_file(path: &Path) -> Result<String, HashError> {
+    let len = std::fs::metadata(path).map_err(io_err(path))?.len();
+    let mut hasher = blake3::Hasher::new();
+    if len >= LARGE {
+        hasher.update_mmap_rayon(path).map_err(io_err(path))?;
+    } else {
+        let file = std::fs::File::open(path).map_err(io_err(path))?;
+        hasher.update_reader(file).map_err(io_err(path))?;
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Remembers `(size, mtime, inode) → hash` so unchanged files cost a `stat`, not a read.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct StatCache {
+    entries: BTreeMap<PathBuf, Stat>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stat {
+    size: u64,
+    mtime_ns: i128,
+    ino: u64,
+    hashed_ns: i128,
+    hash: String,
+}
+
+impl StatCache {
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Add entries from another cache (e.g. the one on disk written by another process).
+    pub fn merge_from(&mut self, other: StatCache) {
+        for (path, stat) in other.entries {
+            self.entries.entry(path).or_insert(stat);
+        }
+    }
+
+    /// Forget entries for files that no longer exist under the given roots is not attempted:
+    /// stale entries are harmless (they never match a new stat) and pruned when over `max`.
+    pub fn prune(&mut self, max: usize) {
+        if self.entries.len() > max {
+            let mut by_age: Vec<_> = self
+                .entries
+                .iter()
+                .map(|(p, s)| (s.hashed_ns, p.clone()))
+                .collect();
+            by_age.sort();
+            for (_, p) in by_age.into_iter().take(self.entries.len() - max) {
+                self.entries.remove(&p);
+            }
+        }
+    }
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+fn stat_of(meta: &std::fs::Metadata) -> (u64, i128, u64) {
+    let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+    (meta.len(), mtime, meta.ino())
+}
+
+/// Hash a file or a directory tree (following symlinks), using and updating `cache`.
+pub fn hash_tree(root: &Path, cache: &Mutex<StatCache>) -> Result<Tree, HashError> {
+    let meta = std::fs::metadata(root).map_err(io_err(root))?;
+    let mut files: Vec<(String, PathBuf, std::fs::Metadata)> = Vec::new();
+    if meta.is_file() {
+        files.push((String::new(), root.to_path_buf(), meta));
+    } else {
+        for item in walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .sort_by_file_name()
+        {
+            let item = item.map_err(|source| HashError::Walk {
+                path: root.to_path_buf(),
+                source,
+            })?;
+            if !item.file_type().is_file() {
+                continue;
+            }
+            let rel = item.path().strip_prefix(root).unwrap_or(item.path());
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let meta = item.metadata().map_err(|source| HashError::Walk {
+                path: item.path().to_path_buf(),
+                source,
+            })?;
+            files.push((rel, item.path().to_path_buf(), meta));
+        }
+    }
+    let entries: Vec<Entry> = files
+        .into_par_iter()
+        .map(|(rel, path, meta)| {
+            let (size, mtime_ns, ino) = stat_of(&meta);
+            let key = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+            let cached = cache.lock().ok().and_then(|c| c.entries.get(&key).cloned());
+            if let Some(s) = cached
+                && s.size == size
+                && s.mtime_ns == mtime_ns
+                && s.ino == ino
+                && mtime_ns + RACY_NS < s.hashed_ns
+            {
+                return Ok(Entry {
+                    path: rel,
+                    size,
+                    hash: s.hash,
+                });
+            }
+            let hashed_ns = now_ns();
+            let hash = hash_file(&path)?;
+            if let Ok(mut c) = cache.lock() {
+                c.entries.insert(
+                    key,
+                    Stat {
+                        size,
+                        mtime_ns,
+                        ino,
+                        hashed_ns,
+                        hash: hash.clone(),
+                    },
+                );
+                c.dirty = true;
+            }
+            Ok(Entry {
+                path: rel,
+                size,
+                hash,
+            })
+        })
+        .collect::<Result<_, HashError>>()?;
+    Ok(Tree {
+        digest: digest_of(&entries),
+        entries,
+    })
+}
+
+/// Hash a tree without any stat cache (for artifacts and `verify`).
+pub fn hash_tree_uncached(root: &Path) -> Result<Tree, HashError> {
+    hash_tree(root, &Mutex::new(StatCache::default()))
+}
+
+fn digest_of(entries: &[Entry]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for e in entries {
+        hasher.update(e.path.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(e.size.to_string().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(e.hash.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Which files differ between two listings: (changed, added, removed) paths.
+pub fn diff(old: &[Entry], new: &[Entry]) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let old: BTreeMap<&str, &str> = old
+        .iter()
+        .map(|e| (e.path.as_str(), e.hash.as_str()))
+        .collect();
+    let new: BTreeMap<&str, &str> = new
+        .iter()
+        .map(|e| (e.path.as_str(), e.hash.as_str()))
+        .collect();
+    let changed = new
+        .iter()
+        .filter(|(p, h)| old.get(*p).is_some_and(|o| o != *h))
+        .map(|(p, _)| p.to_string())
+        .collect();
+    let added = new
+        .keys()
+        .filter(|p| !old.contains_key(*p))
+        .map(|p| p.to_string())
+        .collect();
+    let removed = old
+        .keys()
+        .filter(|p| !new.contains_key(*p))
+        .map(|p| p.to_string())
+        .collect();
+    (changed, added, removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_digest_depends_on_content_and_names_only() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        for d in [a.path(), b.path()] {
+            std::fs::create_dir(d.join("sub")).expect("mkdir");
+            std::fs::write(d.join("sub/x.txt"), "x").expect("write");
+            std::fs::write(d.join("y.txt"), "y").expect("write");
+        }
+        let ta = hash_tree_uncached(a.path()).expect("hash");
+        assert_eq!(ta, hash_tree_uncached(b.path()).expect("hash"));
+        std::fs::write(b.path().join("y.txt"), "Y").expect("write");
+        let tb = hash_tree_uncached(b.path()).expect("hash");
+        assert_ne!(ta.digest, tb.digest);
+        assert_eq!(
+            diff(&ta.entries, &tb.entries),
+            (vec!["y.txt".to_string()], vec![], vec![])
+        );
+    }
+
+    #[test]
+    fn stat_cache_is_not_trusted_for_racy_files() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("f");
+        std::fs::write(&f, "one").expect("write");
+        let cache = Mutex::new(StatCache::default());
+        let first = hash_tree(&f, &cache).expect("hash");
+        // Same size, same second: a racy rewrite must still be seen.
+        std::fs::write(&f, "two").expect("write");
+        let second = hash_tree(&f, &cache).expect("hash");
+        assert_ne!(first.digest, second.digest);
+    }
+}

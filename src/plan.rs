@@ -1,0 +1,350 @@
+//! Where each stage stands: compute its key from its parameters, inputs and upstream content,
+//! look the key up, and explain a miss as a diff against what the stage last produced.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use pipe_stage_api::BackendChoice;
+
+use crate::cache::{Artifact, Cache, PreImage, SCHEME, flatten, params_json, short};
+use crate::hash::{self, StatCache, Tree};
+use crate::spec::{Spec, StageSpec};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// The artifact for the current key exists.
+    Fresh,
+    /// The stage ran before with other inputs; `reasons` says what changed.
+    Stale,
+    /// The stage never produced an artifact for this pipeline.
+    Missing,
+    /// An upstream stage is not fresh, so this stage's key is not known yet.
+    Blocked,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Fresh => "fresh",
+            State::Stale => "stale",
+            State::Missing => "missing",
+            State::Blocked => "blocked",
+        }
+    }
+}
+
+pub struct StageStatus {
+    pub name: String,
+    pub state: State,
+    pub key: Option<String>,
+    pub reasons: Vec<String>,
+    pub artifact: Option<Artifact>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("stage `{stage}`: input {path} does not exist")]
+    MissingInput { stage: String, path: String },
+    #[error("stage `{stage}`: cannot hash input {path}")]
+    Hash {
+        stage: String,
+        path: String,
+        #[source]
+        source: hash::HashError,
+    },
+    #[error("stage `{stage}`: {message}")]
+    Inputs { stage: String, message: String },
+}
+
+/// What a stage's key is computed from, plus the per-file listing of its inputs.
+pub struct Keyed {
+    pub preimage: PreImage,
+    pub key: String,
+    pub inputs: BTreeMap<String, Tree>,
+}
+
+/// Computes keys; shares one stat cache across all stages (and threads) of a command.
+pub struct Planner<'a> {
+    pub spec: &'a Spec,
+    pub cache: &'a Cache,
+    /// Identifies this pipeline file inside a shared cache (refs, run records).
+    pub pipeline_id: String,
+    stat: Mutex<StatCache>,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(spec: &'a Spec, cache: &'a Cache) -> Self {
+        let pipeline_id =
+            blake3::hash(spec.file.to_string_lossy().as_bytes()).to_hex()[..16].to_string();
+        Self {
+            spec,
+            cache,
+            pipeline_id,
+            stat: Mutex::new(cache.load_statcache()),
+        }
+    }
+
+    /// Persist what hashing learned (best effort: a failure only costs a re-hash next time).
+    pub fn finish(self) {
+        if let Ok(stat) = self.stat.into_inner()
+            && let Err(e) = self.cache.save_statcache(stat)
+        {
+            tracing::warn!("could not save the stat cache: {e}");
+        }
+    }
+
+    /// The key of `stage` given its upstream artifacts' content digests.
+    pub fn key(
+        &self,
+        stage: &StageSpec,
+        deps: BTreeMap<String, String>,
+    ) -> Result<Keyed, PlanError> {
+        let paths = stage
+            .kind
+            .inputs(&stage.params, &self.spec.dir)
+            .map_err(|e| PlanError::Inputs {
+                stage: stage.name.clone(),
+                message: e.message,
+            })?;
+        let mut inputs = BTreeMap::new();
+        for path in paths {
+            let shown = display_path(&path, &self.spec.dir);
+            if !path.exists() {
+                return Err(PlanError::MissingInput {
+                    stage: stage.name.clone(),
+                    path: shown,
+                });
+            }
+            let tree = hash::hash_tree(&path, &self.stat).map_err(|source| PlanError::Hash {
+                stage: stage.name.clone(),
+                path: shown.clone(),
+                source,
+            })?;
+            inputs.insert(shown, tree);
+        }
+        let preimage = PreImage {
+            scheme: SCHEME,
+            kind: stage.kind.name().to_string(),
+            kind_version: stage.kind.version(),
+            params: params_json(&stage.params),
+            deps,
+            inputs: inputs
+                .iter()
+                .map(|(k, t)| (k.clone(), t.digest.clone()))
+                .collect(),
+            seed: self.spec.seed,
+            backend: stage
+                .kind
+                .uses_accelerator()
+                .then(|| resolved_backend(self.spec.backend).to_string()),
+        };
+        let key = preimage.key();
+        Ok(Keyed {
+            preimage,
+            key,
+            inputs,
+        })
+    }
+
+    /// Every stage's state, in pipeline order.
+    pub fn status(&self) -> Vec<StageStatus> {
+        let mut out: Vec<StageStatus> = Vec::new();
+        for stage in &self.spec.stages {
+            let blocked: Vec<String> = stage
+                .deps
+                .iter()
+                .filter_map(|d| out.iter().find(|s| &s.name == d))
+                .filter(|s| s.state != State::Fresh)
+                .map(|s| format!("upstream `{}` is {}", s.name, s.state.as_str()))
+                .collect();
+            if !blocked.is_empty() {
+                out.push(StageStatus {
+                    name: stage.name.clone(),
+                    state: State::Blocked,
+                    key: None,
+                    reasons: blocked,
+                    artifact: None,
+                });
+                continue;
+            }
+            let deps = stage
+                .deps
+                .iter()
+                .filter_map(|d| out.iter().find(|s| &s.name == d))
+                .filter_map(|s| {
+                    s.artifact
+                        .as_ref()
+                        .map(|a| (s.name.clone(), a.manifest.content.clone()))
+                })
+                .collect();
+            let previous = self.cache.read_ref(&self.pipeline_id, &stage.name);
+            let status = match self.key(stage, deps) {
+                Err(e) => {
+                    let state = if previous.is_some() {
+                        State::Stale
+                    } else {
+                        State::Missing
+                    };
+                    StageStatus {
+                        name: stage.name.clone(),
+                        state,
+                        key: None,
+                        reasons: vec![e.to_string()],
+                        artifact: None,
+                    }
+                }
+                Ok(keyed) => match self.cache.artifact(&keyed.key) {
+                    Some(a) => StageStatus {
+                        name: stage.name.clone(),
+                        state: State::Fresh,
+                        key: Some(keyed.key),
+                        reasons: vec![],
+                        artifact: Some(a),
+                    },
+                    None => {
+                        let (state, reasons) = match previous {
+                            Some(prev) => (State::Stale, self.explain(&prev, &keyed)),
+                            None => (State::Missing, vec!["never run".to_string()]),
+                        };
+                        StageStatus {
+                            name: stage.name.clone(),
+                            state,
+                            key: Some(keyed.key),
+                            reasons,
+                            artifact: None,
+                        }
+                    }
+                },
+            };
+            out.push(status);
+        }
+        out
+    }
+
+    /// Why `current` differs from the artifact with key `previous`.
+    pub fn explain(&self, previous: &str, current: &Keyed) -> Vec<String> {
+        let Some(old) = self.cache.preimage(previous) else {
+            return vec![format!(
+                "the previous artifact ({}) is no longer in the cache",
+                short(previous)
+            )];
+        };
+        let new = &current.preimage;
+        let mut reasons = Vec::new();
+        if old.scheme != new.scheme {
+            reasons.push(format!("cache scheme {} → {}", old.scheme, new.scheme));
+        }
+        if old.kind != new.kind {
+            reasons.push(format!("kind {} → {}", old.kind, new.kind));
+        } else if old.kind_version != new.kind_version {
+            reasons.push(format!(
+                "`{}` stage code changed (version {} → {})",
+                new.kind, old.kind_version, new.kind_version
+            ));
+        }
+        let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+        flatten(&old.params, "", &mut a);
+        flatten(&new.params, "", &mut b);
+        for (k, v) in &b {
+            match a.get(k) {
+                Some(o) if o != v => reasons.push(format!("param {k}: {o} → {v}")),
+                None => reasons.push(format!("param {k} added (= {v})")),
+                _ => {}
+            }
+        }
+        for (k, o) in &a {
+            if !b.contains_key(k) {
+                reasons.push(format!("param {k} removed (was {o})"));
+            }
+        }
+        if old.seed != new.seed {
+            reasons.push(format!("pipeline.seed: {} → {}", old.seed, new.seed));
+        }
+        if old.backend != new.backend {
+            reasons.push(format!(
+                "backend: {} → {}",
+                old.backend.as_deref().unwrap_or("-"),
+                new.backend.as_deref().unwrap_or("-")
+            ));
+        }
+        for (dep, digest) in &new.deps {
+            match old.deps.get(dep) {
+                Some(o) if o != digest => reasons.push(format!("upstream `{dep}` changed")),
+                None => reasons.push(format!("new upstream `{dep}`")),
+                _ => {}
+            }
+        }
+        for dep in old.deps.keys().filter(|d| !new.deps.contains_key(*d)) {
+            reasons.push(format!("no longer depends on `{dep}`"));
+        }
+        let old_trees = self.cache.input_trees(previous).unwrap_or_default();
+        for (path, digest) in &new.inputs {
+            match old.inputs.get(path) {
+                Some(o) if o != digest => reasons.push(input_change(
+                    path,
+                    old_trees.get(path),
+                    current.inputs.get(path),
+                )),
+                None => reasons.push(format!("new input {path}")),
+                _ => {}
+            }
+        }
+        for path in old.inputs.keys().filter(|p| !new.inputs.contains_key(*p)) {
+            reasons.push(format!("input {path} no longer used"));
+        }
+        if reasons.is_empty() {
+            reasons.push("inputs changed".to_string());
+        }
+        reasons
+    }
+}
+
+fn input_change(path: &str, old: Option<&Tree>, new: Option<&Tree>) -> String {
+    let (Some(old), Some(new)) = (old, new) else {
+        return format!("input {path} changed");
+    };
+    if new.entries.len() == 1 && new.entries[0].path.is_empty() {
+        return format!("input {path} changed");
+    }
+    let (changed, added, removed) = hash::diff(&old.entries, &new.entries);
+    let mut parts = Vec::new();
+    for (list, verb) in [
+        (&changed, "changed"),
+        (&added, "added"),
+        (&removed, "removed"),
+    ] {
+        if !list.is_empty() {
+            let mut names: Vec<&str> = list.iter().take(3).map(String::as_str).collect();
+            if list.len() > 3 {
+                names.push("…");
+            }
+            let noun = if list.len() == 1 { "file" } else { "files" };
+            parts.push(format!(
+                "{} {noun} {verb} ({})",
+                list.len(),
+                names.join(", ")
+            ));
+        }
+    }
+    format!("input {path} changed: {}", parts.join(", "))
+}
+
+/// A path as the user wrote it: relative to the pipeline's directory when inside it.
+pub fn display_path(path: &Path, base: &Path) -> String {
+    let p: PathBuf = path
+        .strip_prefix(base)
+        .map_or_else(|_| path.to_path_buf(), Path::to_path_buf);
+    p.to_string_lossy().into_owned()
+}
+
+/// The backend stages will actually run on.
+pub fn resolved_backend(choice: BackendChoice) -> &'static str {
+    match choice {
+        BackendChoice::Cpu => "cpu",
+        BackendChoice::Cuda => "cuda",
+        BackendChoice::Auto if cfg!(feature = "cuda") => "cuda",
+        BackendChoice::Auto => "cpu",
+    }
+}

@@ -1,0 +1,398 @@
+//! `pipe run`: bring the selected stages up to date, running independent stages in parallel.
+//!
+//! For each stage, once its upstream stages are done: compute its key; if the artifact exists,
+//! use it (cached, or restored when the stage last pointed elsewhere); otherwise take the key's
+//! execution lock (another process may be producing it: wait, then use its result), run the
+//! stage in a scratch dir, and publish the artifact atomically.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use pipe_stage_api::StageContext;
+use serde::Serialize;
+
+use crate::cache::{Artifact, Manifest, SCHEME, short};
+use crate::dag::{UnknownStage, select};
+use crate::hash::hash_tree_uncached;
+use crate::plan::{Planner, State};
+use crate::spec::StageSpec;
+
+pub struct RunOptions {
+    pub targets: Vec<String>,
+    pub force: bool,
+    pub dry_run: bool,
+    pub keep_going: bool,
+    pub jobs: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Already up to date.
+    Cached,
+    /// An earlier artifact for the current key was reused (e.g. a parameter switched back).
+    Restored,
+    Ran,
+    Failed,
+    /// Not run: an upstream stage failed, or the run stopped at an earlier failure.
+    Skipped,
+    /// `--dry-run`: would execute.
+    WouldRun,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Cached => "cached",
+            Action::Restored => "restored",
+            Action::Ran => "ran",
+            Action::Failed => "failed",
+            Action::Skipped => "skipped",
+            Action::WouldRun => "would run",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    pub stage: String,
+    pub action: Action,
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl StageReport {
+    fn new(stage: &str, action: Action) -> Self {
+        Self {
+            stage: stage.to_string(),
+            action,
+            key: None,
+            duration_s: None,
+            reasons: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+/// Render an error and all its sources on one line: `outer: inner: innermost`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// What `--dry-run` would do, from the current status.
+pub fn dry_run(planner: &Planner, opts: &RunOptions) -> Result<Vec<StageReport>, UnknownStage> {
+    let selected = select(planner.spec, &opts.targets)?;
+    let forced = forced(planner, opts);
+    let mut reports = Vec::new();
+    for status in planner
+        .status()
+        .into_iter()
+        .filter(|s| selected.contains(&s.name))
+    {
+        let mut r = StageReport::new(&status.name, Action::WouldRun);
+        r.key = status.key;
+        if forced.contains(&status.name) {
+            r.reasons.push("--force".to_string());
+        } else if status.state == State::Fresh {
+            r.action = Action::Cached;
+        } else {
+            r.reasons = status.reasons;
+        }
+        reports.push(r);
+    }
+    Ok(reports)
+}
+
+fn forced(planner: &Planner, opts: &RunOptions) -> BTreeSet<String> {
+    match (opts.force, opts.targets.is_empty()) {
+        (false, _) => BTreeSet::new(),
+        (true, true) => planner.spec.stage_names().map(str::to_string).collect(),
+        (true, false) => opts.targets.iter().cloned().collect(),
+    }
+}
+
+enum Slot {
+    Pending,
+    Running,
+    Done(Box<Artifact>),
+    Failed,
+    Skipped,
+}
+
+/// Run the selected stages. `on_done` is called as each stage finishes (for live output).
+pub fn execute(
+    planner: &Planner,
+    opts: &RunOptions,
+    on_done: &dyn Fn(&StageReport),
+) -> Result<Vec<StageReport>, UnknownStage> {
+    let spec = planner.spec;
+    let selected = select(spec, &opts.targets)?;
+    let forced = forced(planner, opts);
+    let order: Vec<&StageSpec> = spec
+        .stages
+        .iter()
+        .filter(|s| selected.contains(&s.name))
+        .collect();
+    let mut slots: BTreeMap<&str, Slot> = order
+        .iter()
+        .map(|s| (s.name.as_str(), Slot::Pending))
+        .collect();
+    let mut reports: BTreeMap<String, StageReport> = BTreeMap::new();
+    let jobs = opts.jobs.max(1);
+    let bars = MultiProgress::new();
+    planner.cache.clean_dead_scratch();
+
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<StageReport>();
+        let mut running = 0usize;
+        let mut accelerator_busy = false;
+        let mut stop = false;
+        loop {
+            for stage in &order {
+                if !matches!(slots.get(stage.name.as_str()), Some(Slot::Pending)) {
+                    continue;
+                }
+                let upstream_failed = stage
+                    .deps
+                    .iter()
+                    .find(|d| matches!(slots.get(d.as_str()), Some(Slot::Failed | Slot::Skipped)));
+                if upstream_failed.is_some() || stop {
+                    let mut r = StageReport::new(&stage.name, Action::Skipped);
+                    r.reasons.push(match upstream_failed {
+                        Some(d) => format!("upstream `{d}` did not complete"),
+                        None => "not started: an earlier stage failed (use --keep-going to run independent stages)".to_string(),
+                    });
+                    on_done(&r);
+                    reports.insert(stage.name.clone(), r);
+                    slots.insert(&stage.name, Slot::Skipped);
+                    continue;
+                }
+                let ready = stage
+                    .deps
+                    .iter()
+                    .all(|d| matches!(slots.get(d.as_str()), Some(Slot::Done(_))));
+                let accel = stage.kind.uses_accelerator();
+                if !ready || running >= jobs || (accel && accelerator_busy) {
+                    continue;
+                }
+                let deps: BTreeMap<String, Artifact> = stage
+                    .deps
+                    .iter()
+                    .filter_map(|d| match slots.get(d.as_str()) {
+                        Some(Slot::Done(a)) => Some((d.clone(), (**a).clone())),
+                        _ => None,
+                    })
+                    .collect();
+                slots.insert(&stage.name, Slot::Running);
+                running += 1;
+                accelerator_busy |= accel;
+                let tx = tx.clone();
+                let force = forced.contains(&stage.name);
+                let bar = bars.add(spinner(&stage.name));
+                scope.spawn(move || {
+                    let report = run_stage(planner, stage, &deps, force, &bar);
+                    bar.finish_and_clear();
+                    let _ = tx.send(report);
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok(report) = rx.recv() else { break };
+            running -= 1;
+            if let Some(stage) = spec.stage(&report.stage) {
+                accelerator_busy &= !stage.kind.uses_accelerator();
+            }
+            let slot = match (
+                report.action,
+                report
+                    .key
+                    .as_deref()
+                    .and_then(|k| planner.cache.artifact(k)),
+            ) {
+                (Action::Cached | Action::Restored | Action::Ran, Some(a)) => {
+                    Slot::Done(Box::new(a))
+                }
+                _ => {
+                    stop |= !opts.keep_going;
+                    Slot::Failed
+                }
+            };
+            let _ = bars.suspend(|| on_done(&report));
+            if let Some(name) = order
+                .iter()
+                .map(|s| s.name.as_str())
+                .find(|n| *n == report.stage)
+            {
+                slots.insert(name, slot);
+            }
+            reports.insert(report.stage.clone(), report);
+        }
+    });
+    Ok(order
+        .iter()
+        .filter_map(|s| reports.remove(&s.name))
+        .collect())
+}
+
+fn spinner(stage: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_prefix(stage.to_string());
+    bar.set_message("hashing inputs");
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn run_stage(
+    planner: &Planner,
+    stage: &StageSpec,
+    deps: &BTreeMap<String, Artifact>,
+    force: bool,
+    bar: &ProgressBar,
+) -> StageReport {
+    let cache = planner.cache;
+    let mut report = StageReport::new(&stage.name, Action::Failed);
+    let contents = deps
+        .iter()
+        .map(|(n, a)| (n.clone(), a.manifest.content.clone()))
+        .collect();
+    let keyed = match planner.key(stage, contents) {
+        Ok(k) => k,
+        Err(e) => {
+            report.error = Some(error_chain(&e));
+            return report;
+        }
+    };
+    report.key = Some(keyed.key.clone());
+    let previous = cache.read_ref(&planner.pipeline_id, &stage.name);
+    let reuse = |report: &mut StageReport, artifact: &Artifact| {
+        report.action = if previous.as_deref() == Some(artifact.manifest.key.as_str()) {
+            Action::Cached
+        } else {
+            Action::Restored
+        };
+    };
+    if !force && let Some(a) = cache.artifact(&keyed.key) {
+        reuse(&mut report, &a);
+        return finish(planner, report);
+    }
+    report.reasons = match &previous {
+        _ if force => vec!["--force".to_string()],
+        Some(prev) => planner.explain(prev, &keyed),
+        None => vec!["never run".to_string()],
+    };
+    bar.set_message(format!("waiting for lock ({})", short(&keyed.key)));
+    let _lock = match cache.exec_lock(&keyed.key, &stage.name) {
+        Ok(l) => l,
+        Err(e) => {
+            report.error = Some(error_chain(&e));
+            return report;
+        }
+    };
+    // Another process may have produced it while we waited.
+    if !force && let Some(a) = cache.artifact(&keyed.key) {
+        reuse(&mut report, &a);
+        return finish(planner, report);
+    }
+    bar.set_message(format!("running ({})", stage.kind.name()));
+    tracing::info!("running stage `{}` ({})", stage.name, short(&keyed.key));
+    let started = Instant::now();
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let result = (|| -> Result<Artifact, Box<dyn std::error::Error + Send + Sync>> {
+        let scratch = cache.new_scratch(&keyed.key)?;
+        let work = cache.work_dir(&keyed.key)?;
+        let dep_dirs = deps.iter().map(|(n, a)| (n.clone(), a.out())).collect();
+        let ctx = StageContext {
+            stage: &stage.name,
+            pipeline_dir: &planner.spec.dir,
+            out_dir: &scratch.out,
+            work_dir: &work,
+            deps: &dep_dirs,
+            params: &stage.params,
+            seed: planner.spec.seed,
+            backend: planner.spec.backend,
+        };
+        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| stage.kind.run(&ctx))) {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => {
+                let _ = crate::cache::remove_tree(&scratch.dir);
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = crate::cache::remove_tree(&scratch.dir);
+                return Err(format!(
+                    "stage `{}` panicked (a bug in the `{}` kind)",
+                    stage.name,
+                    stage.kind.name()
+                )
+                .into());
+            }
+        };
+        bar.set_message("publishing");
+        let tree = hash_tree_uncached(&scratch.out)?;
+        let manifest = Manifest {
+            scheme: SCHEME,
+            key: keyed.key.clone(),
+            stage: stage.name.clone(),
+            kind: stage.kind.name().to_string(),
+            content: tree.digest.clone(),
+            files: tree.entries.len() as u64,
+            bytes: tree.bytes(),
+            started: started_unix,
+            duration_s: started.elapsed().as_secs_f64(),
+            metrics: outcome.metrics,
+            results: outcome
+                .results
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            pipe_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        Ok(cache.publish(scratch, &keyed.preimage, &keyed.inputs, &manifest)?)
+    })();
+    match result {
+        Ok(_) => {
+            report.action = Action::Ran;
+            report.duration_s = Some(started.elapsed().as_secs_f64());
+            finish(planner, report)
+        }
+        Err(e) => {
+            report.duration_s = Some(started.elapsed().as_secs_f64());
+            report.error = Some(error_chain(e.as_ref()));
+            report
+        }
+    }
+}
+
+fn finish(planner: &Planner, mut report: StageReport) -> StageReport {
+    if let Some(key) = &report.key
+        && let Err(e) = planner
+            .cache
+            .write_ref(&planner.pipeline_id, &report.stage, key)
+    {
+        report.action = Action::Failed;
+        report.error = Some(error_chain(&e));
+    }
+    report
+}

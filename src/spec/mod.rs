@@ -1,0 +1,490 @@
+//! pipeline.toml → a typed, validated [`Spec`]. Everything that can be wrong with the file is
+//! found here, once, and reported with its location; later stages trust the spec.
+
+mod error;
+mod locate;
+mod overrides;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use pipe_stage_api::{BackendChoice, StageKind};
+
+pub use error::{Diagnostic, SpecError, did_you_mean};
+pub use locate::{Location, Source};
+pub use overrides::Override;
+
+use crate::kinds;
+
+/// The validated pipeline.
+pub struct Spec {
+    /// Absolute path of pipeline.toml.
+    pub file: PathBuf,
+    /// Its directory: relative paths resolve here and commands run here.
+    pub dir: PathBuf,
+    pub name: String,
+    pub backend: BackendChoice,
+    pub seed: u64,
+    pub cache_dir: PathBuf,
+    pub results_dir: PathBuf,
+    /// Stages in a topological order (file order among independent stages).
+    pub stages: Vec<StageSpec>,
+}
+
+pub struct StageSpec {
+    pub name: String,
+    pub kind: &'static dyn StageKind,
+    pub deps: Vec<String>,
+    /// The stage's table without `kind`, `deps` and `results`.
+    pub params: toml::Table,
+    /// Where `results/` shows this stage's files.
+    pub results: PathBuf,
+}
+
+impl Spec {
+    pub fn stage(&self, name: &str) -> Option<&StageSpec> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    pub fn stage_names(&self) -> impl Iterator<Item = &str> {
+        self.stages.iter().map(|s| s.name.as_str())
+    }
+}
+
+const TOP_KEYS: &[&str] = &["pipeline", "stages"];
+const PIPELINE_KEYS: &[&str] = &["name", "backend", "seed", "cache", "results"];
+const STAGE_KEYS: &[&str] = &["kind", "deps", "results"];
+
+/// Read, override and validate a pipeline file.
+pub fn load(file: &Path, overrides: &[Override]) -> Result<Spec, SpecError> {
+    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    parse(&file, &text, overrides)
+}
+
+/// Validate pipeline text as if read from `file`.
+pub fn parse(file: &Path, text: &str, overrides: &[Override]) -> Result<Spec, SpecError> {
+    let display_name = file
+        .file_name()
+        .map_or_else(|| file.to_path_buf(), PathBuf::from);
+    let src = Source::new(&display_name, text);
+    let mut doc: toml::Table = toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map_or_else(|| src.at(0), |s| src.at(s.start))
+            .to_string();
+        let message = e.message().trim().to_string();
+        SpecError::Invalid(vec![Diagnostic {
+            at,
+            key: String::new(),
+            message,
+            help: None,
+        }])
+    })?;
+    let overridden = overrides::apply(&mut doc, overrides).map_err(SpecError::Invalid)?;
+    let mut v = Validator {
+        src: &src,
+        overridden: &overridden,
+        problems: Vec::new(),
+    };
+    let spec = v.spec(file, &doc);
+    match spec {
+        Some(spec) if v.problems.is_empty() => Ok(spec),
+        _ => Err(SpecError::Invalid(v.problems)),
+    }
+}
+
+struct Validator<'a> {
+    src: &'a Source<'a>,
+    /// Key paths set by `--set`, with the flag's text, so errors point at the flag.
+    overridden: &'a BTreeMap<Vec<String>, String>,
+    problems: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn report(&mut self, path: &[&str], message: impl Into<String>, help: Option<String>) {
+        let owned: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        let at = match self.overridden.iter().find(|(p, _)| owned.starts_with(p)) {
+            Some((_, flag)) => flag.clone(),
+            None => self.src.locate(path).to_string(),
+        };
+        self.problems.push(Diagnostic {
+            at,
+            key: path.join("."),
+            message: message.into(),
+            help,
+        });
+    }
+
+    fn unknown_keys(&mut self, table: &toml::Table, prefix: &[&str], known: &[&str]) {
+        for key in table.keys() {
+            if !known.contains(&key.as_str()) {
+                let mut path = prefix.to_vec();
+                path.push(key);
+                let help = did_you_mean(key, known.iter().copied())
+                    .or_else(|| Some(format!("expected one of: {}", known.join(", "))));
+                self.report(&path, "unknown key", help);
+            }
+        }
+    }
+
+    fn spec(&mut self, file: &Path, doc: &toml::Table) -> Option<Spec> {
+        self.unknown_keys(doc, &[], TOP_KEYS);
+        let dir = file
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let empty = toml::Table::new();
+        let pipeline = match doc.get("pipeline") {
+            None => &empty,
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => {
+                self.report(&["pipeline"], "must be a table", None);
+                &empty
+            }
+        };
+        self.unknown_keys(pipeline, &["pipeline"], PIPELINE_KEYS);
+        let default_name = dir
+            .file_name()
+            .map_or("pipeline".into(), |n| n.to_string_lossy().into_owned());
+        let name = self
+            .string(pipeline, &["pipeline", "name"])
+            .unwrap_or(default_name);
+        let backend = match self.string(pipeline, &["pipeline", "backend"]).as_deref() {
+            None | Some("auto") => BackendChoice::Auto,
+            Some("cpu") => BackendChoice::Cpu,
+            Some("cuda") => BackendChoice::Cuda,
+            Some(other) => {
+                let help = did_you_mean(other, ["auto", "cpu", "cuda"]);
+                self.report(
+                    &["pipeline", "backend"],
+                    format!("unknown backend `{other}`: expected \"auto\", \"cpu\" or \"cuda\""),
+                    help,
+                );
+                BackendChoice::Auto
+            }
+        };
+        let seed = match pipeline.get("seed") {
+            None => 0,
+            Some(toml::Value::Integer(i)) if *i >= 0 => *i as u64,
+            Some(_) => {
+                self.report(
+                    &["pipeline", "seed"],
+                    "must be a non-negative integer",
+                    None,
+                );
+                0
+            }
+        };
+        let cache_dir = dir.join(
+            self.string(pipeline, &["pipeline", "cache"])
+                .unwrap_or_else(|| "cache".into()),
+        );
+        let results_dir = dir.join(
+            self.string(pipeline, &["pipeline", "results"])
+                .unwrap_or_else(|| "results".into()),
+        );
+
+        let stages = self.stages(doc, &results_dir);
+        let stages = self.order(stages?)?;
+        Some(Spec {
+            file: file.to_path_buf(),
+            dir,
+            name,
+            backend,
+            seed,
+            cache_dir,
+            results_dir,
+            stages,
+        })
+    }
+
+    fn string(&mut self, table: &toml::Table, path: &[&str]) -> Option<String> {
+        let key = path.last().copied().unwrap_or_default();
+        match table.get(key) {
+            None => None,
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.report(path, "must be a string", None);
+                None
+            }
+        }
+    }
+
+    fn stages(&mut self, doc: &toml::Table, results_dir: &Path) -> Option<Vec<StageSpec>> {
+        let Some(value) = doc.get("stages") else {
+            self.report(
+                &[],
+                "no stages: add at least one `[stages.<name>]` table",
+                None,
+            );
+            return None;
+        };
+        let Some(table) = value.as_table() else {
+            self.report(
+                &["stages"],
+                "must be a table of `[stages.<name>]` tables",
+                None,
+            );
+            return None;
+        };
+        if table.is_empty() {
+            self.report(
+                &["stages"],
+                "no stages: add at least one `[stages.<name>]` table",
+                None,
+            );
+        }
+        let names: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut env_names = BTreeMap::new();
+        let mut out = Vec::new();
+        for (name, value) in table {
+            if let Some(stage) = self.stage(name, value, &names, results_dir) {
+                out.push(stage);
+            }
+            let env = env_name(name);
+            if let Some(other) = env_names.insert(env.clone(), name.clone()) {
+                self.report(
+                    &["stages", name],
+                    format!("clashes with stage `{other}`: both export $PIPE_DEP_{env}"),
+                    None,
+                );
+            }
+        }
+        let mut seen: BTreeMap<&Path, &str> = BTreeMap::new();
+        for stage in &out {
+            if let Some(other) = seen.insert(&stage.results, &stage.name) {
+                let message = format!(
+                    "duplicate output path {}: stage `{other}` writes its results there too",
+                    stage.results.display()
+                );
+                self.problems.push(Diagnostic {
+                    at: self
+                        .src
+                        .locate(&["stages", &stage.name, "results"])
+                        .to_string(),
+                    key: format!("stages.{}.results", stage.name),
+                    message,
+                    help: None,
+                });
+            }
+        }
+        Some(out)
+    }
+
+    fn stage(
+        &mut self,
+        name: &str,
+        value: &toml::Value,
+        names: &[&str],
+        results_dir: &Path,
+    ) -> Option<StageSpec> {
+        let path = ["stages", name];
+        if !valid_name(name) {
+            self.report(
+                &path,
+                "stage names must start with a letter and use only letters, digits, `_` and `-`",
+                None,
+            );
+        }
+        let Some(table) = value.as_table() else {
+            self.report(
+                &path,
+                "must be a table: write `[stages.NAME]` with its keys below",
+                None,
+            );
+            return None;
+        };
+        let kind_name = match table.get("kind") {
+            None => name.to_string(),
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(_) => {
+                self.report(&["stages", name, "kind"], "must be a string", None);
+                return None;
+            }
+        };
+        let Some(kind) = kinds::find(&kind_name) else {
+            let known: Vec<&str> = kinds::all().iter().map(|k| k.name()).collect();
+            let help = did_you_mean(&kind_name, known.iter().copied())
+                .or_else(|| Some(format!("known kinds: {}", known.join(", "))));
+            let at: &[&str] = if table.contains_key("kind") {
+                &["stages", name, "kind"]
+            } else {
+                &path
+            };
+            self.report(at, format!("unknown stage kind `{kind_name}`"), help);
+            return None;
+        };
+        let deps = self.deps(name, table, names);
+        let results = match self.string(table, &["stages", name, "results"]) {
+            Some(p) => results_dir.parent().unwrap_or(results_dir).join(p),
+            None => results_dir.join(name),
+        };
+        let params: toml::Table = table
+            .iter()
+            .filter(|(k, _)| !STAGE_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Err(e) = kind.check(&params) {
+            let mut full: Vec<&str> = vec!["stages", name];
+            full.extend(e.path.iter().map(String::as_str));
+            let help = unknown_key_help(&e);
+            self.report(&full, e.message.clone(), help);
+        }
+        Some(StageSpec {
+            name: name.to_string(),
+            kind,
+            deps,
+            params,
+            results,
+        })
+    }
+
+    fn deps(&mut self, name: &str, table: &toml::Table, names: &[&str]) -> Vec<String> {
+        let path = ["stages", name, "deps"];
+        let Some(value) = table.get("deps") else {
+            return Vec::new();
+        };
+        let Some(items) = value.as_array() else {
+            self.report(
+                &path,
+                "must be an array of stage names, e.g. deps = [\"prep\"]",
+                None,
+            );
+            return Vec::new();
+        };
+        let mut deps = Vec::new();
+        for item in items {
+            let Some(dep) = item.as_str() else {
+                self.report(&path, "must contain only stage names (strings)", None);
+                continue;
+            };
+            if dep == name {
+                self.report(
+                    &path,
+                    format!("stage `{name}` cannot depend on itself"),
+                    None,
+                );
+            } else if !names.contains(&dep) {
+                let help = did_you_mean(dep, names.iter().copied());
+                self.report(&path, format!("unknown stage `{dep}`"), help);
+            } else if deps.iter().any(|d| d == dep) {
+                self.report(&path, format!("`{dep}` is listed twice"), None);
+            } else {
+                deps.push(dep.to_string());
+            }
+        }
+        deps
+    }
+
+    /// Topological order, or a diagnostic naming a cycle.
+    fn order(&mut self, stages: Vec<StageSpec>) -> Option<Vec<StageSpec>> {
+        let index: BTreeMap<&str, usize> = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let mut graph = petgraph::graph::DiGraph::<usize, ()>::new();
+        let nodes: Vec<_> = (0..stages.len()).map(|i| graph.add_node(i)).collect();
+        for (i, s) in stages.iter().enumerate() {
+            for d in &s.deps {
+                if let Some(&j) = index.get(d.as_str()) {
+                    graph.add_edge(nodes[j], nodes[i], ());
+                }
+            }
+        }
+        if let Some(cycle) = find_cycle(&graph, &stages) {
+            let first = cycle[0].clone();
+            let shown = cycle
+                .iter()
+                .chain(std::iter::once(&first))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" → ");
+            self.report(
+                &["stages", &first, "deps"],
+                format!("dependency cycle: {shown}"),
+                None,
+            );
+            return None;
+        }
+        // Kahn's algorithm with the file order as tie-break, so output is stable and readable.
+        let mut placed = BTreeSet::new();
+        let mut order = Vec::with_capacity(stages.len());
+        while order.len() < stages.len() {
+            let next = (0..stages.len()).find(|&i| {
+                !placed.contains(&i)
+                    && stages[i]
+                        .deps
+                        .iter()
+                        .all(|d| index.get(d.as_str()).is_some_and(|j| placed.contains(j)))
+            })?;
+            placed.insert(next);
+            order.push(next);
+        }
+        let mut slots: Vec<Option<StageSpec>> = stages.into_iter().map(Some).collect();
+        Some(order.into_iter().filter_map(|i| slots[i].take()).collect())
+    }
+}
+
+fn find_cycle(
+    graph: &petgraph::graph::DiGraph<usize, ()>,
+    stages: &[StageSpec],
+) -> Option<Vec<String>> {
+    let scc = petgraph::algo::tarjan_scc(graph)
+        .into_iter()
+        .find(|c| c.len() > 1)?;
+    // Walk the component from its first node (in file order) along edges that stay inside it.
+    let start = *scc.iter().min_by_key(|n| graph[**n])?;
+    let mut cycle = vec![start];
+    let mut current = start;
+    loop {
+        let next = graph
+            .neighbors(current)
+            .filter(|n| scc.contains(n))
+            .min_by_key(|n| graph[*n])?;
+        if next == start || cycle.contains(&next) {
+            break;
+        }
+        cycle.push(next);
+        current = next;
+    }
+    Some(
+        cycle
+            .into_iter()
+            .map(|n| stages[graph[n]].name.clone())
+            .collect(),
+    )
+}
+
+/// serde lists the accepted fields of an unknown-field error: offer the closest one.
+fn unknown_key_help(e: &pipe_stage_api::ParamError) -> Option<String> {
+    let key = e.path.last()?;
+    let expected = e.message.split("expected one of ").nth(1)?;
+    let candidates: Vec<&str> = expected
+        .split(", ")
+        .map(|s| s.trim_matches(|c| c == '`' || c == ' '))
+        .collect();
+    did_you_mean(key, candidates)
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `my-stage` → `MY_STAGE`, the suffix of `$PIPE_DEP_…`.
+pub fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
