@@ -52,7 +52,7 @@ pub enum PlanError {
         stage: String,
         path: String,
         #[source]
-        source: hash::HashError,
+        source: Box<hash::HashError>,
     },
     #[error("stage `{stage}`: {message}")]
     Inputs { stage: String, message: String },
@@ -120,7 +120,7 @@ impl<'a> Planner<'a> {
             let tree = hash::hash_tree(&path, &self.stat).map_err(|source| PlanError::Hash {
                 stage: stage.name.clone(),
                 path: shown.clone(),
-                source,
+                source: Box::new(source),
             })?;
             inputs.insert(shown, tree);
         }

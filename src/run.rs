@@ -233,7 +233,7 @@ pub fn execute(
                     Slot::Failed
                 }
             };
-            let _ = bars.suspend(|| on_done(&report));
+            bars.suspend(|| on_done(&report));
             if let Some(name) = order
                 .iter()
                 .map(|s| s.name.as_str())

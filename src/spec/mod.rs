@@ -85,8 +85,12 @@ pub fn parse(file: &Path, text: &str, overrides: &[Override]) -> Result<Spec, Sp
         }])
     })?;
     let overridden = overrides::apply(&mut doc, overrides).map_err(SpecError::Invalid)?;
+    let dir = file
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let mut v = Validator {
         src: &src,
+        dir,
         overridden: &overridden,
         problems: Vec::new(),
     };
@@ -99,6 +103,8 @@ pub fn parse(file: &Path, text: &str, overrides: &[Override]) -> Result<Spec, Sp
 
 struct Validator<'a> {
     src: &'a Source<'a>,
+    /// The pipeline file's directory.
+    dir: PathBuf,
     /// Key paths set by `--set`, with the flag's text, so errors point at the flag.
     overridden: &'a BTreeMap<Vec<String>, String>,
     problems: Vec<Diagnostic>,
@@ -258,7 +264,11 @@ impl Validator<'_> {
             if let Some(other) = seen.insert(&stage.results, &stage.name) {
                 let message = format!(
                     "duplicate output path {}: stage `{other}` writes its results there too",
-                    stage.results.display()
+                    stage
+                        .results
+                        .strip_prefix(&self.dir)
+                        .unwrap_or(&stage.results)
+                        .display()
                 );
                 self.problems.push(Diagnostic {
                     at: self
@@ -319,7 +329,7 @@ impl Validator<'_> {
         };
         let deps = self.deps(name, table, names);
         let results = match self.string(table, &["stages", name, "results"]) {
-            Some(p) => results_dir.parent().unwrap_or(results_dir).join(p),
+            Some(p) => self.dir.join(p),
             None => results_dir.join(name),
         };
         let params: toml::Table = table
