@@ -59,6 +59,7 @@ pub enum PlanError {
 }
 
 /// What a stage's key is computed from, plus the per-file listing of its inputs.
+#[derive(Clone)]
 pub struct Keyed {
     pub preimage: PreImage,
     pub key: String,
@@ -72,7 +73,12 @@ pub struct Planner<'a> {
     /// Identifies this pipeline file inside a shared cache (refs, run records).
     pub pipeline_id: String,
     stat: Mutex<StatCache>,
+    /// Keys already computed in this command, by stage and upstream digests: inputs are
+    /// hashed once per command even when status is asked again after a run.
+    memo: Mutex<Memo>,
 }
+
+type Memo = BTreeMap<(String, BTreeMap<String, String>), Keyed>;
 
 impl<'a> Planner<'a> {
     pub fn new(spec: &'a Spec, cache: &'a Cache) -> Self {
@@ -83,6 +89,7 @@ impl<'a> Planner<'a> {
             cache,
             pipeline_id,
             stat: Mutex::new(cache.load_statcache()),
+            memo: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -97,6 +104,27 @@ impl<'a> Planner<'a> {
 
     /// The key of `stage` given its upstream artifacts' content digests.
     pub fn key(
+        &self,
+        stage: &StageSpec,
+        deps: BTreeMap<String, String>,
+    ) -> Result<Keyed, PlanError> {
+        let memo_key = (stage.name.clone(), deps.clone());
+        if let Some(k) = self
+            .memo
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&memo_key).cloned())
+        {
+            return Ok(k);
+        }
+        let keyed = self.compute_key(stage, deps)?;
+        if let Ok(mut m) = self.memo.lock() {
+            m.insert(memo_key, keyed.clone());
+        }
+        Ok(keyed)
+    }
+
+    fn compute_key(
         &self,
         stage: &StageSpec,
         deps: BTreeMap<String, String>,
