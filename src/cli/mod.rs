@@ -4,6 +4,7 @@
 //! 2 bad usage or an invalid pipeline; 3 an I/O or cache error.
 
 mod output;
+mod score;
 
 use std::path::PathBuf;
 
@@ -102,6 +103,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Score predicted captions against references with the COCO caption metrics.
+    Score(score::ScoreArgs),
     /// List the stage kinds this build knows.
     Kinds,
 }
@@ -116,6 +119,8 @@ pub enum CliError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Results(#[from] ResultsError),
+    #[error(transparent)]
+    Metrics(#[from] pipe_metrics::MetricsError),
 }
 
 impl CliError {
@@ -124,6 +129,8 @@ impl CliError {
             CliError::Spec(SpecError::Invalid(_)) | CliError::UnknownStage(_) => 2,
             CliError::Spec(SpecError::Read { .. }) => 2,
             CliError::Cache(_) | CliError::Results(_) => 3,
+            CliError::Metrics(pipe_metrics::MetricsError::Io { .. }) => 3,
+            CliError::Metrics(_) => 2,
         }
     }
 }
@@ -233,6 +240,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
                 Exit::Failed
             })
         }
+        Command::Score(score_args) => score::run(&score_args),
         Command::Kinds => {
             for k in pipe::kinds::all() {
                 println!("{:10} {}", k.name(), k.about());
