@@ -27,7 +27,8 @@ pub fn status(statuses: &[StageStatus], as_json: bool) {
         .max(5);
     for s in statuses {
         let key = s.key.as_deref().map_or("-", short);
-        println!("{:width$}  {:8} {:12}", s.name, s.state.as_str(), key);
+        let line = format!("{:width$}  {:8} {key}", s.name, s.state.as_str());
+        println!("{}", line.trim_end());
         for r in &s.reasons {
             println!("{:width$}    {r}", "");
         }
@@ -47,7 +48,8 @@ pub fn run_line(r: &StageReport) {
         .duration_s
         .map(|d| format!("  {d:.1}s"))
         .unwrap_or_default();
-    println!("{mark} {:12} {:9} {key}{took}", r.stage, r.action.as_str());
+    let line = format!("{mark} {:12} {:9} {key}{took}", r.stage, r.action.as_str());
+    println!("{}", line.trim_end());
     if r.action != Action::Cached {
         for reason in &r.reasons {
             println!("      {reason}");

@@ -45,12 +45,18 @@ pub fn run(args: &ScoreArgs) -> Result<Exit, CliError> {
         Meteor::Skip => MeteorMode::Skip,
     };
     let opts = ScoreOptions {
-        meteor: MeteorOptions { jar: args.meteor_jar.clone(), mode },
+        meteor: MeteorOptions {
+            jar: args.meteor_jar.clone(),
+            mode,
+        },
         single_ref: !args.no_single_ref,
     };
     let report = pipe_metrics::score_files(&args.predictions, &args.references, &opts)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json()).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+        );
     } else {
         print!("{}", report.to_text());
     }

@@ -2,6 +2,7 @@
 
 mod cache;
 mod concurrency;
+mod data;
 mod errors;
 mod inspect;
 mod parse_props;
