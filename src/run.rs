@@ -250,6 +250,31 @@ pub fn execute(
         .collect())
 }
 
+/// A stage's progress shown on its bar: a spinner until a phase with a known length begins.
+struct BarProgress<'a>(&'a ProgressBar);
+
+impl pipe_stage_api::Progress for BarProgress<'_> {
+    fn begin(&self, phase: &str, total: Option<u64>) {
+        let template = match total {
+            Some(_) => "{spinner} {prefix} {msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+            None => "{spinner} {prefix} {msg} {pos} {elapsed}",
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            self.0.set_style(style.progress_chars("=> "));
+        }
+        self.0.set_message(phase.to_string());
+        self.0.set_position(0);
+        match total {
+            Some(n) => self.0.set_length(n),
+            None => self.0.unset_length(),
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
 fn spinner(stage: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix} {msg} {elapsed}") {
@@ -332,6 +357,7 @@ fn run_stage(
             params: &stage.params,
             seed: planner.spec.seed,
             backend: planner.spec.backend,
+            progress: &BarProgress(bar),
         };
         let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| stage.kind.run(&ctx))) {
             Ok(Ok(outcome)) => outcome,

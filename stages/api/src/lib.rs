@@ -45,6 +45,25 @@ pub struct StageContext<'a> {
     pub seed: u64,
     /// `[pipeline] backend`.
     pub backend: BackendChoice,
+    /// Where long work reports how far it got (a progress bar in a terminal).
+    pub progress: &'a dyn Progress,
+}
+
+/// Progress of a long stage: phases with an optional number of steps. Shared across threads.
+pub trait Progress: Sync {
+    /// Start a phase, e.g. `begin("validating images", Some(8091))`; `None` when the number of
+    /// steps is unknown.
+    fn begin(&self, phase: &str, total: Option<u64>);
+    /// `n` more steps of the current phase are done.
+    fn advance(&self, n: u64);
+}
+
+/// Reports nothing (tests, library use).
+pub struct Silent;
+
+impl Progress for Silent {
+    fn begin(&self, _phase: &str, _total: Option<u64>) {}
+    fn advance(&self, _n: u64) {}
 }
 
 /// What a successful run reports besides the files it wrote.

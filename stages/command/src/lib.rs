@@ -217,6 +217,7 @@ mod tests {
             params: &table,
             seed: 7,
             backend: Default::default(),
+            progress: &pipe_stage_api::Silent,
         };
         (Command.run(&ctx), dir)
     }

@@ -140,7 +140,13 @@ impl StageKind for Collate {
                 )));
             }
         };
-        Ok(run(ctx.params, ctx.pipeline_dir, prep_dir, ctx.out_dir)?)
+        Ok(run_with(
+            ctx.params,
+            ctx.pipeline_dir,
+            prep_dir,
+            ctx.out_dir,
+            ctx.progress,
+        )?)
     }
 }
 
@@ -158,6 +164,23 @@ pub fn run(
     pipeline_dir: &Path,
     prep_dir: &Path,
     out_dir: &Path,
+) -> Result<Outcome, CollateError> {
+    run_with(
+        params,
+        pipeline_dir,
+        prep_dir,
+        out_dir,
+        &pipe_stage_api::Silent,
+    )
+}
+
+/// [`run`], reporting progress.
+pub fn run_with(
+    params: &toml::Table,
+    pipeline_dir: &Path,
+    prep_dir: &Path,
+    out_dir: &Path,
+    progress: &dyn pipe_stage_api::Progress,
 ) -> Result<Outcome, CollateError> {
     let p = parse(params)?;
     let model = pipeline_dir.join(&p.model);
@@ -190,6 +213,7 @@ pub fn run(
     let mut writer = shards::ShardWriter::new(out_dir, p.shard_mb * (1 << 20))?;
     let limits = DecodeLimits::default();
     let mut places = Vec::with_capacity(prep.images.len());
+    progress.begin("resizing images", Some(prep.images.len() as u64));
     for chunk in prep.images.chunks(256) {
         let resized: Vec<Vec<u8>> = chunk
             .par_iter()
@@ -207,6 +231,7 @@ pub fn run(
                 Ok(pixels::resize_for(&rgb, &cfg).into_raw())
             })
             .collect::<Result<_, CollateError>>()?;
+        progress.advance(resized.len() as u64);
         for px in resized {
             places.push(writer.push(&px)?);
         }

@@ -147,7 +147,12 @@ impl StageKind for Prep {
     }
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
-        Ok(run(ctx.params, ctx.pipeline_dir, ctx.out_dir)?)
+        Ok(run_with(
+            ctx.params,
+            ctx.pipeline_dir,
+            ctx.out_dir,
+            ctx.progress,
+        )?)
     }
 }
 
@@ -157,13 +162,23 @@ pub fn run(
     pipeline_dir: &Path,
     out_dir: &Path,
 ) -> Result<Outcome, PrepError> {
+    run_with(params, pipeline_dir, out_dir, &pipe_stage_api::Silent)
+}
+
+/// [`run`], reporting progress.
+pub fn run_with(
+    params: &toml::Table,
+    pipeline_dir: &Path,
+    out_dir: &Path,
+    progress: &dyn pipe_stage_api::Progress,
+) -> Result<Outcome, PrepError> {
     let listing = match parse(params)? {
         DatasetParams::Flickr8k(p) => p.read(pipeline_dir)?,
         DatasetParams::Karpathy(p) => p.read(pipeline_dir)?,
         DatasetParams::Table(format, p) => p.read(format, pipeline_dir)?,
         DatasetParams::Synthetic(p) => p.generate(out_dir)?,
     };
-    build(listing, out_dir, &DecodeLimits::default())
+    build(listing, out_dir, &DecodeLimits::default(), progress)
 }
 
 /// Split, validate and write.
@@ -171,6 +186,7 @@ fn build(
     mut listing: Listing,
     out_dir: &Path,
     limits: &DecodeLimits,
+    progress: &dyn pipe_stage_api::Progress,
 ) -> Result<Outcome, PrepError> {
     let split_source = match &listing.split_source {
         SplitSource::Dataset(what) => what.clone(),
@@ -203,12 +219,15 @@ fn build(
         source,
     })?;
     tracing::info!(images = listing.entries.len(), root = %root.path().display(), "validating images");
+    progress.begin("validating images", Some(listing.entries.len() as u64));
     let checked: Vec<Result<(String, u32, u32), String>> = listing
         .entries
         .par_iter()
         .map(|e| {
             let path = root.resolve(&e.id)?;
-            let loaded = load_image(&path, limits).map_err(|i| i.0)?;
+            let loaded = load_image(&path, limits).map_err(|i| i.0);
+            progress.advance(1);
+            let loaded = loaded?;
             Ok((loaded.hash, loaded.rgb.width(), loaded.rgb.height()))
         })
         .collect();
