@@ -1,0 +1,356 @@
+//! Caption decoding with transformers' `generate()` semantics (5.x): greedy search when
+//! `num_beams == 1`, beam search otherwise, and the logits processors the options switch on.
+//!
+//! The model work (one decoder step for all rows) runs on the backend; the bookkeeping (token
+//! histories, penalties, top-k over beams × vocabulary) runs on the host over one `[R, V]` block
+//! of scores per step.
+
+pub mod beam;
+pub mod greedy;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::text::{CrossKv, KvCache, TextDecoder};
+
+/// Decoding options, named and defaulted as transformers' `GenerationConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerationConfig {
+    /// 1: greedy search; more: beam search.
+    pub num_beams: usize,
+    /// Tokens generated after the prompt at most (the `[SEP]` included).
+    pub max_new_tokens: usize,
+    /// `[SEP]` is forbidden until this many tokens have been generated.
+    pub min_new_tokens: usize,
+    /// Finished beams score `sum log p / generated_len ^ length_penalty`.
+    pub length_penalty: f32,
+    /// An n-gram of this size may occur once per sequence (0: off).
+    pub no_repeat_ngram_size: usize,
+    /// Scores of tokens already in the sequence are divided (if positive) or multiplied (if
+    /// negative) by this (1.0: off).
+    pub repetition_penalty: f32,
+    /// When beam search stops (transformers' `early_stopping`: false, true or "never").
+    pub early_stopping: EarlyStopping,
+    /// Token ids after `[DEC]` that every caption starts with (e.g. "a picture of"); they are
+    /// part of the returned tokens, as in transformers.
+    pub prompt_ids: Vec<u32>,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self {
+            num_beams: 1,
+            max_new_tokens: 20,
+            min_new_tokens: 0,
+            length_penalty: 1.0,
+            no_repeat_ngram_size: 0,
+            repetition_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
+            prompt_ids: Vec::new(),
+        }
+    }
+}
+
+/// transformers' `early_stopping`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(from = "EarlyStoppingRepr", into = "EarlyStoppingRepr")]
+pub enum EarlyStopping {
+    /// `False`: stop when the best running beam, scored at its current length, cannot beat
+    /// the worst finished one.
+    #[default]
+    Heuristic,
+    /// `True`: stop as soon as `num_beams` hypotheses are finished.
+    Done,
+    /// `"never"`: the canonical beam search; with a positive length penalty the best running
+    /// beam is scored at the maximum length.
+    Never,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum EarlyStoppingRepr {
+    Flag(bool),
+    Word(NeverWord),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum NeverWord {
+    Never,
+}
+
+impl From<EarlyStoppingRepr> for EarlyStopping {
+    fn from(r: EarlyStoppingRepr) -> Self {
+        match r {
+            EarlyStoppingRepr::Flag(false) => EarlyStopping::Heuristic,
+            EarlyStoppingRepr::Flag(true) => EarlyStopping::Done,
+            EarlyStoppingRepr::Word(NeverWord::Never) => EarlyStopping::Never,
+        }
+    }
+}
+
+impl From<EarlyStopping> for EarlyStoppingRepr {
+    fn from(e: EarlyStopping) -> Self {
+        match e {
+            EarlyStopping::Heuristic => EarlyStoppingRepr::Flag(false),
+            EarlyStopping::Done => EarlyStoppingRepr::Flag(true),
+            EarlyStopping::Never => EarlyStoppingRepr::Word(NeverWord::Never),
+        }
+    }
+}
+
+/// A decoding option that cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GenerationError {
+    #[error("num_beams must be at least 1")]
+    NoBeams,
+    #[error("max_new_tokens must be at least 1")]
+    NoTokens,
+    #[error("min_new_tokens {min} exceeds max_new_tokens {max}")]
+    MinAboveMax { min: usize, max: usize },
+    #[error("repetition_penalty must be positive, got {0}")]
+    Penalty(f32),
+    #[error(
+        "the prompt ({prompt} tokens with [DEC]) plus max_new_tokens {new} exceeds the decoder's \
+         {max} positions"
+    )]
+    TooLong {
+        prompt: usize,
+        new: usize,
+        max: usize,
+    },
+    #[error("prompt token id {id} is outside the vocabulary of {vocab}")]
+    PromptToken { id: u32, vocab: usize },
+}
+
+impl GenerationConfig {
+    /// Check the options against the decoder's limits.
+    pub fn validate(&self, max_positions: usize, vocab: usize) -> Result<(), GenerationError> {
+        if self.num_beams == 0 {
+            return Err(GenerationError::NoBeams);
+        }
+        if self.max_new_tokens == 0 {
+            return Err(GenerationError::NoTokens);
+        }
+        if self.min_new_tokens > self.max_new_tokens {
+            return Err(GenerationError::MinAboveMax {
+                min: self.min_new_tokens,
+                max: self.max_new_tokens,
+            });
+        }
+        if self.repetition_penalty.is_nan() || self.repetition_penalty <= 0.0 {
+            return Err(GenerationError::Penalty(self.repetition_penalty));
+        }
+        if let Some(&id) = self.prompt_ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(GenerationError::PromptToken { id, vocab });
+        }
+        let prompt = 1 + self.prompt_ids.len();
+        // The last generated token is never fed back, so positions 0..prompt+new-1 are used.
+        if prompt + self.max_new_tokens - 1 > max_positions {
+            return Err(GenerationError::TooLong {
+                prompt,
+                new: self.max_new_tokens,
+                max: max_positions,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Token ids decoding needs, from the model's text config.
+#[derive(Debug, Clone, Copy)]
+pub struct SpecialTokens {
+    /// `[DEC]`, the first token of every caption.
+    pub bos: u32,
+    /// `[SEP]`, which ends a caption.
+    pub eos: u32,
+    /// `[PAD]`.
+    pub pad: u32,
+}
+
+/// The logits processors of transformers that the options switch on, applied in transformers'
+/// order to one row of scores (`[V]`) given that row's tokens so far.
+pub(crate) struct Processors {
+    repetition_penalty: f32,
+    no_repeat_ngram_size: usize,
+    min_new_tokens: usize,
+    prompt_len: usize,
+    eos: u32,
+}
+
+impl Processors {
+    pub(crate) fn new(g: &GenerationConfig, prompt_len: usize, eos: u32) -> Self {
+        Self {
+            repetition_penalty: g.repetition_penalty,
+            no_repeat_ngram_size: g.no_repeat_ngram_size,
+            min_new_tokens: g.min_new_tokens,
+            prompt_len,
+            eos,
+        }
+    }
+
+    pub(crate) fn apply(&self, tokens: &[u32], scores: &mut [f32]) {
+        // RepetitionPenaltyLogitsProcessor: every token present (prompt included), once.
+        if self.repetition_penalty != 1.0 {
+            let mut seen = tokens.to_vec();
+            seen.sort_unstable();
+            seen.dedup();
+            for &t in &seen {
+                let s = &mut scores[t as usize];
+                *s = if *s < 0.0 {
+                    *s * self.repetition_penalty
+                } else {
+                    *s / self.repetition_penalty
+                };
+            }
+        }
+        // NoRepeatNGramLogitsProcessor: ban the token that would complete an n-gram already seen.
+        let n = self.no_repeat_ngram_size;
+        if n > 0 && tokens.len() >= n {
+            let prefix = &tokens[tokens.len() + 1 - n..]; // the last n-1 tokens
+            for window in tokens.windows(n) {
+                if &window[..n - 1] == prefix {
+                    scores[window[n - 1] as usize] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        // MinNewTokensLengthLogitsProcessor: no [SEP] before min_new_tokens.
+        if tokens.len() - self.prompt_len < self.min_new_tokens {
+            scores[self.eos as usize] = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// Numerically stable log-softmax of one row, in f32 like `torch.log_softmax`.
+pub(crate) fn log_softmax_row(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
+    let log_sum = sum.ln();
+    for x in row.iter_mut() {
+        *x = *x - max - log_sum;
+    }
+}
+
+/// One decoder call: feed `tokens` (`R` rows of `T` new tokens each, row-major) and return the
+/// logits at each row's last position as a host block `[R × V]`.
+pub(crate) fn step_logits<B: Backend>(
+    decoder: &TextDecoder<B>,
+    cross: &[CrossKv<B>],
+    rows_per_image: usize,
+    cache: &mut KvCache<B>,
+    tokens: Vec<u32>,
+    rows: usize,
+    device: &B::Device,
+) -> Result<Vec<f32>, DecodeError> {
+    let t = tokens.len() / rows;
+    let ids: Vec<i64> = tokens.into_iter().map(i64::from).collect();
+    let input =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [rows * t]), device).reshape([rows, t]);
+    let hidden = decoder.forward(input, cross, rows_per_image, cache, None); // [R, T, D]
+    let last = hidden.narrow(1, t - 1, 1); // [R, 1, D]: only the next token is needed
+    let logits = decoder.logits(last); // [R, 1, V]
+    logits
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| DecodeError::Readback(format!("{e:?}")))
+}
+
+/// A failure while decoding on the backend.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Options(#[from] GenerationError),
+    #[error("cannot read the logits back from the device: {0}")]
+    Readback(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn procs(rep: f32, ngram: usize, min_new: usize) -> Processors {
+        let g = GenerationConfig {
+            repetition_penalty: rep,
+            no_repeat_ngram_size: ngram,
+            min_new_tokens: min_new,
+            ..Default::default()
+        };
+        Processors::new(&g, 1, 4)
+    }
+
+    #[test]
+    fn repetition_penalty_divides_positive_multiplies_negative() {
+        let mut s = vec![2.0, -2.0, 2.0, 1.0, 0.0];
+        procs(2.0, 0, 0).apply(&[0, 1, 1], &mut s);
+        assert_eq!(s, vec![1.0, -4.0, 2.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn no_repeat_ngram_bans_completions() {
+        // tokens 1 2 3 1 2 → bigram prefix [2]; trigram prefix [1, 2] → ban 3.
+        let mut s = vec![0.0; 5];
+        procs(1.0, 3, 0).apply(&[1, 2, 3, 1, 2], &mut s);
+        assert_eq!(s[3], f32::NEG_INFINITY);
+        assert!(s.iter().enumerate().all(|(i, &x)| i == 3 || x == 0.0));
+        // unigram: every seen token is banned.
+        let mut s = vec![0.0; 5];
+        procs(1.0, 1, 0).apply(&[1, 2], &mut s);
+        assert_eq!(s, vec![0.0, f32::NEG_INFINITY, f32::NEG_INFINITY, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn min_new_tokens_bans_eos() {
+        let mut s = vec![0.0; 5];
+        procs(1.0, 0, 2).apply(&[0, 1], &mut s); // one new token so far
+        assert_eq!(s[4], f32::NEG_INFINITY);
+        let mut s = vec![0.0; 5];
+        procs(1.0, 0, 2).apply(&[0, 1, 2], &mut s);
+        assert_eq!(s[4], 0.0);
+    }
+
+    #[test]
+    fn early_stopping_parses_like_transformers() {
+        let parse = |s: &str| serde_json::from_str::<GenerationConfig>(s).map(|g| g.early_stopping);
+        assert_eq!(
+            parse(r#"{"early_stopping": false}"#).ok(),
+            Some(EarlyStopping::Heuristic)
+        );
+        assert_eq!(
+            parse(r#"{"early_stopping": true}"#).ok(),
+            Some(EarlyStopping::Done)
+        );
+        assert_eq!(
+            parse(r#"{"early_stopping": "never"}"#).ok(),
+            Some(EarlyStopping::Never)
+        );
+        assert!(parse(r#"{"early_stopping": "sometimes"}"#).is_err());
+    }
+
+    #[test]
+    fn validate_limits() {
+        let g = GenerationConfig {
+            max_new_tokens: 64,
+            ..Default::default()
+        };
+        assert!(g.validate(64, 10).is_ok());
+        let g = GenerationConfig {
+            max_new_tokens: 66,
+            ..Default::default()
+        };
+        assert!(matches!(
+            g.validate(64, 10),
+            Err(GenerationError::TooLong { .. })
+        ));
+        let g = GenerationConfig {
+            min_new_tokens: 30,
+            ..Default::default()
+        };
+        assert!(matches!(
+            g.validate(64, 10),
+            Err(GenerationError::MinAboveMax { .. })
+        ));
+    }
+}

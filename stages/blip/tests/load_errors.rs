@@ -1,0 +1,86 @@
+//! A checkpoint that does not fit the config is an error naming the tensor: missing, unused or
+//! mis-shaped. The tied LM-head weight may be present or absent.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Cpu, fixture, rewrite};
+use pipe_blip::load::{LoadError, load_weights};
+use pipe_blip::{Blip, BlipConfig};
+
+fn load(dir: &Path, weights: &Path) -> Result<Blip<Cpu>, LoadError> {
+    let config = BlipConfig::from_file(&dir.join("config.json")).expect("config");
+    load_weights(Blip::new(&config, &Default::default()), weights)
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let Some(dir) = fixture() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("m.safetensors");
+    let name = "text_decoder.bert.encoder.layer.1.crossattention.self.value.weight";
+    rewrite(&dir, &out, |t| t.retain(|x| x.0 != name));
+    let e = load(&dir, &out).expect_err("missing");
+    assert!(matches!(e, LoadError::Missing { .. }), "{e}");
+    assert!(e.to_string().contains(name), "{e}");
+}
+
+#[test]
+fn unused_tensor_is_named() {
+    let Some(dir) = fixture() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("m.safetensors");
+    rewrite(&dir, &out, |t| {
+        t.push((
+            "vision_model.extra.weight".into(),
+            "F32".into(),
+            vec![2],
+            vec![0; 8],
+        ))
+    });
+    let e = load(&dir, &out).expect_err("unused");
+    assert!(matches!(e, LoadError::Unused { .. }), "{e}");
+    assert!(e.to_string().contains("vision_model.extra.weight"), "{e}");
+}
+
+#[test]
+fn misshaped_tensor_is_named() {
+    let Some(dir) = fixture() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("m.safetensors");
+    let name = "vision_model.encoder.layers.0.mlp.fc1.bias";
+    rewrite(&dir, &out, |t| {
+        for x in t.iter_mut().filter(|x| x.0 == name) {
+            x.2 = vec![64];
+            x.3 = vec![0; 256];
+        }
+    });
+    let e = load(&dir, &out).expect_err("shape");
+    assert!(matches!(e, LoadError::Shape { .. }), "{e}");
+    assert!(e.to_string().contains(name), "{e}");
+}
+
+#[test]
+fn stored_tied_decoder_weight_is_accepted() {
+    let Some(dir) = fixture() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("m.safetensors");
+    rewrite(&dir, &out, |t| {
+        let word = t
+            .iter()
+            .find(|x| x.0 == "text_decoder.bert.embeddings.word_embeddings.weight")
+            .cloned();
+        let mut w = word.expect("word embeddings");
+        w.0 = "text_decoder.cls.predictions.decoder.weight".into();
+        t.push(w);
+    });
+    load(&dir, &out).expect("tied copy is fine");
+}
+
+#[test]
+fn unknown_source_says_how_to_get_it() {
+    let e = pipe_blip::ModelDir::resolve("no-such-org/no-such-model").expect_err("absent");
+    let msg = e.to_string();
+    assert!(msg.contains("download"), "{msg}");
+}

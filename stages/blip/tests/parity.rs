@@ -1,0 +1,171 @@
+//! Parity with transformers 5.24 on ../shared/fixtures/blip-tiny (skipped when absent):
+//! image embeddings and loss within 1e-4, teacher-forced logits within f32's noise floor (see
+//! below), greedy and beam-3 token ids and texts identical.
+
+mod common;
+
+use burn::tensor::{Int, Tensor};
+use common::{Cpu, fixture, max_abs_diff, reference_tensor};
+
+use pipe_blip::loss::caption_loss;
+use pipe_blip::{Captioner, GenerationConfig};
+
+fn ref_json(dir: &std::path::Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(dir.join("reference/reference.json")).expect("reference.json");
+    serde_json::from_str(&text).expect("reference.json parses")
+}
+
+fn ids(v: &serde_json::Value) -> Vec<Vec<u32>> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_u64().expect("id") as u32)
+                .collect()
+        })
+        .collect()
+}
+
+fn texts(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s.as_str().expect("text").to_string())
+        .collect()
+}
+
+#[test]
+fn image_embeds_logits_and_loss_match_transformers() {
+    let Some(dir) = fixture() else { return };
+    check_forward(&dir);
+}
+
+#[test]
+fn greedy_and_beam3_match_transformers() {
+    let Some(dir) = fixture() else { return };
+    check_decoding(&dir);
+}
+
+/// The base-size architecture (random weights, ~900 MB; never in the repository): run with
+/// `PIPE_BLIP_BASE_DIR=DIR` after `python3 ../shared/tools/make_blip_fixture.py --size base
+/// --out DIR`. Skipped otherwise.
+#[test]
+fn base_size_matches_transformers() {
+    let Some(dir) = std::env::var_os("PIPE_BLIP_BASE_DIR").map(std::path::PathBuf::from) else {
+        eprintln!("skipping: PIPE_BLIP_BASE_DIR is not set");
+        return;
+    };
+    check_forward(&dir);
+    check_decoding(&dir);
+}
+
+fn check_forward(dir: &std::path::Path) {
+    let dir = dir.to_path_buf();
+    let device = Default::default();
+    let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load fixture");
+    let pixels: Tensor<Cpu, 4> = reference_tensor(&dir, "pixel_values", &device);
+
+    let embeds = captioner.model.encode_images(pixels);
+    let ref_embeds: Tensor<Cpu, 3> = reference_tensor(&dir, "image_embeds", &device);
+    let d = max_abs_diff(embeds.clone(), ref_embeds);
+    eprintln!("image_embeds max |Δ| = {d:e}");
+    assert!(d < 1e-4, "image_embeds differ by {d}");
+
+    let input_ids: Tensor<Cpu, 2, Int> = reference_tensor::<2>(&dir, "input_ids", &device).int();
+    let mask: Tensor<Cpu, 2, Int> = reference_tensor::<2>(&dir, "attention_mask", &device).int();
+    let logits =
+        captioner
+            .model
+            .teacher_forced_logits(embeds, input_ids.clone(), Some(mask.clone()));
+    let ref_logits: Tensor<Cpu, 3> = reference_tensor(&dir, "logits", &device);
+    // The 1e-4 target sits below f32's noise floor for this fixture: its random weights
+    // (initializer_range 0.5) make the decoder ill-conditioned, and transformers' own f32
+    // logits are 2.1e-4 (max) / 7.7e-6 (mean) away from the same model run in f64. Ours are
+    // 2.2e-4 / 6.6e-6 from f64 and 2.3e-4 / 5.9e-6 from transformers' f32 — as close as
+    // transformers is to itself in exact arithmetic. So: max 5e-4, mean 1e-5.
+    let diff = (logits.clone() - ref_logits).abs();
+    let (max, mean): (f32, f32) = (diff.clone().max().into_scalar(), diff.mean().into_scalar());
+    eprintln!("logits |Δ| max = {max:e}, mean = {mean:e}");
+    assert!(max < 5e-4, "logits differ by {max}");
+    assert!(mean < 1e-5, "logits differ by {mean} on average");
+
+    let loss: f32 = caption_loss(logits, input_ids, mask, 0.0).into_scalar();
+    let ref_loss = ref_json(&dir)["loss"].as_f64().expect("loss");
+    eprintln!("loss {loss} vs {ref_loss}");
+    assert!(
+        (loss as f64 - ref_loss).abs() < 1e-4,
+        "loss {loss} vs {ref_loss}"
+    );
+}
+
+fn check_decoding(dir: &std::path::Path) {
+    let dir = dir.to_path_buf();
+    let device = Default::default();
+    let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load fixture");
+    let reference = ref_json(&dir);
+    let pixels: Tensor<Cpu, 4> = reference_tensor(&dir, "pixel_values", &device);
+
+    for (beams, ids_key, text_key) in [
+        (1, "greedy_max_new_tokens_12", "greedy_text"),
+        (3, "beam3_max_new_tokens_12", "beam3_text"),
+    ] {
+        let g = GenerationConfig {
+            num_beams: beams,
+            max_new_tokens: 12,
+            ..Default::default()
+        };
+        let caps = captioner.caption(pixels.clone(), &g).expect("caption");
+        let got_ids: Vec<Vec<u32>> = caps.iter().map(|c| c.tokens.clone()).collect();
+        let got_text: Vec<String> = caps.iter().map(|c| c.text.clone()).collect();
+        assert_eq!(got_ids, ids(&reference[ids_key]), "{ids_key}");
+        assert_eq!(got_text, texts(&reference[text_key]), "{text_key}");
+    }
+}
+
+#[test]
+fn batching_does_not_change_captions() {
+    let Some(dir) = fixture() else { return };
+    let device = Default::default();
+    let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load fixture");
+    let pixels: Tensor<Cpu, 4> = reference_tensor(&dir, "pixel_values", &device);
+    let g = GenerationConfig {
+        num_beams: 3,
+        max_new_tokens: 8,
+        ..Default::default()
+    };
+    let batched = captioner.caption(pixels.clone(), &g).expect("batch");
+    for (i, want) in batched.iter().enumerate() {
+        let one = captioner
+            .caption(pixels.clone().narrow(0, i, 1), &g)
+            .expect("single");
+        assert_eq!(&one[0], want, "image {i}");
+    }
+}
+
+#[test]
+fn wrong_pixel_size_is_an_error() {
+    let Some(dir) = fixture() else { return };
+    let device = Default::default();
+    let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load fixture");
+    let pixels = Tensor::<Cpu, 4>::zeros([1, 3, 32, 32], &device);
+    let e = captioner
+        .caption(pixels, &GenerationConfig::default())
+        .expect_err("32 px");
+    assert!(e.to_string().contains("64"), "{e}");
+}
+
+#[test]
+fn prompt_is_tokenized_like_transformers() {
+    let Some(dir) = fixture() else { return };
+    let device = Default::default();
+    let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load fixture");
+    // "a picture of" → a(1037) picture(3861) of(1997)
+    assert_eq!(
+        captioner.prompt_ids("a picture of").expect("encode"),
+        vec![1037, 3861, 1997]
+    );
+}
