@@ -1,0 +1,414 @@
+//! The `evaluate` stage kind: which deps are which, the run, the files.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use pipe_blip::ModelDir;
+use pipe_blip::backend::resolve;
+use pipe_data::collate::Collated;
+use pipe_data::prep::PrepArtifact;
+use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind};
+
+use crate::decode::EvaluateJob;
+use crate::error::EvaluateError;
+use crate::metrics_md::metrics_markdown;
+use crate::params::Params;
+use crate::plot::{LossHistory, draw_loss_plot};
+use crate::report_html::{Row, write_report};
+
+/// The `evaluate` kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evaluate;
+
+/// The files of a model directory in the Hugging Face layout that decoding reads.
+const MODEL_MARKER: &str = "config.json";
+const LOSS_HISTORY: &str = "loss_history.json";
+const PLOT: &str = "train_vs_val_loss.png";
+
+impl StageKind for Evaluate {
+    fn name(&self) -> &'static str {
+        "evaluate"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn about(&self) -> &'static str {
+        "test loss, beam-search captions and caption metrics on a held-out split (metrics.md, \
+         report.html)"
+    }
+
+    fn check(&self, params: &toml::Table) -> Result<(), ParamError> {
+        Params::parse(params).map(|_| ())
+    }
+
+    fn inputs(
+        &self,
+        params: &toml::Table,
+        pipeline_dir: &Path,
+    ) -> Result<Vec<PathBuf>, ParamError> {
+        let p = Params::parse(params)?;
+        let mut inputs = Vec::new();
+        if let Some(model) = &p.model {
+            let dir = resolve_model(model, pipeline_dir)
+                .map_err(|e| ParamError::new(["model"], e.to_string()))?;
+            inputs.push(dir.dir);
+        }
+        if let Some(jar) = &p.meteor_jar {
+            inputs.push(pipeline_dir.join(jar));
+        }
+        Ok(inputs)
+    }
+
+    fn uses_accelerator(&self) -> bool {
+        true
+    }
+
+    fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
+        Ok(run(ctx)?)
+    }
+}
+
+/// A model source relative to pipeline.toml: a directory there, else a Hub id.
+fn resolve_model(model: &str, pipeline_dir: &Path) -> Result<ModelDir, pipe_blip::LoadError> {
+    let local = pipeline_dir.join(model);
+    if local.is_dir() {
+        ModelDir::resolve(&local.to_string_lossy())
+    } else {
+        ModelDir::resolve(model)
+    }
+}
+
+fn dep_names(deps: &BTreeMap<String, PathBuf>) -> String {
+    if deps.is_empty() {
+        "none".to_string()
+    } else {
+        deps.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The dep named by `key = NAME`, else the only dep for which `is` holds.
+fn pick_dep<'d>(
+    deps: &'d BTreeMap<String, PathBuf>,
+    key: &str,
+    named: Option<&str>,
+    what: &str,
+    is: impl Fn(&Path) -> bool,
+) -> Result<Option<(&'d str, &'d Path)>, ParamError> {
+    if let Some(name) = named {
+        let (name, dir) = deps.get_key_value(name).ok_or_else(|| {
+            ParamError::new(
+                [key],
+                format!(
+                    "`{name}` is not among this stage's deps ({})",
+                    dep_names(deps)
+                ),
+            )
+        })?;
+        if !is(dir) {
+            return Err(ParamError::new(
+                [key],
+                format!("dep `{name}` ({}) is not {what}", dir.display()),
+            ));
+        }
+        return Ok(Some((name.as_str(), dir.as_path())));
+    }
+    let found: Vec<(&str, &Path)> = deps
+        .iter()
+        .filter(|(_, d)| is(d))
+        .map(|(n, d)| (n.as_str(), d.as_path()))
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(ParamError::new(
+            [key],
+            format!(
+                "several deps are {what} ({}); pick one with `{key} = NAME`",
+                many.iter().map(|d| d.0).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
+fn is_collate(dir: &Path) -> bool {
+    dir.join("collate.json").is_file()
+}
+
+fn is_prep(dir: &Path) -> bool {
+    dir.join("dataset.json").is_file()
+}
+
+/// The model directory inside an artifact: `model/`, else its top level.
+fn model_in(dir: &Path) -> Option<PathBuf> {
+    [dir.join("model"), dir.to_path_buf()]
+        .into_iter()
+        .find(|d| d.join(MODEL_MARKER).is_file())
+}
+
+/// Where the model and (when it comes from a dep) the loss history are.
+struct ModelSource {
+    dir: PathBuf,
+    /// How the model is named in the outputs.
+    label: String,
+    loss_history: Option<PathBuf>,
+}
+
+fn model_source(p: &Params, ctx: &StageContext<'_>) -> Result<ModelSource, EvaluateError> {
+    if let Some(model) = &p.model {
+        let dir = resolve_model(model, ctx.pipeline_dir)?;
+        return Ok(ModelSource {
+            dir: dir.dir,
+            label: model.clone(),
+            loss_history: None,
+        });
+    }
+    let is_model = |d: &Path| !is_collate(d) && !is_prep(d) && model_in(d).is_some();
+    let (name, dep) = pick_dep(
+        ctx.deps,
+        "train",
+        p.train.as_deref(),
+        "a model (config.json at its top or in model/)",
+        is_model,
+    )?
+    .ok_or_else(|| {
+        ParamError::new(
+            ["model"],
+            format!(
+                "no model: set `model = \"DIR\"` or add a train dep holding model/ (deps: {})",
+                dep_names(ctx.deps)
+            ),
+        )
+    })?;
+    let dir = model_in(dep)
+        .ok_or_else(|| ParamError::new(["train"], format!("dep `{name}` holds no model")))?;
+    let history = [dep.join(LOSS_HISTORY), dir.join(LOSS_HISTORY)]
+        .into_iter()
+        .find(|h| h.is_file());
+    Ok(ModelSource {
+        dir,
+        label: format!("dep {name}"),
+        loss_history: history,
+    })
+}
+
+/// Every original caption of each evaluated image: from a prep artifact when one is a dep
+/// (or named by `prep`), else the collate artifact's copy (it keeps each caption's text as prep
+/// wrote it, before tokenization and truncation).
+fn references(
+    p: &Params,
+    ctx: &StageContext<'_>,
+    collated: &Collated,
+    indices: &[usize],
+) -> Result<Vec<Vec<String>>, EvaluateError> {
+    let prep = pick_dep(
+        ctx.deps,
+        "prep",
+        p.prep.as_deref(),
+        "a prep artifact",
+        is_prep,
+    )?;
+    let refs: Vec<Vec<String>> = match prep {
+        Some((_, dir)) => {
+            let prep = PrepArtifact::open(dir)?;
+            let by_id: BTreeMap<&str, &Vec<String>> = prep
+                .images
+                .iter()
+                .map(|r| (r.id.as_str(), &r.captions))
+                .collect();
+            indices
+                .iter()
+                .map(|&i| {
+                    let id = &collated.images[i].id;
+                    by_id.get(id.as_str()).map(|c| (*c).clone()).ok_or_else(|| {
+                        EvaluateError::MissingReference {
+                            id: id.clone(),
+                            dir: dir.display().to_string(),
+                        }
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        }
+        None => indices
+            .iter()
+            .map(|&i| {
+                collated
+                    .captions(i)
+                    .iter()
+                    .map(|c| c.text.clone())
+                    .collect()
+            })
+            .collect(),
+    };
+    for (&i, r) in indices.iter().zip(&refs) {
+        if r.is_empty() {
+            return Err(EvaluateError::NoReferences {
+                id: collated.images[i].id.clone(),
+            });
+        }
+    }
+    Ok(refs)
+}
+
+fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
+    let p = Params::parse(ctx.params)?;
+    let split = p.split()?;
+    let (_, collate_dir) = pick_dep(
+        ctx.deps,
+        "collate",
+        p.collate.as_deref(),
+        "a collate artifact (collate.json)",
+        is_collate,
+    )?
+    .ok_or_else(|| {
+        ParamError::new(
+            ["collate"],
+            format!(
+                "evaluate needs a collate dep (deps: {})",
+                dep_names(ctx.deps)
+            ),
+        )
+    })?;
+    let model = model_source(&p, ctx)?;
+    let collated = Collated::open(collate_dir)?;
+    let indices = collated.split_indices(split);
+    if indices.is_empty() {
+        return Err(EvaluateError::EmptySplit {
+            split: split.to_string(),
+            dir: collate_dir.display().to_string(),
+        });
+    }
+    let refs = references(&p, ctx, &collated, &indices)?;
+    let backend = resolve(ctx.backend)?;
+    tracing::info!(
+        images = indices.len(),
+        split = %split,
+        model = %model.dir.display(),
+        backend = %backend,
+        "evaluating"
+    );
+
+    let start = std::time::Instant::now();
+    let decoded = backend.run(EvaluateJob {
+        model_dir: &model.dir,
+        collated: &collated,
+        indices: &indices,
+        generation: p.generation(),
+        batch_size: p.batch_size,
+        progress: ctx.progress,
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    let test_loss = decoded.loss.mean();
+
+    // predictions.jsonl and references.jsonl, in the split's order.
+    let ids: Vec<&str> = indices
+        .iter()
+        .map(|&i| collated.images[i].id.as_str())
+        .collect();
+    let mut preds_jsonl = String::new();
+    let mut refs_jsonl = String::new();
+    for ((id, caption), r) in ids.iter().zip(&decoded.captions).zip(&refs) {
+        let _ = writeln!(
+            preds_jsonl,
+            "{}",
+            serde_json::json!({ "image": id, "caption": caption })
+        );
+        let _ = writeln!(
+            refs_jsonl,
+            "{}",
+            serde_json::json!({ "image": id, "captions": r })
+        );
+    }
+    write(ctx.out_dir, "predictions.jsonl", &preds_jsonl)?;
+    write(ctx.out_dir, "references.jsonl", &refs_jsonl)?;
+
+    // Scores.
+    let pred_map: BTreeMap<String, String> = ids
+        .iter()
+        .map(|s| s.to_string())
+        .zip(decoded.captions.iter().cloned())
+        .collect();
+    let ref_map: BTreeMap<String, Vec<String>> = ids
+        .iter()
+        .map(|s| s.to_string())
+        .zip(refs.clone())
+        .collect();
+    ctx.progress.begin("scoring", None);
+    let report = pipe_metrics::score(&pred_map, &ref_map, &p.score_options(ctx.pipeline_dir))?;
+
+    let mut json = match report.to_json() {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    json.insert("test_loss".into(), test_loss.into());
+    json.insert("test_loss_tokens".into(), decoded.loss.tokens().into());
+    json.insert("split".into(), split.as_str().into());
+    json.insert("model".into(), model.label.clone().into());
+    json.insert("decoding".into(), p.decoding_json());
+    json.insert("prompt".into(), collated.meta.prompt.clone().into());
+    json.insert("backend".into(), backend.describe().into());
+    json.insert("seconds".into(), seconds.into());
+    let mut text =
+        serde_json::to_string_pretty(&serde_json::Value::Object(json.clone())).unwrap_or_default();
+    text.push('\n');
+    write(ctx.out_dir, "metrics.json", &text)?;
+
+    let md = metrics_markdown(&report, test_loss, split.as_str(), &model.label);
+    write(ctx.out_dir, "metrics.md", &md)?;
+
+    // The loss plot, when the model came with a history.
+    let mut results: Vec<PathBuf> = vec!["metrics.md".into(), "metrics.json".into()];
+    if let Some(h) = &model.loss_history {
+        let history = LossHistory::read(h)?;
+        if draw_loss_plot(&history, &ctx.out_dir.join(PLOT))? {
+            results.push(PLOT.into());
+        }
+    }
+
+    // The report.
+    let (h, w) = collated.image_size();
+    let cider = report.per_image_cider();
+    let mut rows = Vec::with_capacity(indices.len());
+    for (k, &i) in indices.iter().enumerate() {
+        rows.push(Row {
+            id: ids[k],
+            prediction: &decoded.captions[k],
+            references: &refs[k],
+            cider: cider.get(ids[k]).copied().unwrap_or(0.0),
+            rgb: collated.rgb8(i)?,
+            width: w,
+            height: h,
+        });
+    }
+    let title = format!("{} split: captions and CIDEr-D", split.as_str());
+    write_report(ctx.out_dir, &rows, &title, &report.to_text())?;
+    results.push("report.html".into());
+    results.push("report".into());
+
+    let mut outcome = Outcome {
+        results,
+        ..Outcome::default()
+    };
+    let m = &mut outcome.metrics;
+    m.insert("test_loss".into(), test_loss.into());
+    for key in ["BLEU-4", "METEOR", "METEOR~approx", "ROUGE-L", "CIDEr"] {
+        if let Some(v) = json.get(key) {
+            m.insert(key.into(), v.clone());
+        }
+    }
+    m.insert("images".into(), indices.len().into());
+    tracing::info!(
+        test_loss = ?test_loss,
+        bleu4 = report.multi_ref.bleu[3],
+        cider = report.multi_ref.cider,
+        "evaluated"
+    );
+    Ok(outcome)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<(), EvaluateError> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(EvaluateError::write(&path))
+}

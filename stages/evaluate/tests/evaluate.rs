@@ -1,0 +1,425 @@
+//! The evaluate stage end to end on the blip-tiny fixture and a small collate artifact built
+//! here (skipped when ../shared is absent).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use burn::tensor::{Int, Tensor, TensorData};
+use pipe_blip::Captioner;
+use pipe_blip::backend::{CpuBackend, CpuDevice};
+use pipe_data::collate::Collated;
+use pipe_data::prep::Split;
+use pipe_evaluate::{Evaluate, EvaluateError};
+use pipe_metrics::{MeteorMode, MeteorOptions, ScoreOptions};
+use pipe_stage_api::{
+    BackendChoice, Outcome, ParamError, Silent, StageContext, StageError, StageKind,
+};
+
+const SCRIPT: &str = "a <script>alert(\"x\")</script> & dog";
+
+fn fixture() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/blip-tiny");
+    dir.is_dir().then_some(dir)
+}
+
+/// (id, split, captions): one train and one val image, six test images.
+fn dataset() -> Vec<(String, &'static str, Vec<String>)> {
+    let words = [
+        "red", "green", "blue", "black", "white", "gray", "orange", "purple",
+    ];
+    (0..8)
+        .map(|i| {
+            let split = match i {
+                0 => "train",
+                1 => "val",
+                _ => "test",
+            };
+            let mut caps = vec![
+                format!("a {} square on a plain background", words[i]),
+                format!("the picture shows something {}", words[i]),
+            ];
+            if i == 2 {
+                caps.push(SCRIPT.to_string());
+            }
+            (format!("img{i}.png"), split, caps)
+        })
+        .collect()
+}
+
+struct Setup {
+    root: PathBuf,
+    model: PathBuf,
+    collate: PathBuf,
+    /// A fake train artifact: model/ (a copy of the fixture) and loss_history.json.
+    train: PathBuf,
+}
+
+fn setup() -> Option<&'static Setup> {
+    static SETUP: OnceLock<Option<Setup>> = OnceLock::new();
+    SETUP
+        .get_or_init(|| {
+            let model = fixture()?;
+            let root = tempfile::tempdir().expect("tempdir").keep();
+            let data = root.join("data");
+            std::fs::create_dir_all(&data).expect("mkdir");
+            let mut table = String::new();
+            for (i, (id, split, caps)) in dataset().into_iter().enumerate() {
+                let img = image::RgbImage::from_fn(80, 72, |x, y| {
+                    image::Rgb([
+                        (i as u32 * 37 + x) as u8,
+                        (y * 3) as u8,
+                        (i as u32 * 90) as u8,
+                    ])
+                });
+                img.save(data.join(&id)).expect("png");
+                for c in caps {
+                    table.push_str(
+                        &serde_json::json!({"file_name": id, "caption": c, "split": split})
+                            .to_string(),
+                    );
+                    table.push('\n');
+                }
+            }
+            std::fs::write(data.join("metadata.jsonl"), table).expect("table");
+            let prep = root.join("prep");
+            std::fs::create_dir_all(&prep).expect("mkdir");
+            let params: toml::Table = toml::from_str(
+                "dataset = \"jsonl\"\nfile = \"data/metadata.jsonl\"\nsplit_column = \"split\"",
+            )
+            .expect("toml");
+            pipe_data::prep::run(&params, &root, &prep).expect("prep");
+            let collate = root.join("collate");
+            std::fs::create_dir_all(&collate).expect("mkdir");
+            let mut params = toml::Table::new();
+            params.insert("model".into(), model.display().to_string().into());
+            params.insert("max_length".into(), 16.into());
+            pipe_data::collate::run(&params, &root, &prep, &collate).expect("collate");
+
+            let train = root.join("train");
+            std::fs::create_dir_all(train.join("model")).expect("mkdir");
+            for e in std::fs::read_dir(&model).expect("fixture") {
+                let e = e.expect("entry");
+                if e.path().is_file() {
+                    std::fs::copy(e.path(), train.join("model").join(e.file_name())).expect("copy");
+                }
+            }
+            let history = serde_json::json!({
+                "train": [
+                    {"epoch": 1, "step": 1, "loss": 3.0}, {"epoch": 1, "step": 2, "loss": 2.5},
+                    {"epoch": 2, "step": 3, "loss": 2.0}, {"epoch": 2, "step": 4, "loss": 1.8}
+                ],
+                "val": [{"epoch": 1, "loss": 2.6}, {"epoch": 2, "loss": 2.2}],
+                "best_epoch": 2,
+                "stopped_early": false
+            });
+            std::fs::write(train.join("loss_history.json"), history.to_string()).expect("history");
+            Some(Setup {
+                root,
+                model,
+                collate,
+                train,
+            })
+        })
+        .as_ref()
+}
+
+fn run(s: &Setup, params: &str, deps: &[(&str, &Path)]) -> (PathBuf, Result<Outcome, StageError>) {
+    let params: toml::Table = toml::from_str(params).expect("toml");
+    let deps: BTreeMap<String, PathBuf> = deps
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.to_path_buf()))
+        .collect();
+    let out = tempfile::tempdir_in(&s.root).expect("out").keep();
+    let work = tempfile::tempdir_in(&s.root).expect("work").keep();
+    let ctx = StageContext {
+        stage: "evaluate",
+        pipeline_dir: &s.root,
+        out_dir: &out,
+        work_dir: &work,
+        deps: &deps,
+        params: &params,
+        seed: 0,
+        backend: BackendChoice::Cpu,
+        progress: &Silent,
+    };
+    let result = Evaluate.run(&ctx);
+    (out, result)
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
+}
+
+const PARAMS: &str = "num_beams = 2\nmax_new_tokens = 6\nmeteor = \"approx\"";
+
+/// The train-dep run, shared by the tests that look at its files.
+fn train_run() -> Option<(&'static Setup, &'static Path, &'static Outcome)> {
+    static RUN: OnceLock<Option<(PathBuf, Outcome)>> = OnceLock::new();
+    let s = setup()?;
+    let (out, outcome) = RUN
+        .get_or_init(|| {
+            let (out, r) = run(s, PARAMS, &[("collate", &s.collate), ("train", &s.train)]);
+            Some((out, r.expect("evaluate runs")))
+        })
+        .as_ref()?;
+    Some((s, out.as_path(), outcome))
+}
+
+fn test_ids(s: &Setup) -> Vec<String> {
+    let c = Collated::open(&s.collate).expect("collate");
+    c.split_indices(Split::Test)
+        .into_iter()
+        .map(|i| c.images[i].id.clone())
+        .collect()
+}
+
+#[test]
+fn files_predictions_references_and_metrics() {
+    let Some((s, out, outcome)) = train_run() else {
+        eprintln!("skipped: ../shared is absent");
+        return;
+    };
+    for f in [
+        "predictions.jsonl",
+        "references.jsonl",
+        "metrics.json",
+        "metrics.md",
+        "report.html",
+        "train_vs_val_loss.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let results: Vec<String> = outcome
+        .results
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    for r in [
+        "metrics.md",
+        "metrics.json",
+        "train_vs_val_loss.png",
+        "report.html",
+        "report",
+    ] {
+        assert!(
+            results.iter().any(|x| x == r),
+            "{r} not in results {results:?}"
+        );
+        assert!(out.join(r).exists());
+    }
+    for k in ["test_loss", "BLEU-4", "CIDEr", "METEOR~approx", "ROUGE-L"] {
+        assert!(outcome.metrics.contains_key(k), "metric {k} missing");
+    }
+
+    // Every test image exactly once (the reader rejects duplicates).
+    let preds = pipe_metrics::read_predictions(&out.join("predictions.jsonl")).expect("preds");
+    let lines = std::fs::read_to_string(out.join("predictions.jsonl")).expect("read");
+    let mut ids = test_ids(s);
+    assert_eq!(lines.lines().count(), ids.len());
+    ids.sort();
+    assert_eq!(preds.keys().cloned().collect::<Vec<_>>(), ids);
+
+    // References: all the original captions of each image.
+    let refs = pipe_metrics::read_references(&out.join("references.jsonl")).expect("refs");
+    for (id, split, caps) in dataset() {
+        if split == "test" {
+            assert_eq!(refs[&id], caps, "{id}");
+        }
+    }
+
+    // metrics.json equals pipe-metrics on the two files.
+    let opts = ScoreOptions {
+        meteor: MeteorOptions {
+            jar: None,
+            mode: MeteorMode::Approximate,
+        },
+        single_ref: true,
+    };
+    let report = pipe_metrics::score(&preds, &refs, &opts).expect("score");
+    let m = json(&out.join("metrics.json"));
+    let expected = report.to_json();
+    for (k, v) in expected.as_object().expect("object") {
+        assert_close(&m[k], v, k);
+    }
+    assert!(m["test_loss"].as_f64().expect("loss").is_finite());
+    assert_eq!(m["decoding"]["num_beams"], 2);
+
+    let md = std::fs::read_to_string(out.join("metrics.md")).expect("md");
+    assert!(md.contains("| Metric | Single-ref | Multi-ref |"), "{md}");
+    assert!(md.contains("| Test loss |"), "{md}");
+    assert!(md.contains("what papers report"), "{md}");
+
+    let png = std::fs::read(out.join("train_vs_val_loss.png")).expect("png");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    let img = image::load_from_memory(&png).expect("decodes");
+    assert!(img.width() > 100 && img.height() > 100);
+}
+
+/// Equal JSON, numbers within 1e-12 relative (serde_json's float parsing need not round-trip
+/// the last bit).
+fn assert_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+    use serde_json::Value as V;
+    match (a, b) {
+        (V::Number(x), V::Number(y)) => {
+            let (x, y) = (x.as_f64().expect("f64"), y.as_f64().expect("f64"));
+            assert!(
+                (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1e-300),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (V::Object(x), V::Object(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (k, v) in y {
+                assert_close(&x[k], v, &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+#[test]
+fn test_loss_matches_an_independent_computation() {
+    let Some((s, out, _)) = train_run() else {
+        return;
+    };
+    let c = Collated::open(&s.collate).expect("collate");
+    let device = CpuDevice::default();
+    let cap = Captioner::<CpuBackend>::load(&s.model, &device).expect("model");
+    let (h, w) = c.image_size();
+    let (h, w) = (h as usize, w as usize);
+    let mut rows = Vec::new();
+    let mut embeds = Vec::new();
+    for i in c.split_indices(Split::Test) {
+        let px = Tensor::<CpuBackend, 4>::from_data(
+            TensorData::new(c.pixels(i).expect("pixels"), [1, 3, h, w]),
+            &device,
+        );
+        let e = cap.model.encode_images(px);
+        for caption in c.captions(i) {
+            rows.push(caption);
+            embeds.push(e.clone());
+        }
+    }
+    let b = c.batch(&rows, None);
+    let ids = Tensor::<CpuBackend, 2, Int>::from_data(
+        TensorData::new(b.input_ids.clone(), [b.batch, b.seq_len]),
+        &device,
+    );
+    let mask = Tensor::<CpuBackend, 2, Int>::from_data(
+        TensorData::new(b.attention_mask.clone(), [b.batch, b.seq_len]),
+        &device,
+    );
+    let logits =
+        cap.model
+            .teacher_forced_logits(Tensor::cat(embeds, 0), ids.clone(), Some(mask.clone()));
+    let loss: f32 = pipe_blip::loss::caption_loss(logits, ids, mask, 0.0).into_scalar();
+    let m = json(&out.join("metrics.json"));
+    let ours = m["test_loss"].as_f64().expect("loss");
+    assert!((ours - f64::from(loss)).abs() < 1e-4, "{ours} vs {loss}");
+
+    // Smaller batches: the same token-weighted mean; a model param: no loss plot.
+    let (out2, r) = run(
+        s,
+        &format!(
+            "{PARAMS}\nbatch_size = 2\nmodel = \"{}\"",
+            s.model.display()
+        ),
+        &[("collate", &s.collate)],
+    );
+    r.expect("runs with a model param");
+    let m2 = json(&out2.join("metrics.json"));
+    let small = m2["test_loss"].as_f64().expect("loss");
+    assert!((small - ours).abs() < 1e-4, "{small} vs {ours}");
+    assert!(!out2.join("train_vs_val_loss.png").exists());
+    assert_eq!(
+        std::fs::read_to_string(out2.join("predictions.jsonl")).expect("p2"),
+        std::fs::read_to_string(out.join("predictions.jsonl")).expect("p1"),
+        "batching changes no caption"
+    );
+}
+
+#[test]
+fn report_is_worst_first_and_escaped() {
+    let Some((_, out, _)) = train_run() else {
+        return;
+    };
+    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    assert!(!html.contains("<script>"), "unescaped markup");
+    assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; dog"));
+    let cider: Vec<f64> = html
+        .split("data-cider=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().expect("value").parse().expect("f64"))
+        .collect();
+    let preds = pipe_metrics::read_predictions(&out.join("predictions.jsonl")).expect("preds");
+    assert_eq!(cider.len(), preds.len());
+    let head = &cider[..cider.len().min(10)];
+    assert!(head.windows(2).all(|w| w[0] <= w[1]), "{cider:?}");
+    let min = cider.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(cider[0], min);
+    let thumbs = std::fs::read_dir(out.join("report"))
+        .expect("report dir")
+        .count();
+    assert_eq!(thumbs, preds.len());
+}
+
+fn param_error((_, r): (PathBuf, Result<Outcome, StageError>)) -> Vec<String> {
+    let e = r.expect_err("should fail");
+    match e.downcast_ref::<EvaluateError>() {
+        Some(EvaluateError::Params(p)) => p.path.clone(),
+        _ => match e.downcast_ref::<ParamError>() {
+            Some(p) => p.path.clone(),
+            None => panic!("not a parameter error: {e}"),
+        },
+    }
+}
+
+#[test]
+fn dep_and_param_errors_name_their_keys() {
+    let Some(s) = setup() else {
+        return;
+    };
+    assert_eq!(
+        param_error(run(s, PARAMS, &[("train", &s.train)])),
+        ["collate"]
+    );
+    assert_eq!(
+        param_error(run(
+            s,
+            &format!("{PARAMS}\ncollate = \"nope\""),
+            &[("collate", &s.collate), ("train", &s.train)]
+        )),
+        ["collate"]
+    );
+    assert_eq!(
+        param_error(run(s, PARAMS, &[("collate", &s.collate)])),
+        ["model"]
+    );
+    assert_eq!(
+        param_error(run(
+            s,
+            PARAMS,
+            &[("collate", &s.collate), ("a", &s.train), ("b", &s.train)]
+        )),
+        ["train"]
+    );
+    assert_eq!(
+        param_error(run(
+            s,
+            &format!("{PARAMS}\ntrain = \"collate\""),
+            &[("collate", &s.collate), ("t", &s.train)]
+        )),
+        ["train"]
+    );
+    let check = |t: &str| {
+        Evaluate
+            .check(&toml::from_str(t).expect("toml"))
+            .expect_err("rejected")
+            .path
+    };
+    assert_eq!(check("num_beams = 0"), ["num_beams"]);
+    assert_eq!(check("split = \"holdout\""), ["split"]);
+    assert_eq!(check("meteor = \"java\""), ["meteor"]);
+    assert_eq!(check("beams = 3"), ["beams"]);
+}

@@ -1,0 +1,194 @@
+//! Resumable training state in the stage's work dir, one complete epoch at a time.
+//!
+//! `work_dir/checkpoint/` holds `state.json` (epoch, step, history, early-stopping state, a
+//! fingerprint of the parameters), `trainable.bin` (model + adapter), `optim.bin` (AdamW's
+//! moments) and `best.bin` (the best epoch's model + adapter), all f32 exact. It is written
+//! as `checkpoint.tmp/` and renamed into place, so a kill leaves either the previous epoch's
+//! checkpoint or the new one, never a mix.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::Optimizer;
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+use crate::lora::Trainable;
+
+/// One optimizer step's training loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainPoint {
+    pub epoch: usize,
+    pub step: usize,
+    pub loss: f64,
+}
+
+/// One epoch's validation loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValPoint {
+    pub epoch: usize,
+    pub loss: f64,
+}
+
+/// `loss_history.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub train: Vec<TrainPoint>,
+    pub val: Vec<ValPoint>,
+    /// Validation loss of the model before any step.
+    pub initial_val_loss: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub stopped_early: bool,
+}
+
+/// Everything besides tensors needed to continue after a completed epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Parameters + seed + data, so a checkpoint is never resumed under other settings.
+    pub fingerprint: String,
+    pub epochs_done: usize,
+    /// Optimizer steps taken.
+    pub step: usize,
+    pub history: History,
+    pub best_val: Option<f64>,
+    pub bad_epochs: usize,
+    pub finished: bool,
+}
+
+fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
+    BinFileRecorder::new()
+}
+
+fn ckpt_err(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(burn::record::RecorderError) -> TrainError {
+    let path = path.to_path_buf();
+    move |e| TrainError::Checkpoint {
+        action,
+        path,
+        message: e.to_string(),
+    }
+}
+
+/// The checkpoint directory inside `work_dir`.
+pub fn dir(work_dir: &Path) -> PathBuf {
+    work_dir.join("checkpoint")
+}
+
+/// Write the state after an epoch (atomically replacing the previous one).
+pub fn save<B, O>(
+    work_dir: &Path,
+    state: &TrainState,
+    trainable: &Trainable<B>,
+    optim: &O,
+    best: &Trainable<B::InnerBackend>,
+) -> Result<(), TrainError>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Trainable<B>, B>,
+{
+    let tmp = work_dir.join("checkpoint.tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(TrainError::io("remove", &tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(TrainError::io("create", &tmp))?;
+    let rec = recorder();
+    let p = tmp.join("trainable");
+    trainable
+        .clone()
+        .save_file(p.clone(), &rec)
+        .map_err(ckpt_err("save", &p))?;
+    let p = tmp.join("optim");
+    Recorder::<B>::record(&rec, optim.to_record(), p.clone()).map_err(ckpt_err("save", &p))?;
+    let p = tmp.join("best");
+    best.clone()
+        .save_file(p.clone(), &rec)
+        .map_err(ckpt_err("save", &p))?;
+    let p = tmp.join("state.json");
+    let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint {
+        action: "serialise",
+        path: p.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&p, json).map_err(TrainError::io("write", &p))?;
+
+    let live = dir(work_dir);
+    let old = work_dir.join("checkpoint.old");
+    if live.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(TrainError::io("remove", &old))?;
+        }
+        std::fs::rename(&live, &old).map_err(TrainError::io("rename", &live))?;
+    }
+    std::fs::rename(&tmp, &live).map_err(TrainError::io("rename", &tmp))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(TrainError::io("remove", &old))?;
+    }
+    Ok(())
+}
+
+/// A loaded checkpoint.
+pub struct Resumed<B: AutodiffBackend, O> {
+    pub state: TrainState,
+    pub trainable: Trainable<B>,
+    pub optim: O,
+    pub best: Trainable<B::InnerBackend>,
+}
+
+/// Load the last completed epoch's state when it exists and matches `fingerprint`; the
+/// modules passed in give the structure (and which parameters require gradients).
+pub fn load<B, O>(
+    work_dir: &Path,
+    fingerprint: &str,
+    trainable: Trainable<B>,
+    optim: O,
+    device: &B::Device,
+) -> Result<Option<Resumed<B, O>>, TrainError>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Trainable<B>, B>,
+{
+    let mut live = dir(work_dir);
+    if !live.join("state.json").is_file() {
+        // A kill between the two renames of `save` leaves only the previous checkpoint.
+        live = work_dir.join("checkpoint.old");
+        if !live.join("state.json").is_file() {
+            return Ok(None);
+        }
+    }
+    let p = live.join("state.json");
+    let text = std::fs::read(&p).map_err(TrainError::io("read", &p))?;
+    let state: TrainState = match serde_json::from_slice(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(path = %p.display(), error = %e, "ignoring an unreadable checkpoint");
+            return Ok(None);
+        }
+    };
+    if state.fingerprint != fingerprint {
+        tracing::warn!(path = %p.display(), "ignoring a checkpoint made with other settings");
+        return Ok(None);
+    }
+    let rec = recorder();
+    let best = trainable.valid();
+    let p = live.join("trainable.bin");
+    let trainable = trainable
+        .load_file(p.clone(), &rec, device)
+        .map_err(ckpt_err("load", &p))?;
+    let p = live.join("optim.bin");
+    let record = Recorder::<B>::load(&rec, p.clone(), device).map_err(ckpt_err("load", &p))?;
+    let optim = optim.load_record(record);
+    let p = live.join("best.bin");
+    let best = best
+        .load_file(p.clone(), &rec, device)
+        .map_err(ckpt_err("load", &p))?;
+    Ok(Some(Resumed {
+        state,
+        trainable,
+        optim,
+        best,
+    }))
+}

@@ -1,0 +1,69 @@
+//! Batches for training: a group of images, each with all its captions, so every image's
+//! vision features are computed once per step and its cross-attention K/V shared by its rows.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use pipe_data::collate::{Collated, TokenizedCaption};
+
+use crate::error::TrainError;
+
+/// One micro-batch on a device.
+#[derive(Debug, Clone)]
+pub struct ImageBatch<B: Backend> {
+    /// `[I, 3, S, S]`, normalised.
+    pub pixels: Tensor<B, 4>,
+    /// `[R, L]`, R = Σ captions per image, image-major.
+    pub input_ids: Tensor<B, 2, Int>,
+    /// `[R, L]`, 1 for tokens, 0 for padding.
+    pub attention_mask: Tensor<B, 2, Int>,
+    /// `[R, L]`, -100 where no loss is taken (the model shifts).
+    pub labels: Tensor<B, 2, Int>,
+    /// Row r belongs to image `row_image[r]`.
+    pub row_image: Vec<usize>,
+}
+
+impl<B: Backend> ImageBatch<B> {
+    /// Captions per image when every image has the same number (the fast path), else `None`.
+    pub fn rows_per_image(&self) -> Option<usize> {
+        let images = self.pixels.dims()[0];
+        let rows = self.row_image.len();
+        if images == 0 || !rows.is_multiple_of(images) {
+            return None;
+        }
+        let g = rows / images;
+        self.row_image
+            .iter()
+            .enumerate()
+            .all(|(r, &i)| i == r / g)
+            .then_some(g)
+    }
+}
+
+/// Build the batch of images `indices` (into `col`) on `device`.
+pub fn load_batch<B: Backend>(
+    col: &Collated,
+    indices: &[usize],
+    device: &B::Device,
+) -> Result<ImageBatch<B>, TrainError> {
+    let (h, w) = col.image_size();
+    let (h, w) = (h as usize, w as usize);
+    let mut pixels = vec![0f32; indices.len() * 3 * h * w];
+    let mut captions: Vec<&TokenizedCaption> = Vec::new();
+    let mut row_image = Vec::new();
+    for (k, &i) in indices.iter().enumerate() {
+        col.pixels_into(i, &mut pixels[k * 3 * h * w..(k + 1) * 3 * h * w])?;
+        for c in col.captions(i) {
+            captions.push(c);
+            row_image.push(k);
+        }
+    }
+    let b = col.batch(&captions, None);
+    let shape = [b.batch, b.seq_len];
+    Ok(ImageBatch {
+        pixels: Tensor::from_data(TensorData::new(pixels, [indices.len(), 3, h, w]), device),
+        input_ids: Tensor::from_data(TensorData::new(b.input_ids, shape), device),
+        attention_mask: Tensor::from_data(TensorData::new(b.attention_mask, shape), device),
+        labels: Tensor::from_data(TensorData::new(b.labels, shape), device),
+        row_image,
+    })
+}

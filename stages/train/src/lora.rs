@@ -1,0 +1,258 @@
+//! LoRA (Hu et al., 2021) for Burn: y = x·W + b + s·(x·A)·B with W, b frozen, A `[in, r]`
+//! (Kaiming-uniform as PEFT), B `[r, out]` (zero, so training starts at the base model) and
+//! s = alpha / r.
+//!
+//! The model's modules are plain `Linear`s, so the adapter lives beside the model: per step
+//! [`Trainable::effective`] builds the model whose targeted weights are W + s·A·B (one small
+//! `[in, r]×[r, out]` product per layer, tracked by autodiff so the gradients reach A and B
+//! only). The same function merges the adapter for export.
+
+use burn::module::{Module, Param, ParamId};
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use pipe_blip::Blip;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+/// One targeted layer's adapter.
+#[derive(Module, Debug)]
+pub struct LoraLayer<B: Backend> {
+    /// `[in, r]`.
+    pub a: Param<Tensor<B, 2>>,
+    /// `[r, out]`.
+    pub b: Param<Tensor<B, 2>>,
+}
+
+/// The adapters of all targeted layers, in the order of [`LoraSpec::names`].
+#[derive(Module, Debug)]
+pub struct LoraAdapter<B: Backend> {
+    pub layers: Vec<LoraLayer<B>>,
+}
+
+/// Which layers carry an adapter, and its scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraSpec {
+    /// HF module names (`text_decoder.bert.encoder.layer.0.attention.self.query`).
+    pub names: Vec<String>,
+    pub r: usize,
+    pub alpha: f64,
+}
+
+impl LoraSpec {
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.r as f64
+    }
+}
+
+/// The model and its adapter: the module the optimizer sees. With LoRA the model's
+/// parameters do not require gradients; with full fine-tuning the adapter is empty.
+#[derive(Module, Debug)]
+pub struct Trainable<B: Backend> {
+    pub model: Blip<B>,
+    pub lora: LoraAdapter<B>,
+}
+
+/// Whether HF module `name` is selected by PEFT-style `targets` (exact or `.`-suffix match).
+pub fn is_target(name: &str, targets: &[String]) -> bool {
+    targets
+        .iter()
+        .any(|t| name == t || name.ends_with(&format!(".{t}")))
+}
+
+/// Every Linear of the model with its HF module name, in checkpoint order.
+pub fn linears<B: Backend>(m: &Blip<B>) -> Vec<(String, &Linear<B>)> {
+    let mut out: Vec<(String, &Linear<B>)> = Vec::new();
+    for (i, l) in m.vision_model.encoder.layers.iter().enumerate() {
+        let p = format!("vision_model.encoder.layers.{i}");
+        out.push((format!("{p}.self_attn.qkv"), &l.self_attn.qkv));
+        out.push((format!("{p}.self_attn.projection"), &l.self_attn.projection));
+        out.push((format!("{p}.mlp.fc1"), &l.mlp.fc1));
+        out.push((format!("{p}.mlp.fc2"), &l.mlp.fc2));
+    }
+    for (i, l) in m.text_decoder.bert.encoder.layer.iter().enumerate() {
+        let p = format!("text_decoder.bert.encoder.layer.{i}");
+        for (kind, att) in [
+            ("attention", &l.attention),
+            ("crossattention", &l.crossattention),
+        ] {
+            out.push((format!("{p}.{kind}.self.query"), &att.self_.query));
+            out.push((format!("{p}.{kind}.self.key"), &att.self_.key));
+            out.push((format!("{p}.{kind}.self.value"), &att.self_.value));
+            out.push((format!("{p}.{kind}.output.dense"), &att.output.dense));
+        }
+        out.push((format!("{p}.intermediate.dense"), &l.intermediate.dense));
+        out.push((format!("{p}.output.dense"), &l.output.dense));
+    }
+    out.push((
+        "text_decoder.cls.predictions.transform.dense".into(),
+        &m.text_decoder.cls.predictions.transform.dense,
+    ));
+    out
+}
+
+/// Mutable access to the Linear named `name` (a name from [`linears`]).
+fn linear_mut<'a, B: Backend>(m: &'a mut Blip<B>, name: &str) -> Option<&'a mut Linear<B>> {
+    let parts: Vec<&str> = name.split('.').collect();
+    match parts.as_slice() {
+        ["vision_model", "encoder", "layers", i, rest @ ..] => {
+            let l = m
+                .vision_model
+                .encoder
+                .layers
+                .get_mut(i.parse::<usize>().ok()?)?;
+            match rest {
+                ["self_attn", "qkv"] => Some(&mut l.self_attn.qkv),
+                ["self_attn", "projection"] => Some(&mut l.self_attn.projection),
+                ["mlp", "fc1"] => Some(&mut l.mlp.fc1),
+                ["mlp", "fc2"] => Some(&mut l.mlp.fc2),
+                _ => None,
+            }
+        }
+        ["text_decoder", "bert", "encoder", "layer", i, rest @ ..] => {
+            let l = m
+                .text_decoder
+                .bert
+                .encoder
+                .layer
+                .get_mut(i.parse::<usize>().ok()?)?;
+            match rest {
+                [kind, block, proj] => {
+                    let att = match *kind {
+                        "attention" => &mut l.attention,
+                        "crossattention" => &mut l.crossattention,
+                        _ => return None,
+                    };
+                    match (*block, *proj) {
+                        ("self", "query") => Some(&mut att.self_.query),
+                        ("self", "key") => Some(&mut att.self_.key),
+                        ("self", "value") => Some(&mut att.self_.value),
+                        ("output", "dense") => Some(&mut att.output.dense),
+                        _ => None,
+                    }
+                }
+                ["intermediate", "dense"] => Some(&mut l.intermediate.dense),
+                ["output", "dense"] => Some(&mut l.output.dense),
+                _ => None,
+            }
+        }
+        ["text_decoder", "cls", "predictions", "transform", "dense"] => {
+            Some(&mut m.text_decoder.cls.predictions.transform.dense)
+        }
+        _ => None,
+    }
+}
+
+/// The targeted layers' names and `[in, out]` shapes.
+pub fn targeted<B: Backend>(m: &Blip<B>, targets: &[String]) -> Vec<(String, [usize; 2])> {
+    linears(m)
+        .into_iter()
+        .filter(|(n, _)| is_target(n, targets))
+        .map(|(n, l)| (n, l.weight.lazy_shape().dims()))
+        .collect()
+}
+
+impl<B: Backend> LoraAdapter<B> {
+    /// Fresh adapters for `shapes` (`[in, out]` each): A ~ Kaiming-uniform(a=√5) as PEFT
+    /// (bound 1/√in), B = 0; seeded, independent of the backend.
+    pub fn new(shapes: &[[usize; 2]], r: usize, seed: u64, device: &B::Device) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x4c6f_5241);
+        let layers = shapes
+            .iter()
+            .map(|&[d_in, d_out]| {
+                let bound = 1.0 / (d_in as f32).sqrt();
+                let a: Vec<f32> = (0..d_in * r)
+                    .map(|_| rng.random_range(-bound..bound))
+                    .collect();
+                let a = Tensor::from_data(TensorData::new(a, [d_in, r]), device);
+                let b = Tensor::zeros([r, d_out], device);
+                LoraLayer {
+                    a: Param::initialized(ParamId::new(), a.require_grad()),
+                    b: Param::initialized(ParamId::new(), b.require_grad()),
+                }
+            })
+            .collect();
+        Self { layers }
+    }
+
+    pub fn empty() -> Self {
+        Self { layers: Vec::new() }
+    }
+}
+
+impl<B: Backend> Trainable<B> {
+    /// The model the forward pass uses: targeted weights W + s·A·B (tracked by autodiff on an
+    /// autodiff backend), everything else shared with `self.model`. With no adapter, a clone.
+    pub fn effective(&self, spec: &LoraSpec) -> Blip<B> {
+        let mut m = self.model.clone();
+        let scale = spec.scale();
+        for (name, layer) in spec.names.iter().zip(&self.lora.layers) {
+            if let Some(lin) = linear_mut(&mut m, name) {
+                let delta = layer.a.val().matmul(layer.b.val()).mul_scalar(scale);
+                let id = lin.weight.id;
+                lin.weight = Param::initialized(id, lin.weight.val() + delta);
+            }
+        }
+        m
+    }
+}
+
+/// Parameter counts of a module: (requiring gradients, all).
+pub fn count_params<B: Backend, M: Module<B>>(m: &M) -> (usize, usize) {
+    struct Counter {
+        trainable: usize,
+        total: usize,
+    }
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Counter {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let n = param.lazy_shape().num_elements();
+            self.total += n;
+            if param.is_require_grad() {
+                self.trainable += n;
+            }
+        }
+    }
+    let mut c = Counter {
+        trainable: 0,
+        total: 0,
+    };
+    m.visit(&mut c);
+    (c.trainable, c.total)
+}
+
+/// Set whether every float parameter of `m` requires gradients.
+pub fn set_require_grad<B: Backend, M: Module<B>>(m: M, require: bool) -> M {
+    struct Setter(bool);
+    impl<B: Backend> burn::module::ModuleMapper<B> for Setter {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            param.set_require_grad(self.0)
+        }
+    }
+    m.map(&mut Setter(require))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peft_suffix_matching() {
+        let t = vec!["query".to_string(), "value".to_string()];
+        assert!(is_target(
+            "text_decoder.bert.encoder.layer.0.attention.self.query",
+            &t
+        ));
+        assert!(is_target(
+            "text_decoder.bert.encoder.layer.3.crossattention.self.value",
+            &t
+        ));
+        assert!(!is_target(
+            "text_decoder.bert.encoder.layer.0.attention.self.key",
+            &t
+        ));
+        assert!(!is_target(
+            "vision_model.encoder.layers.0.self_attn.qkv",
+            &t
+        ));
+        assert!(!is_target("x.myquery", &t));
+    }
+}

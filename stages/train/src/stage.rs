@@ -1,0 +1,305 @@
+//! The `train` stage kind.
+//!
+//! ```toml
+//! [stages.train]
+//! deps = ["collate"]
+//! model = "Salesforce/blip-image-captioning-base"   # or a directory, or "scratch" + config
+//! method = "lora"                # or "full"
+//! lora = { r = 16, alpha = 32, dropout = 0.05, targets = ["query", "value"] }
+//! lr = 1e-4
+//! epochs = 5
+//! batch_size = 4                 # images per micro-batch, each with all its captions
+//! patience = 2
+//! ```
+//!
+//! Artifact: `model/` (merged, HF layout), `adapter/` (PEFT, LoRA only), `loss_history.json`,
+//! `summary.json`.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use pipe_blip::Blip;
+use pipe_blip::backend::{OnBackend, resolve};
+use pipe_blip::config::BlipConfig;
+use pipe_blip::load::{ModelDir, load_model};
+use pipe_data::collate::Collated;
+use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind};
+
+use crate::error::TrainError;
+use crate::export::{write_hf_model, write_json, write_peft_adapter};
+use crate::fit::{FitConfig, fit};
+use crate::init::random_init;
+use crate::lora::{LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted};
+use crate::params::{Method, TrainParams};
+
+/// The `train` stage kind.
+pub struct Train;
+
+/// Test hooks for [`run_with_hooks`].
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// Simulate a kill after this epoch's checkpoint (the run returns
+    /// [`TrainError::Interrupted`]).
+    pub stop_after_epoch: Option<usize>,
+}
+
+impl StageKind for Train {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn about(&self) -> &'static str {
+        "fine-tune BLIP (LoRA or full) with early stopping; exports HF and PEFT checkpoints"
+    }
+
+    fn check(&self, params: &toml::Table) -> Result<(), ParamError> {
+        TrainParams::parse(params).map(|_| ())
+    }
+
+    fn inputs(
+        &self,
+        params: &toml::Table,
+        pipeline_dir: &Path,
+    ) -> Result<Vec<PathBuf>, ParamError> {
+        let p = TrainParams::parse(params)?;
+        let dir = match &p.config {
+            Some(c) if p.is_scratch() => pipeline_dir.join(c),
+            _ => match local_dir(&p.model, pipeline_dir) {
+                Some(d) => d,
+                None => match ModelDir::resolve(&p.model) {
+                    Ok(d) => d.dir,
+                    // Reported when the stage runs, with how to get the model.
+                    Err(_) => return Ok(Vec::new()),
+                },
+            },
+        };
+        let mut files = vec![dir.join("config.json")];
+        if !p.is_scratch() {
+            files.push(dir.join("model.safetensors"));
+        }
+        for f in ["tokenizer.json", "preprocessor_config.json"] {
+            if dir.join(f).is_file() {
+                files.push(dir.join(f));
+            }
+        }
+        Ok(files)
+    }
+
+    fn uses_accelerator(&self) -> bool {
+        true
+    }
+
+    fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
+        Ok(run_with_hooks(ctx, &Hooks::default())?)
+    }
+}
+
+fn local_dir(model: &str, pipeline_dir: &Path) -> Option<PathBuf> {
+    let d = pipeline_dir.join(model);
+    d.is_dir().then_some(d)
+}
+
+/// The stage, with test hooks.
+pub fn run_with_hooks(ctx: &StageContext<'_>, hooks: &Hooks) -> Result<Outcome, TrainError> {
+    let p = TrainParams::parse(ctx.params)?;
+    let collate_dir = match &p.collate {
+        Some(name) => ctx.deps.get(name).ok_or_else(|| {
+            ParamError::new(
+                ["collate"],
+                format!("`{name}` is not among this stage's deps"),
+            )
+        })?,
+        None if ctx.deps.len() == 1 => ctx
+            .deps
+            .values()
+            .next()
+            .ok_or_else(|| ParamError::new(["collate"], "no deps"))?,
+        None => {
+            return Err(ParamError::new(
+                ["collate"],
+                "train needs one collate dep, or `collate = NAME` to pick one",
+            )
+            .into());
+        }
+    };
+    let backend = resolve(ctx.backend)?;
+    tracing::info!(backend = %backend, "train");
+    backend.run(Job {
+        ctx,
+        params: &p,
+        collate_dir,
+        hooks,
+    })
+}
+
+struct Job<'a> {
+    ctx: &'a StageContext<'a>,
+    params: &'a TrainParams,
+    collate_dir: &'a Path,
+    hooks: &'a Hooks,
+}
+
+impl OnBackend for Job<'_> {
+    type Output = Result<Outcome, TrainError>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        train::<Autodiff<B>>(self, &device)
+    }
+}
+
+fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome, TrainError> {
+    let (ctx, p) = (job.ctx, job.params);
+    B::seed(device, ctx.seed);
+    let col = Collated::open(job.collate_dir)?;
+
+    // The base model, and the directory its config/tokenizer/preprocessor come from.
+    let (source_dir, model) = if p.is_scratch() {
+        let dir = ctx
+            .pipeline_dir
+            .join(p.config.as_deref().unwrap_or_default());
+        let config = BlipConfig::from_file(&dir.join("config.json"))?;
+        let model = random_init(Blip::<B>::new(&config, device), 0.02, ctx.seed);
+        tracing::info!(config = %dir.display(), "random initialisation (training from scratch)");
+        (dir, model)
+    } else {
+        let dir = match local_dir(&p.model, ctx.pipeline_dir) {
+            Some(d) => ModelDir::resolve(&d.to_string_lossy())?,
+            None => ModelDir::resolve(&p.model)?,
+        };
+        let (_, model) = load_model::<B>(&dir, device)?;
+        (dir.dir, model)
+    };
+
+    let (trainable, spec) = match p.method {
+        Method::Lora => {
+            let model = set_require_grad(model, false);
+            let layers = targeted(&model, &p.lora.targets);
+            if layers.is_empty() {
+                return Err(TrainError::NoTargets {
+                    targets: p.lora.targets.clone(),
+                });
+            }
+            let shapes: Vec<[usize; 2]> = layers.iter().map(|(_, s)| *s).collect();
+            let lora = LoraAdapter::new(&shapes, p.lora.r, ctx.seed, device);
+            let spec = LoraSpec {
+                names: layers.into_iter().map(|(n, _)| n).collect(),
+                r: p.lora.r,
+                alpha: p.lora.alpha,
+            };
+            if p.lora.dropout > 0.0 {
+                tracing::warn!(
+                    dropout = p.lora.dropout,
+                    "lora.dropout is recorded in adapter_config.json but not applied in training"
+                );
+            }
+            (Trainable { model, lora }, spec)
+        }
+        Method::Full => {
+            let mut model = set_require_grad(model, true);
+            if p.freeze_vision {
+                model.vision_model = set_require_grad(model.vision_model, false);
+            }
+            let spec = LoraSpec {
+                names: Vec::new(),
+                r: 0,
+                alpha: 0.0,
+            };
+            (
+                Trainable {
+                    model,
+                    lora: LoraAdapter::empty(),
+                },
+                spec,
+            )
+        }
+    };
+    let (trainable_params, total_params) = count_params(&trainable);
+    tracing::info!(
+        method = ?p.method,
+        trainable_params,
+        total_params,
+        adapted_layers = spec.names.len(),
+        "parameters"
+    );
+
+    let fingerprint = serde_json::json!({
+        "params": p,
+        "seed": ctx.seed,
+        "collate": job.collate_dir.join("summary.json").to_string_lossy(),
+    })
+    .to_string();
+    let fitted = fit(
+        trainable,
+        &col,
+        &FitConfig {
+            params: p,
+            spec: &spec,
+            seed: ctx.seed,
+            work_dir: ctx.work_dir,
+            fingerprint,
+            progress: ctx.progress,
+            stop_after_epoch: job.hooks.stop_after_epoch,
+        },
+        device,
+    )?;
+
+    // Exports.
+    ctx.progress.begin("exporting", None);
+    let merged = fitted.best.effective(&spec);
+    write_hf_model(&merged, &source_dir, &ctx.out_dir.join("model"))?;
+    if p.method == Method::Lora {
+        write_peft_adapter(
+            &fitted.best.lora,
+            &spec,
+            p.lora.dropout,
+            &p.lora.targets,
+            &p.model,
+            &ctx.out_dir.join("adapter"),
+        )?;
+    }
+    write_json(&ctx.out_dir.join("loss_history.json"), &fitted.history)?;
+    let summary = serde_json::json!({
+        "method": p.method,
+        "model": p.model,
+        "trainable_params": trainable_params,
+        "total_params": total_params,
+        "adapted_layers": spec.names.len(),
+        "lora_scale": if spec.r > 0 { spec.scale() } else { 0.0 },
+        "best_val_loss": fitted.best_val,
+        "best_epoch": fitted.history.best_epoch,
+        "initial_val_loss": fitted.history.initial_val_loss,
+        "epochs": fitted.epochs_run,
+        "steps": fitted.steps,
+        "stopped_early": fitted.history.stopped_early,
+        "resumed_from_epoch": fitted.resumed_from_epoch,
+        "params": p,
+    });
+    write_json(&ctx.out_dir.join("summary.json"), &summary)?;
+
+    let mut outcome = Outcome::default();
+    outcome
+        .metrics
+        .insert("best_val_loss".into(), fitted.best_val.into());
+    outcome
+        .metrics
+        .insert("epochs".into(), fitted.epochs_run.into());
+    outcome
+        .metrics
+        .insert("trainable_params".into(), trainable_params.into());
+    outcome
+        .metrics
+        .insert("total_params".into(), total_params.into());
+    outcome
+        .metrics
+        .insert("stopped_early".into(), fitted.history.stopped_early.into());
+    outcome.results = vec![
+        PathBuf::from("loss_history.json"),
+        PathBuf::from("summary.json"),
+    ];
+    Ok(outcome)
+}

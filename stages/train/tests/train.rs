@@ -1,0 +1,272 @@
+//! The train stage end to end on a small synthetic collate artifact and the quickstart's tiny
+//! BLIP config: it learns from scratch, LoRA changes only the adapter, early stopping stops,
+//! a resumed run equals an uninterrupted one, and the merged export loads and captions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use burn::tensor::{Tensor, TensorData};
+use pipe_blip::backend::{CpuBackend, CpuDevice};
+use pipe_blip::{Blip, BlipConfig, Captioner, GenerationConfig};
+use pipe_stage_api::{BackendChoice, Outcome, Silent, StageContext};
+use pipe_train::{Hooks, TrainError, run_with_hooks};
+
+type Cpu = CpuBackend;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn quickstart_model() -> PathBuf {
+    root().join("examples/quickstart/model")
+}
+
+fn table(s: &str) -> toml::Table {
+    toml::from_str(s).expect("toml")
+}
+
+/// A synthetic prep + collate artifact (60 images: 48 train, 6 val, 6 test), built once.
+fn collated() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let prep = tmp.path().join("prep");
+        std::fs::create_dir_all(&prep).expect("mkdir");
+        pipe_data::prep::run(
+            &table("dataset = 'synthetic'\nimages = 60\nsize = 64\nseed = 0\nsplit = { train = 0.8, val = 0.1, test = 0.1 }"),
+            tmp.path(),
+            &prep,
+        )
+        .expect("prep");
+        let col = tmp.path().join("collate");
+        std::fs::create_dir_all(&col).expect("mkdir");
+        let params = table(&format!(
+            "model = '{}'\nmax_length = 24",
+            quickstart_model().display()
+        ));
+        pipe_data::collate::run(&params, tmp.path(), &prep, &col).expect("collate");
+        (tmp, col)
+    })
+    .1
+}
+
+struct Run {
+    _tmp: tempfile::TempDir,
+    out: PathBuf,
+}
+
+fn run_in(params: &str, work: &Path, out: &Path, hooks: &Hooks) -> Result<Outcome, TrainError> {
+    std::fs::create_dir_all(out).expect("out");
+    std::fs::create_dir_all(work).expect("work");
+    let deps = BTreeMap::from([("collate".to_string(), collated().to_path_buf())]);
+    let params = table(params);
+    let ctx = StageContext {
+        stage: "train",
+        pipeline_dir: &root(),
+        out_dir: out,
+        work_dir: work,
+        deps: &deps,
+        params: &params,
+        seed: 7,
+        backend: BackendChoice::Cpu,
+        progress: &Silent,
+    };
+    run_with_hooks(&ctx, hooks)
+}
+
+fn run(params: &str) -> (Run, Outcome) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    let o = run_in(params, &tmp.path().join("work"), &out, &Hooks::default()).expect("train");
+    (Run { _tmp: tmp, out }, o)
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
+}
+
+fn tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).expect("read");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let vals = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (n, (v.shape().to_vec(), vals))
+        })
+        .collect()
+}
+
+const SCRATCH: &str = "model = 'scratch'\nconfig = 'examples/quickstart/model'\nmethod = 'full'\nfreeze_vision = false\n";
+
+#[test]
+fn from_scratch_the_val_loss_drops_and_the_export_captions() {
+    let (r, outcome) = run(&format!(
+        "{SCRATCH}lr = 3e-3\nepochs = 6\nbatch_size = 8\nwarmup = 0.1\npatience = 3"
+    ));
+    let h = json(&r.out.join("loss_history.json"));
+    let initial = h["initial_val_loss"].as_f64().expect("initial");
+    let best = outcome.metrics["best_val_loss"].as_f64().expect("best");
+    eprintln!(
+        "val loss: initial {initial:.3}, best {best:.3}, history {}",
+        h["val"]
+    );
+    assert!(
+        initial > 3.0,
+        "an untrained model is near ln(49) = 3.89: {initial}"
+    );
+    assert!(best < 0.5 * initial, "val loss {initial:.3} → {best:.3}");
+    assert_eq!(
+        h["train"].as_array().expect("train").len(),
+        36,
+        "6 epochs × 6 steps"
+    );
+
+    // The merged export loads with the model library and captions in the synthetic style.
+    let device = CpuDevice::default();
+    let captioner = Captioner::<Cpu>::load(r.out.join("model"), &device).expect("load export");
+    let col = pipe_data::collate::Collated::open(collated()).expect("open");
+    let i = col.split_indices(pipe_data::prep::Split::Test)[0];
+    let pixels = Tensor::<Cpu, 4>::from_data(
+        TensorData::new(col.pixels(i).expect("pixels"), [1, 3, 64, 64]),
+        &device,
+    );
+    let g = GenerationConfig {
+        max_new_tokens: 20,
+        ..Default::default()
+    };
+    let caption = captioner.caption(pixels, &g).expect("caption");
+    eprintln!(
+        "caption: {:?}; references: {:?}",
+        caption[0].text,
+        col.captions(i).iter().map(|c| &c.text).collect::<Vec<_>>()
+    );
+    assert!(
+        caption[0].text.split_whitespace().count() >= 2,
+        "{:?}",
+        caption[0].text
+    );
+    let s = json(&r.out.join("summary.json"));
+    assert_eq!(s["trainable_params"], s["total_params"]);
+}
+
+/// A random base model exported in the HF layout (the export itself is under test here too).
+fn base_model(dir: &Path) -> PathBuf {
+    let config = BlipConfig::from_file(&quickstart_model().join("config.json")).expect("config");
+    let device = CpuDevice::default();
+    let m = pipe_train::init::random_init(Blip::<Cpu>::new(&config, &device), 0.02, 3);
+    let out = dir.join("base");
+    pipe_train::export::write_hf_model(&m, &quickstart_model(), &out).expect("export base");
+    out
+}
+
+#[test]
+fn lora_changes_only_the_adapter_and_merges_exactly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = base_model(tmp.path());
+    let (r, outcome) = run(&format!(
+        "model = '{}'\nlr = 1e-2\nepochs = 1\nbatch_size = 8\n[lora]\nr = 4\nalpha = 8",
+        base.display()
+    ));
+    let base_t = tensors(&base.join("model.safetensors"));
+    let merged = tensors(&r.out.join("model/model.safetensors"));
+    let adapter = tensors(&r.out.join("adapter/adapter_model.safetensors"));
+    assert_eq!(
+        base_t.keys().collect::<Vec<_>>(),
+        merged.keys().collect::<Vec<_>>()
+    );
+    // 2 layers × (self + cross) × (query + value) = 8 adapted Linears, A and B each.
+    assert_eq!(adapter.len(), 16);
+    let cfg = json(&r.out.join("adapter/adapter_config.json"));
+    assert_eq!(cfg["peft_type"], "LORA");
+    assert_eq!(cfg["r"], 4);
+    let scale = 8.0f32 / 4.0;
+    let mut changed = 0;
+    for (name, (shape, w0)) in &base_t {
+        let w = &merged[name].1;
+        let module = name.trim_end_matches(".weight");
+        let a_key = format!("base_model.model.{module}.lora_A.weight");
+        match adapter.get(&a_key) {
+            None => assert_eq!(w0, w, "{name} is not adapted and must be bit-identical"),
+            Some((a_shape, a)) => {
+                // PyTorch layout: W [out, in], A [r, in], B [out, r]; W' = W + s·B·A.
+                let (b_shape, b) = &adapter[&format!("base_model.model.{module}.lora_B.weight")];
+                let (out_d, in_d, r) = (shape[0], shape[1], a_shape[0]);
+                assert_eq!(a_shape, &vec![r, in_d]);
+                assert_eq!(b_shape, &vec![out_d, r]);
+                assert!(b.iter().any(|v| *v != 0.0), "{name}: B was trained");
+                let mut max_err = 0f32;
+                for o in 0..out_d {
+                    for i in 0..in_d {
+                        let ba: f32 = (0..r).map(|k| b[o * r + k] * a[k * in_d + i]).sum();
+                        let want = w0[o * in_d + i] + scale * ba;
+                        max_err = max_err.max((w[o * in_d + i] - want).abs());
+                    }
+                }
+                assert!(
+                    max_err < 1e-5,
+                    "{name}: merged ≠ base + s·B·A (max err {max_err})"
+                );
+                changed += 1;
+            }
+        }
+    }
+    assert_eq!(changed, 8);
+    let trainable = outcome.metrics["trainable_params"].as_u64().expect("n");
+    // Per layer r·(in + out) = 4·128.
+    assert_eq!(trainable, 8 * 4 * 128);
+    let total = outcome.metrics["total_params"].as_u64().expect("n");
+    eprintln!("LoRA: {trainable} trainable of {total} parameters");
+    assert!(total > 10 * trainable);
+}
+
+#[test]
+fn early_stopping_stops() {
+    // No epoch can beat the first by min_delta = 100: with patience 1 the run stops at epoch 2.
+    let (r, outcome) = run(&format!(
+        "{SCRATCH}lr = 1e-3\nepochs = 5\nbatch_size = 16\npatience = 1\nmin_delta = 100.0"
+    ));
+    let h = json(&r.out.join("loss_history.json"));
+    assert_eq!(outcome.metrics["epochs"], 2);
+    assert_eq!(h["stopped_early"], true);
+    assert_eq!(h["best_epoch"], 1);
+    assert_eq!(h["val"].as_array().expect("val").len(), 2);
+}
+
+#[test]
+fn a_resumed_run_equals_an_uninterrupted_one() {
+    let params =
+        format!("{SCRATCH}lr = 2e-3\nepochs = 3\nbatch_size = 16\ngrad_accum = 2\nwarmup = 0.2");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("work");
+    let e = run_in(
+        &params,
+        &work,
+        &tmp.path().join("out1"),
+        &Hooks {
+            stop_after_epoch: Some(1),
+        },
+    )
+    .expect_err("interrupted");
+    assert!(matches!(e, TrainError::Interrupted { epoch: 1 }), "{e}");
+    let out = tmp.path().join("out2");
+    run_in(&params, &work, &out, &Hooks::default()).expect("resume");
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["resumed_from_epoch"], 1);
+
+    let (straight, _) = run(&params);
+    assert_eq!(
+        json(&out.join("loss_history.json")),
+        json(&straight.out.join("loss_history.json"))
+    );
+    assert!(
+        std::fs::read(out.join("model/model.safetensors")).expect("a")
+            == std::fs::read(straight.out.join("model/model.safetensors")).expect("b"),
+        "the resumed model differs from the uninterrupted one"
+    );
+}
