@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use pipe_stage_api::BackendChoice;
-
 use crate::cache::{Artifact, Cache, PreImage, SCHEME, flatten, params_json, short};
 use crate::hash::{self, StatCache, Tree};
 use crate::spec::{Spec, StageSpec};
@@ -45,7 +43,9 @@ pub struct StageStatus {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("stage `{stage}`: input {path} does not exist")]
+    #[error(
+        "stage `{stage}`: input {path} does not exist (create it, or fix the path in the pipeline file)"
+    )]
     MissingInput { stage: String, path: String },
     #[error("stage `{stage}`: cannot hash input {path}")]
     Hash {
@@ -163,10 +163,15 @@ impl<'a> Planner<'a> {
                 .map(|(k, t)| (k.clone(), t.digest.clone()))
                 .collect(),
             seed: self.spec.seed,
-            backend: stage
-                .kind
-                .uses_accelerator()
-                .then(|| resolved_backend(self.spec.backend).to_string()),
+            backend: match stage.kind.uses_accelerator() {
+                false => None,
+                true => Some(crate::kinds::backend(self.spec.backend).map_err(|e| {
+                    PlanError::Inputs {
+                        stage: stage.name.clone(),
+                        message: e.to_string(),
+                    }
+                })?),
+            },
         };
         let key = preimage.key();
         Ok(Keyed {
@@ -365,14 +370,4 @@ pub fn display_path(path: &Path, base: &Path) -> String {
         .strip_prefix(base)
         .map_or_else(|_| path.to_path_buf(), Path::to_path_buf);
     p.to_string_lossy().into_owned()
-}
-
-/// The backend stages will actually run on.
-pub fn resolved_backend(choice: BackendChoice) -> &'static str {
-    match choice {
-        BackendChoice::Cpu => "cpu",
-        BackendChoice::Cuda => "cuda",
-        BackendChoice::Auto if cfg!(feature = "cuda") => "cuda",
-        BackendChoice::Auto => "cpu",
-    }
 }

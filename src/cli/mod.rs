@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a stage failed (run) or corruption was found (verify);
 //! 2 bad usage or an invalid pipeline; 3 an I/O or cache error.
 
+mod model;
 mod output;
 mod score;
 
@@ -103,6 +104,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Caption images with a model (a directory, a Hub id, or a stage's artifact).
+    Caption(model::CaptionArgs),
+    /// Serve a web page and a JSON API that caption uploaded images.
+    Serve(model::ServeArgs),
     /// Score predicted captions against references with the COCO caption metrics.
     Score(score::ScoreArgs),
     /// List the stage kinds this build knows.
@@ -121,6 +126,12 @@ pub enum CliError {
     Results(#[from] ResultsError),
     #[error(transparent)]
     Metrics(#[from] pipe_metrics::MetricsError),
+    #[error("{0}")]
+    Model(String),
+    #[error(transparent)]
+    Caption(Box<pipe_blip::infer::InferError>),
+    #[error(transparent)]
+    Serve(#[from] pipe_serve::ServeError),
 }
 
 impl CliError {
@@ -131,6 +142,10 @@ impl CliError {
             CliError::Cache(_) | CliError::Results(_) => 3,
             CliError::Metrics(pipe_metrics::MetricsError::Io { .. }) => 3,
             CliError::Metrics(_) => 2,
+            CliError::Model(_) => 2,
+            CliError::Caption(_) => 3,
+            CliError::Serve(pipe_serve::ServeError::Options(_)) => 2,
+            CliError::Serve(_) => 3,
         }
     }
 }
@@ -241,6 +256,8 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             })
         }
         Command::Score(score_args) => score::run(&score_args),
+        Command::Caption(caption_args) => model::caption(&args.pipeline, &caption_args),
+        Command::Serve(serve_args) => model::serve(&args.pipeline, &serve_args),
         Command::Kinds => {
             for k in pipe::kinds::all() {
                 println!("{:10} {}", k.name(), k.about());

@@ -13,6 +13,7 @@ use pipe_stage_api::{BackendChoice, StageKind};
 pub use error::{Diagnostic, SpecError, did_you_mean};
 pub use locate::{Location, Source};
 pub use overrides::Override;
+pub use pipe_stage_api::env_name;
 
 use crate::kinds;
 
@@ -484,17 +485,4 @@ fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-/// `my-stage` → `MY_STAGE`, the suffix of `$PIPE_DEP_…`.
-pub fn env_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

@@ -75,40 +75,28 @@ impl Project {
     pub fn run_actions(&self, extra: &[&str]) -> Vec<(String, String)> {
         let mut args = vec!["run"];
         args.extend_from_slice(extra);
-        let v = self.json(&args);
-        v["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .map(|s| {
-                (
-                    s["stage"].as_str().unwrap_or("").to_string(),
-                    s["action"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
+        stage_column(&self.json(&args), "action")
     }
 
     /// stage → status of `pipe status --json`.
     pub fn statuses(&self) -> Vec<(String, String)> {
-        let v = self.json(&["status"]);
-        v["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .map(|s| {
-                (
-                    s["stage"].as_str().unwrap_or("").to_string(),
-                    s["status"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
+        stage_column(&self.json(&["status"]), "status")
     }
 
     /// Lines appended to `runs.log` by stages (each stage logs its name when it executes).
     pub fn executions(&self) -> Vec<String> {
         self.read("runs.log").lines().map(str::to_string).collect()
     }
+}
+
+/// `(stage, field)` for each entry of a `{"stages": [...]}` JSON answer.
+fn stage_column(v: &serde_json::Value, field: &str) -> Vec<(String, String)> {
+    let stages = v["stages"].as_array().expect("stages");
+    let get = |s: &serde_json::Value, k: &str| s[k].as_str().unwrap_or("").to_string();
+    stages
+        .iter()
+        .map(|s| (get(s, "stage"), get(s, field)))
+        .collect()
 }
 
 pub fn text(bytes: &[u8]) -> String {

@@ -129,6 +129,20 @@ pub trait StageKind: Send + Sync {
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError>;
 }
 
+/// A name as an environment variable suffix: `my-stage` → `MY_STAGE` (`$PIPE_DEP_MY_STAGE`,
+/// `$PIPE_PARAM_…`).
+pub fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Deserialize a stage's parameter table into its typed form (use `#[serde(deny_unknown_fields)]`),
 /// turning serde's error into a [`ParamError`] with the key path where it can be recovered.
 pub fn parse_params<T: DeserializeOwned>(params: &toml::Table) -> Result<T, ParamError> {

@@ -16,7 +16,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
-use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind, parse_params};
+use pipe_stage_api::{
+    Outcome, ParamError, StageContext, StageError, StageKind, env_name, parse_params,
+};
 use serde::Deserialize;
 
 /// How many trailing lines of stderr a failure shows.
@@ -82,19 +84,6 @@ fn params(table: &toml::Table) -> Result<Params, ParamError> {
     Ok(p)
 }
 
-/// `my-key` → `MY_KEY`.
-fn env_suffix(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// The text a parameter is exported as: strings as they are, other values as TOML writes them.
 fn env_value(v: &toml::Value) -> String {
     match v {
@@ -143,10 +132,10 @@ impl StageKind for Command {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (name, dir) in ctx.deps {
-            process.env(format!("PIPE_DEP_{}", env_suffix(name)), dir);
+            process.env(format!("PIPE_DEP_{}", env_name(name)), dir);
         }
         for (k, v) in &p.params {
-            process.env(format!("PIPE_PARAM_{}", env_suffix(k)), env_value(v));
+            process.env(format!("PIPE_PARAM_{}", env_name(k)), env_value(v));
         }
         let mut child = process.spawn().map_err(|source| CommandError::Spawn {
             cmd: p.cmd.clone(),
