@@ -5,7 +5,9 @@ mod concurrency;
 mod data;
 mod errors;
 mod inspect;
+mod model;
 mod parse_props;
+mod quickstart;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
