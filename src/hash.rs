@@ -106,8 +106,8 @@ impl StatCache {
         }
     }
 
-    /// Forget entries for files that no longer exist under the given roots is not attempted:
-    /// stale entries are harmless (they never match a new stat) and pruned when over `max`.
+    /// Keep at most `max` entries, dropping the oldest. Entries of deleted files are harmless
+    /// (they never match a new stat), so this is the only cleanup.
     pub fn prune(&mut self, max: usize) {
         if self.entries.len() > max {
             let mut by_age: Vec<_> = self

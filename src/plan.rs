@@ -56,6 +56,12 @@ pub enum PlanError {
     },
     #[error("stage `{stage}`: {message}")]
     Inputs { stage: String, message: String },
+    #[error("stage `{stage}` uses the accelerator")]
+    Backend {
+        stage: String,
+        #[source]
+        source: pipe_blip::backend::BackendError,
+    },
 }
 
 /// What a stage's key is computed from, plus the per-file listing of its inputs.
@@ -76,6 +82,8 @@ pub struct Planner<'a> {
     /// Keys already computed in this command, by stage and upstream digests: inputs are
     /// hashed once per command even when status is asked again after a run.
     memo: Mutex<Memo>,
+    /// `[pipeline] backend` resolved once: what accelerator stages record in their keys.
+    backend: Result<String, pipe_blip::backend::BackendError>,
 }
 
 type Memo = BTreeMap<(String, BTreeMap<String, String>), Keyed>;
@@ -90,6 +98,7 @@ impl<'a> Planner<'a> {
             pipeline_id,
             stat: Mutex::new(cache.load_statcache()),
             memo: Mutex::new(BTreeMap::new()),
+            backend: crate::kinds::backend(spec.backend),
         }
     }
 
@@ -165,11 +174,9 @@ impl<'a> Planner<'a> {
             seed: self.spec.seed,
             backend: match stage.kind.uses_accelerator() {
                 false => None,
-                true => Some(crate::kinds::backend(self.spec.backend).map_err(|e| {
-                    PlanError::Inputs {
-                        stage: stage.name.clone(),
-                        message: e.to_string(),
-                    }
+                true => Some(self.backend.clone().map_err(|source| PlanError::Backend {
+                    stage: stage.name.clone(),
+                    source,
                 })?),
             },
         };

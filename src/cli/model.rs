@@ -106,14 +106,13 @@ pub struct ServeArgs {
     backend: Backend,
 }
 
-/// The model directory of a source, and the stage artifact it came from.
+/// The model of a source, and the stage artifact it came from.
 fn resolve(
     pipeline: &Path,
     source: &ModelSource,
-) -> Result<(PathBuf, Option<(String, Artifact)>), CliError> {
+) -> Result<(ModelDir, Option<(String, Artifact)>), CliError> {
     if let Some(model) = &source.model {
-        let dir = ModelDir::resolve(model).map_err(|e| CliError::Model(e.to_string()))?;
-        return Ok((dir.dir, None));
+        return Ok((ModelDir::resolve(model)?, None));
     }
     let Some(stage) = &source.stage else {
         return Err(CliError::Model(
@@ -150,13 +149,12 @@ fn resolve(
             dir.display()
         )));
     }
-    Ok((dir, Some((stage.clone(), artifact))))
+    let model = ModelDir::resolve(&dir.to_string_lossy())?;
+    Ok((model, Some((stage.clone(), artifact))))
 }
 
 pub fn caption(pipeline: &Path, args: &CaptionArgs) -> Result<Exit, CliError> {
-    let (dir, _) = resolve(pipeline, &args.source)?;
-    let model =
-        ModelDir::resolve(&dir.to_string_lossy()).map_err(|e| CliError::Model(e.to_string()))?;
+    let (model, _) = resolve(pipeline, &args.source)?;
     let settings = CaptionSettings {
         generation: GenerationConfig {
             num_beams: args.num_beams,
@@ -194,7 +192,7 @@ pub fn caption(pipeline: &Path, args: &CaptionArgs) -> Result<Exit, CliError> {
 }
 
 pub fn serve(pipeline: &Path, args: &ServeArgs) -> Result<Exit, CliError> {
-    let (dir, stage) = resolve(pipeline, &args.source)?;
+    let (model, stage) = resolve(pipeline, &args.source)?;
     let mut opts = pipe_serve::ServeOptions {
         host: args.host,
         port: args.port,
@@ -220,7 +218,7 @@ pub fn serve(pipeline: &Path, args: &ServeArgs) -> Result<Exit, CliError> {
         opts.info.stage_key = Some(artifact.manifest.key.clone());
         opts.info.metrics = Some(serde_json::Value::Object(artifact.manifest.metrics.clone()));
     }
-    let server = pipe_serve::start_until_signal(&dir, args.backend.into(), opts)?;
+    let server = pipe_serve::start_until_signal(&model.dir, args.backend.into(), opts)?;
     eprintln!("pipe serve: {} (Ctrl-C to stop)", server.url());
     server.wait()?;
     Ok(Exit::Ok)

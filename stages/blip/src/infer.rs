@@ -16,6 +16,7 @@
 //! captions. Images are decoded and preprocessed exactly as the collate stage does it
 //! (`pipe_data::collate`), so a corrupt or unsupported image fails with the same message.
 
+use pipe_data::prep::has_image_extension;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,9 +37,6 @@ use crate::load::{LoadError, ModelDir};
 /// The `infer` kind.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Infer;
-
-/// File extensions taken from a folder (case-insensitive).
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp"];
 
 /// `[stages.<name>]` of kind `infer`.
 #[derive(Debug, Clone, Deserialize)]
@@ -247,12 +245,6 @@ fn list_images(images: &str, pipeline_dir: &Path) -> Result<Vec<PathBuf>, InferE
         });
     }
     Ok(found)
-}
-
-fn has_image_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
 /// The model directory: `model`, or the single dep's artifact (top level or `model/`).

@@ -15,75 +15,63 @@ use crate::error::MetricsError;
 
 /// Reads a predictions file into image id → caption.
 pub fn read_predictions(path: &Path) -> Result<BTreeMap<String, String>, MetricsError> {
-    let mut out = BTreeMap::new();
-    let mut first_line: BTreeMap<String, usize> = BTreeMap::new();
-    for (line_no, obj) in json_lines(path)? {
-        let obj = obj?;
-        let id = image_id(path, line_no, &obj)?;
-        let caption = match obj.get("caption") {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => {
-                return Err(malformed(
-                    path,
-                    line_no,
-                    format!("\"caption\" must be a string, got {}", kind(other)),
-                ));
-            }
-            None => return Err(malformed(path, line_no, "missing \"caption\"".into())),
-        };
-        if let Some(&first) = first_line.get(&id) {
-            return Err(MetricsError::DuplicateId {
-                path: path.to_path_buf(),
-                line: line_no,
-                first_line: first,
-                id,
-            });
-        }
-        first_line.insert(id.clone(), line_no);
-        out.insert(id, caption);
-    }
-    Ok(out)
+    read_keyed(path, |line_no, obj| match obj.get("caption") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(malformed(
+            path,
+            line_no,
+            format!("\"caption\" must be a string, got {}", kind(other)),
+        )),
+        None => Err(malformed(path, line_no, "missing \"caption\"".into())),
+    })
 }
 
 /// Reads a references file into image id → reference captions.
 pub fn read_references(path: &Path) -> Result<BTreeMap<String, Vec<String>>, MetricsError> {
+    read_keyed(path, |line_no, obj| match obj.get("captions") {
+        Some(Value::Array(items)) => {
+            let mut caps = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => caps.push(s.clone()),
+                    other => {
+                        return Err(malformed(
+                            path,
+                            line_no,
+                            format!("\"captions\"[{i}] must be a string, got {}", kind(other)),
+                        ));
+                    }
+                }
+            }
+            if caps.is_empty() {
+                return Err(malformed(path, line_no, "\"captions\" is empty".into()));
+            }
+            Ok(caps)
+        }
+        Some(other) => Err(malformed(
+            path,
+            line_no,
+            format!(
+                "\"captions\" must be an array of strings, got {}",
+                kind(other)
+            ),
+        )),
+        None => Err(malformed(path, line_no, "missing \"captions\"".into())),
+    })
+}
+
+/// One value per image id, each line's value read by `value`; a repeated id is an error naming
+/// both lines.
+fn read_keyed<T>(
+    path: &Path,
+    value: impl Fn(usize, &serde_json::Map<String, Value>) -> Result<T, MetricsError>,
+) -> Result<BTreeMap<String, T>, MetricsError> {
     let mut out = BTreeMap::new();
     let mut first_line: BTreeMap<String, usize> = BTreeMap::new();
     for (line_no, obj) in json_lines(path)? {
         let obj = obj?;
         let id = image_id(path, line_no, &obj)?;
-        let captions = match obj.get("captions") {
-            Some(Value::Array(items)) => {
-                let mut caps = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    match item {
-                        Value::String(s) => caps.push(s.clone()),
-                        other => {
-                            return Err(malformed(
-                                path,
-                                line_no,
-                                format!("\"captions\"[{i}] must be a string, got {}", kind(other)),
-                            ));
-                        }
-                    }
-                }
-                if caps.is_empty() {
-                    return Err(malformed(path, line_no, "\"captions\" is empty".into()));
-                }
-                caps
-            }
-            Some(other) => {
-                return Err(malformed(
-                    path,
-                    line_no,
-                    format!(
-                        "\"captions\" must be an array of strings, got {}",
-                        kind(other)
-                    ),
-                ));
-            }
-            None => return Err(malformed(path, line_no, "missing \"captions\"".into())),
-        };
+        let v = value(line_no, &obj)?;
         if let Some(&first) = first_line.get(&id) {
             return Err(MetricsError::DuplicateId {
                 path: path.to_path_buf(),
@@ -93,7 +81,7 @@ pub fn read_references(path: &Path) -> Result<BTreeMap<String, Vec<String>>, Met
             });
         }
         first_line.insert(id.clone(), line_no);
-        out.insert(id, captions);
+        out.insert(id, v);
     }
     Ok(out)
 }

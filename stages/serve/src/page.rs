@@ -1,7 +1,8 @@
 //! The page: HTML, JS, CSS and an icon compiled into the binary (no CDN, no files on disk), and
 //! the example images, read once at start-up from an explicit list.
 
-use std::path::{Path, PathBuf};
+use pipe_data::prep::has_image_extension;
+use std::path::PathBuf;
 
 use axum::body::Bytes;
 use axum::http::header;
@@ -56,8 +57,6 @@ pub struct Example {
     pub bytes: Bytes,
     pub content_type: &'static str,
 }
-
-const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp"];
 
 /// Read the examples: each path is an image file, or a directory whose image files (by
 /// extension, not recursive, sorted by name) are taken. Files that are not images this server
@@ -119,12 +118,6 @@ pub fn load_examples(
         });
     }
     Ok(examples)
-}
-
-fn has_image_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 fn content_type(format: ImageFormat) -> &'static str {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::CollateError;
+use super::error::{CollateError, read_json};
 
 /// The fields of a Hugging Face image processor config that BLIP uses (others are ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,15 +47,7 @@ fn one_255th() -> f64 {
 impl PreprocessorConfig {
     /// Read `preprocessor_config.json` (or a `processor_config.json` holding `image_processor`).
     pub fn from_file(path: &Path) -> Result<Self, CollateError> {
-        let bytes = std::fs::read(path).map_err(|source| CollateError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|source| CollateError::Json {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let value: serde_json::Value = read_json(path)?;
         let value = value.get("image_processor").cloned().unwrap_or(value);
         let config: Self = serde_json::from_value(value).map_err(|e| CollateError::Config {
             path: path.to_path_buf(),
@@ -121,15 +113,7 @@ impl SpecialTokens {
     /// Read `text_config.{bos,sep,pad}_token_id` from `config.json` (top-level keys for a
     /// text-only config).
     pub fn from_config(path: &Path) -> Result<Self, CollateError> {
-        let bytes = std::fs::read(path).map_err(|source| CollateError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|source| CollateError::Json {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let value: serde_json::Value = read_json(path)?;
         let text = value.get("text_config").unwrap_or(&value);
         let id = |key: &str| -> Result<u32, CollateError> {
             text.get(key)

@@ -53,3 +53,17 @@ pub enum CollateError {
     #[error("{}: {message}", path.display())]
     Artifact { path: PathBuf, message: String },
 }
+
+/// Read and parse a JSON file, naming it in either error.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<T, CollateError> {
+    let bytes = std::fs::read(path).map_err(|source| CollateError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| CollateError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}

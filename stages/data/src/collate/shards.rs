@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::{PreprocessorConfig, SpecialTokens};
-use super::error::CollateError;
+use super::error::{CollateError, read_json};
 use super::pixels::Normalizer;
 use super::tokenize::{Batch, TokenizedCaption, pad_batch};
 use crate::prep::{Split, SplitCounts};
@@ -154,15 +154,7 @@ pub struct Collated {
 impl Collated {
     pub fn open(dir: &Path) -> Result<Self, CollateError> {
         let meta_path = dir.join("collate.json");
-        let bytes = std::fs::read(&meta_path).map_err(|source| CollateError::Read {
-            path: meta_path.clone(),
-            source,
-        })?;
-        let meta: CollateMeta =
-            serde_json::from_slice(&bytes).map_err(|source| CollateError::Json {
-                path: meta_path.clone(),
-                source,
-            })?;
+        let meta: CollateMeta = read_json(&meta_path)?;
         if meta.format != FORMAT {
             return Err(CollateError::Artifact {
                 path: meta_path,

@@ -10,6 +10,7 @@
 //! `2258277193_586949ec62.jpg.1`, captions whose image is missing from the image release, and
 //! images that are in no split list.
 
+use super::images::{IMAGE_EXTENSIONS, has_image_extension};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -27,7 +28,6 @@ const LIST_FILES: [(Split, &str); 3] = [
     (Split::Val, "Flickr_8k.devImages.txt"),
     (Split::Test, "Flickr_8k.testImages.txt"),
 ];
-const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];
 
 /// `dataset = "flickr8k"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -220,7 +220,7 @@ impl Flickr8kParams {
         let ids: std::collections::HashSet<String> =
             listing.entries.iter().map(|e| e.id.clone()).collect();
         listing.retain_or_skip(|e| {
-            if has_image_extension(&e.id) {
+            if has_image_extension(Path::new(&e.id)) {
                 return Ok(());
             }
             let near = IMAGE_EXTENSIONS
@@ -267,13 +267,6 @@ fn caption_format(path: &Path) -> CaptionFormat {
         }
         _ => CaptionFormat::Token,
     }
-}
-
-fn has_image_extension(id: &str) -> bool {
-    Path::new(id)
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// `image.jpg#k<TAB>caption` lines (a space instead of the tab is accepted).

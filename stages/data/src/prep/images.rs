@@ -123,3 +123,13 @@ fn describe(format: ImageFormat, e: ImageError) -> ImageIssue {
         other => format!("cannot decode {name} file: {other}"),
     })
 }
+
+/// File extensions read as images (lower case; matched case-insensitively).
+pub const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];
+
+/// Whether a path's extension names an image format we decode.
+pub fn has_image_extension(path: &std::path::Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}

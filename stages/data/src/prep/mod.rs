@@ -35,7 +35,9 @@ use rayon::prelude::*;
 
 pub use artifact::{DatasetInfo, ImageRecord, PrepArtifact, SplitCounts, Summary};
 pub use error::PrepError;
-pub use images::{DecodeLimits, ImageIssue, decode_rgb8, load_image};
+pub use images::{
+    DecodeLimits, IMAGE_EXTENSIONS, ImageIssue, decode_rgb8, has_image_extension, load_image,
+};
 pub use listing::{RowIssue, Skipped};
 pub use split::{Split, SplitFractions};
 
