@@ -7,11 +7,34 @@ use pipe_data::collate::{Collated, TokenizedCaption};
 
 use crate::error::TrainError;
 
+/// A micro-batch's images: pixels for the vision encoder, or its output read from an
+/// `encode` artifact (the encoder frozen, so it is never run twice for the same image).
+#[derive(Debug, Clone)]
+pub enum BatchImages<B: Backend> {
+    /// `[I, 3, S, S]`, normalised.
+    Pixels(Tensor<B, 4>),
+    /// `[I, N, E]`, the vision encoder's output.
+    Embeds(Tensor<B, 3>),
+}
+
+impl<B: Backend> BatchImages<B> {
+    /// I.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Pixels(t) => t.dims()[0],
+            Self::Embeds(t) => t.dims()[0],
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One micro-batch on a device.
 #[derive(Debug, Clone)]
 pub struct ImageBatch<B: Backend> {
-    /// `[I, 3, S, S]`, normalised.
-    pub pixels: Tensor<B, 4>,
+    pub images: BatchImages<B>,
     /// `[R, L]`, R = Σ captions per image, image-major.
     pub input_ids: Tensor<B, 2, Int>,
     /// `[R, L]`, 1 for tokens, 0 for padding.
@@ -25,7 +48,7 @@ pub struct ImageBatch<B: Backend> {
 impl<B: Backend> ImageBatch<B> {
     /// Captions per image when every image has the same number (the fast path), else `None`.
     pub fn rows_per_image(&self) -> Option<usize> {
-        let images = self.pixels.dims()[0];
+        let images = self.images.len();
         let rows = self.row_image.len();
         if images == 0 || !rows.is_multiple_of(images) {
             return None;
@@ -60,7 +83,10 @@ pub fn load_batch<B: Backend>(
     let b = col.batch(&captions, None);
     let shape = [b.batch, b.seq_len];
     Ok(ImageBatch {
-        pixels: Tensor::from_data(TensorData::new(pixels, [indices.len(), 3, h, w]), device),
+        images: BatchImages::Pixels(Tensor::from_data(
+            TensorData::new(pixels, [indices.len(), 3, h, w]),
+            device,
+        )),
         input_ids: Tensor::from_data(TensorData::new(b.input_ids, shape), device),
         attention_mask: Tensor::from_data(TensorData::new(b.attention_mask, shape), device),
         labels: Tensor::from_data(TensorData::new(b.labels, shape), device),

@@ -36,6 +36,8 @@ pub struct LoraSpec {
     pub names: Vec<String>,
     pub r: usize,
     pub alpha: f64,
+    /// PEFT's `lora_dropout`: dropout on the adapter's input while training.
+    pub dropout: f64,
 }
 
 impl LoraSpec {

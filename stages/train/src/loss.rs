@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor};
 use pipe_blip::Blip;
 use pipe_blip::text::KvCache;
 
-use crate::data::ImageBatch;
+use crate::data::{BatchImages, ImageBatch};
 
 /// Summed loss over the scored tokens and their number: `(Σ loss [1], count [1])`.
 pub fn summed_loss<B: Backend>(
@@ -37,7 +37,10 @@ pub fn summed_loss<B: Backend>(
 /// Teacher-forced logits `[R, L, V]` of a batch: the vision encoder once per image, the
 /// cross-attention keys/values once per image, shared by its caption rows.
 pub fn batch_logits<B: Backend>(model: &Blip<B>, batch: &ImageBatch<B>) -> Tensor<B, 3> {
-    let embeds = model.encode_images(batch.pixels.clone()); // [I, N, E]
+    let embeds = match &batch.images {
+        BatchImages::Pixels(p) => model.encode_images(p.clone()), // [I, N, E]
+        BatchImages::Embeds(e) => e.clone(),
+    };
     let (embeds, g) = match batch.rows_per_image() {
         Some(g) => (embeds, g),
         None => {

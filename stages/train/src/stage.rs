@@ -190,6 +190,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
                 names: layers.into_iter().map(|(n, _)| n).collect(),
                 r: p.lora.r,
                 alpha: p.lora.alpha,
+                dropout: p.lora.dropout,
             };
             if p.lora.dropout > 0.0 {
                 tracing::warn!(
@@ -208,6 +209,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
                 names: Vec::new(),
                 r: 0,
                 alpha: 0.0,
+                dropout: 0.0,
             };
             (
                 Trainable {
