@@ -8,10 +8,13 @@ static COLLATE: pipe_data::Collate = pipe_data::Collate;
 static TRAIN: pipe_train::Train = pipe_train::Train;
 static EVALUATE: pipe_evaluate::Evaluate = pipe_evaluate::Evaluate;
 static INFER: pipe_blip::infer::Infer = pipe_blip::infer::Infer;
+static ENCODE: pipe_train::Encode = pipe_train::Encode;
 
 /// Every kind, in the order `pipe kinds` lists them.
 pub fn all() -> Vec<&'static dyn StageKind> {
-    vec![&PREP, &COLLATE, &TRAIN, &EVALUATE, &INFER, &COMMAND]
+    vec![
+        &PREP, &COLLATE, &ENCODE, &TRAIN, &EVALUATE, &INFER, &COMMAND,
+    ]
 }
 
 pub fn find(name: &str) -> Option<&'static dyn StageKind> {

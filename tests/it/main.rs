@@ -3,6 +3,7 @@
 mod cache;
 mod concurrency;
 mod data;
+mod encode;
 mod errors;
 mod inspect;
 mod model;

@@ -76,6 +76,58 @@ pub struct QkvProjections<B: Backend> {
     pub key: Linear<B>,
     pub value: Linear<B>,
     pub num_heads: usize,
+    /// LoRA branches beside the projections, set only while training an adapter with dropout
+    /// (without dropout the adapter is merged into the weights); `None` in a loaded model.
+    pub lora: Option<QkvLora<B>>,
+}
+
+/// Unmerged LoRA branches of one [`QkvProjections`].
+#[derive(Module, Debug)]
+pub struct QkvLora<B: Backend> {
+    pub query: Option<LoraBranch<B>>,
+    pub key: Option<LoraBranch<B>>,
+    pub value: Option<LoraBranch<B>>,
+}
+
+/// s·(dropout(x)·A)·B, added to a projection's output (Hu et al., 2021, as PEFT computes it).
+/// Dropout is active only on an autodiff backend, i.e. while training.
+#[derive(Module, Debug)]
+pub struct LoraBranch<B: Backend> {
+    /// `[in, r]`.
+    pub a: Param<Tensor<B, 2>>,
+    /// `[r, out]`.
+    pub b: Param<Tensor<B, 2>>,
+    #[module(skip)]
+    pub scale: f64,
+    #[module(skip)]
+    pub dropout: f64,
+}
+
+impl<B: Backend> LoraBranch<B> {
+    /// `[A, L, in]` → `[A, L, out]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = burn::nn::DropoutConfig::new(self.dropout).init().forward(x);
+        let [a, l, d] = x.dims();
+        let y = x
+            .reshape([a * l, d])
+            .matmul(self.a.val())
+            .matmul(self.b.val())
+            .mul_scalar(self.scale);
+        let out = y.dims()[1];
+        y.reshape([a, l, out])
+    }
+}
+
+/// A projection with its optional LoRA branch.
+fn project<B: Backend>(
+    layer: &Linear<B>,
+    branch: Option<&LoraBranch<B>>,
+    x: Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    match branch {
+        Some(br) => linear_rows(layer, x.clone()) + br.forward(x),
+        None => linear_rows(layer, x),
+    }
 }
 
 /// `…output` blocks: LN(residual + dense(x)).
@@ -181,6 +233,7 @@ impl<B: Backend> TextDecoder<B> {
             key: linear(d_kv, d, device),
             value: linear(d_kv, d, device),
             num_heads: c.num_attention_heads,
+            lora: None,
         };
         let layer = (0..c.num_hidden_layers)
             .map(|_| TextLayer {
@@ -236,8 +289,8 @@ impl<B: Backend> TextDecoder<B> {
             .map(|layer| {
                 let p = &layer.crossattention.self_;
                 CrossKv {
-                    k: split_heads(linear_rows(&p.key, image_embeds.clone()), p.num_heads),
-                    v: split_heads(linear_rows(&p.value, image_embeds.clone()), p.num_heads),
+                    k: split_heads(p.key(image_embeds.clone()), p.num_heads),
+                    v: split_heads(p.value(image_embeds.clone()), p.num_heads),
                 }
             })
             .collect()
@@ -358,6 +411,30 @@ fn self_attention_mask<B: Backend>(
 }
 
 impl<B: Backend> QkvProjections<B> {
+    fn query(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        project(
+            &self.query,
+            self.lora.as_ref().and_then(|l| l.query.as_ref()),
+            x,
+        )
+    }
+
+    fn key(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        project(
+            &self.key,
+            self.lora.as_ref().and_then(|l| l.key.as_ref()),
+            x,
+        )
+    }
+
+    fn value(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        project(
+            &self.value,
+            self.lora.as_ref().and_then(|l| l.value.as_ref()),
+            x,
+        )
+    }
+
     /// Causal self-attention over cached + new tokens. `x`: `[R, T, D]`; returns the context
     /// `[R, T, D]` and this layer's cache `[R, H, P+T, d]`.
     fn self_attention(
@@ -367,9 +444,9 @@ impl<B: Backend> QkvProjections<B> {
         mask: Option<Tensor<B, 4, Bool>>,
     ) -> (Tensor<B, 3>, SelfKv<B>) {
         let h = self.num_heads;
-        let q = split_heads(linear_rows(&self.query, x.clone()), h); // [R, H, T, d]
-        let mut k = split_heads(linear_rows(&self.key, x.clone()), h);
-        let mut v = split_heads(linear_rows(&self.value, x), h);
+        let q = split_heads(self.query(x.clone()), h); // [R, H, T, d]
+        let mut k = split_heads(self.key(x.clone()), h);
+        let mut v = split_heads(self.value(x), h);
         if let Some(past) = past {
             k = Tensor::cat(vec![past.k, k], 2); // [R, H, P+T, d]
             v = Tensor::cat(vec![past.v, v], 2);
@@ -394,7 +471,8 @@ impl<B: Backend> QkvProjections<B> {
         let hd = d / h;
         let i = r / g;
         // [R, T, D] → [I, G, T, H, d] → [I, H, G, T, d] → [I, H, G·T, d]
-        let q = linear_rows(&self.query, x)
+        let q = self
+            .query(x)
             .reshape([i, g, t, h, hd])
             .permute([0, 3, 1, 2, 4]);
         let q = q.reshape([i, h, g * t, hd]);

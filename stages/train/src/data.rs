@@ -6,6 +6,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use pipe_data::collate::{Collated, TokenizedCaption};
 
 use crate::error::TrainError;
+use crate::features::Features;
 
 /// A micro-batch's images: pixels for the vision encoder, or its output read from an
 /// `encode` artifact (the encoder frozen, so it is never run twice for the same image).
@@ -62,19 +63,38 @@ impl<B: Backend> ImageBatch<B> {
     }
 }
 
-/// Build the batch of images `indices` (into `col`) on `device`.
+/// Build the batch of images `indices` (into `col`) on `device`: their pixels, or their
+/// vision features when `features` holds them.
 pub fn load_batch<B: Backend>(
     col: &Collated,
+    features: Option<&Features>,
     indices: &[usize],
     device: &B::Device,
 ) -> Result<ImageBatch<B>, TrainError> {
-    let (h, w) = col.image_size();
-    let (h, w) = (h as usize, w as usize);
-    let mut pixels = vec![0f32; indices.len() * 3 * h * w];
+    let images = match features {
+        Some(f) => {
+            let n = f.image_len();
+            let mut values = vec![0f32; indices.len() * n];
+            for (&i, out) in indices.iter().zip(values.chunks_mut(n)) {
+                f.read_into(i, out)?;
+            }
+            let shape = [indices.len(), f.meta.tokens, f.meta.width];
+            BatchImages::Embeds(Tensor::from_data(TensorData::new(values, shape), device))
+        }
+        None => {
+            let (h, w) = col.image_size();
+            let (h, w) = (h as usize, w as usize);
+            let mut pixels = vec![0f32; indices.len() * 3 * h * w];
+            for (&i, out) in indices.iter().zip(pixels.chunks_mut(3 * h * w)) {
+                col.pixels_into(i, out)?;
+            }
+            let shape = [indices.len(), 3, h, w];
+            BatchImages::Pixels(Tensor::from_data(TensorData::new(pixels, shape), device))
+        }
+    };
     let mut captions: Vec<&TokenizedCaption> = Vec::new();
     let mut row_image = Vec::new();
     for (k, &i) in indices.iter().enumerate() {
-        col.pixels_into(i, &mut pixels[k * 3 * h * w..(k + 1) * 3 * h * w])?;
         for c in col.captions(i) {
             captions.push(c);
             row_image.push(k);
@@ -83,10 +103,7 @@ pub fn load_batch<B: Backend>(
     let b = col.batch(&captions, None);
     let shape = [b.batch, b.seq_len];
     Ok(ImageBatch {
-        images: BatchImages::Pixels(Tensor::from_data(
-            TensorData::new(pixels, [indices.len(), 3, h, w]),
-            device,
-        )),
+        images,
         input_ids: Tensor::from_data(TensorData::new(b.input_ids, shape), device),
         attention_mask: Tensor::from_data(TensorData::new(b.attention_mask, shape), device),
         labels: Tensor::from_data(TensorData::new(b.labels, shape), device),

@@ -31,6 +31,8 @@ pub enum TrainError {
         path: PathBuf,
         message: String,
     },
+    #[error("{path}: {message}")]
+    Features { path: PathBuf, message: String },
     #[error("cannot write {path}: {message}")]
     Export { path: PathBuf, message: String },
     #[error("training stopped after epoch {epoch} (test hook); its checkpoint is in the work dir")]

@@ -18,6 +18,7 @@ use rand::{SeedableRng, rngs::StdRng};
 use crate::checkpoint::{self, History, TrainPoint, TrainState, ValPoint};
 use crate::data::load_batch;
 use crate::error::TrainError;
+use crate::features::Features;
 use crate::lora::{LoraSpec, Trainable};
 use crate::loss::{batch_logits, summed_loss};
 use crate::optim::{adamw, clip_global_norm};
@@ -35,6 +36,8 @@ pub struct FitConfig<'a> {
     pub progress: &'a dyn Progress,
     /// Test hook: return [`TrainError::Interrupted`] after this epoch's checkpoint.
     pub stop_after_epoch: Option<usize>,
+    /// The encode stage's vision features; `None` runs the vision encoder.
+    pub features: Option<&'a Features>,
 }
 
 /// The loop's result: the best epoch's model and adapter (no autodiff), and the history.
@@ -118,6 +121,9 @@ pub fn fit<B: AutodiffBackend>(
 
     while !state.finished {
         let epoch = state.epochs_done + 1;
+        // Dropout draws from the backend's RNG: seeded per epoch, so a resumed run draws
+        // what an uninterrupted one does.
+        B::seed(device, cfg.seed.wrapping_add(epoch as u64));
         let mut order = train_idx.clone();
         order.shuffle(&mut StdRng::seed_from_u64(
             cfg.seed
@@ -133,8 +139,8 @@ pub fn fit<B: AutodiffBackend>(
         let (mut n_acc, mut loss_acc) = (0usize, 0f64);
         let chunks: Vec<&[usize]> = order.chunks(p.batch_size).collect();
         for (k, chunk) in chunks.iter().enumerate() {
-            let batch = load_batch::<B>(col, chunk, device)?;
-            let model = trainable.effective(cfg.spec);
+            let batch = load_batch::<B>(col, cfg.features, chunk, device)?;
+            let model = trainable.training_model(cfg.spec);
             let logits = batch_logits(&model, &batch);
             let (sum, count) = summed_loss(logits, batch.labels.clone(), p.label_smoothing);
             let loss = sum / count.clamp_min(1.0);
@@ -212,7 +218,7 @@ fn validate<B: Backend>(
     let model = t.effective(cfg.spec);
     let (mut sum, mut count) = (0f64, 0f64);
     for chunk in idx.chunks(cfg.params.batch_size.max(8)) {
-        let batch = load_batch::<B>(col, chunk, device)?;
+        let batch = load_batch::<B>(col, cfg.features, chunk, device)?;
         let logits = batch_logits(&model, &batch);
         let (s, c) = summed_loss(logits, batch.labels, cfg.params.label_smoothing);
         sum += f64::from(s.into_scalar().elem::<f32>());

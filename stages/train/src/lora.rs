@@ -5,13 +5,16 @@
 //! The model's modules are plain `Linear`s, so the adapter lives beside the model: per step
 //! [`Trainable::effective`] builds the model whose targeted weights are W + s·A·B (one small
 //! `[in, r]×[r, out]` product per layer, tracked by autodiff so the gradients reach A and B
-//! only). The same function merges the adapter for export.
+//! only). The same function merges the adapter for export. With `lora_dropout` > 0 training
+//! uses [`Trainable::training_model`], which puts unmerged branches beside the text decoder's
+//! query/key/value projections (dropout acts on the branch's input, so it cannot be merged).
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use pipe_blip::Blip;
+use pipe_blip::text::{LoraBranch, QkvLora, QkvProjections};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// One targeted layer's adapter.
@@ -181,9 +184,112 @@ impl<B: Backend> LoraAdapter<B> {
     }
 }
 
+/// The text decoder's query/key/value projection block named by `name`, and which of the three
+/// it is: where an unmerged branch (for dropout) can sit.
+fn qkv_slot<'a, B: Backend>(
+    m: &'a mut Blip<B>,
+    name: &str,
+) -> Option<(&'a mut QkvProjections<B>, &'static str)> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let [
+        "text_decoder",
+        "bert",
+        "encoder",
+        "layer",
+        i,
+        kind,
+        "self",
+        proj,
+    ] = parts.as_slice()
+    else {
+        return None;
+    };
+    let proj = match *proj {
+        "query" => "query",
+        "key" => "key",
+        "value" => "value",
+        _ => return None,
+    };
+    let l = m
+        .text_decoder
+        .bert
+        .encoder
+        .layer
+        .get_mut(i.parse::<usize>().ok()?)?;
+    let att = match *kind {
+        "attention" => &mut l.attention,
+        "crossattention" => &mut l.crossattention,
+        _ => return None,
+    };
+    Some((&mut att.self_, proj))
+}
+
+/// Targeted layers whose LoRA dropout cannot be applied (only the text decoder's
+/// query/key/value projections take an unmerged branch); they train without dropout.
+pub fn without_dropout(spec: &LoraSpec) -> Vec<&str> {
+    spec.names
+        .iter()
+        .filter(|n| {
+            let parts: Vec<&str> = n.split('.').collect();
+            !matches!(
+                parts.as_slice(),
+                [
+                    "text_decoder",
+                    "bert",
+                    "encoder",
+                    "layer",
+                    _,
+                    _,
+                    "self",
+                    "query" | "key" | "value"
+                ]
+            )
+        })
+        .map(String::as_str)
+        .collect()
+}
+
 impl<B: Backend> Trainable<B> {
-    /// The model the forward pass uses: targeted weights W + s·A·B (tracked by autodiff on an
-    /// autodiff backend), everything else shared with `self.model`. With no adapter, a clone.
+    /// The model the training forward pass uses. Without dropout, targeted weights become
+    /// W + s·A·B (tracked by autodiff, so the gradients reach A and B only). With dropout,
+    /// query/key/value targets get an unmerged branch s·(dropout(x)·A)·B instead, as PEFT
+    /// computes it. Everything else is shared with `self.model`; with no adapter, a clone.
+    pub fn training_model(&self, spec: &LoraSpec) -> Blip<B> {
+        if spec.dropout <= 0.0 {
+            return self.effective(spec);
+        }
+        let mut m = self.model.clone();
+        let scale = spec.scale();
+        for (name, layer) in spec.names.iter().zip(&self.lora.layers) {
+            if let Some((qkv, proj)) = qkv_slot(&mut m, name) {
+                let branch = LoraBranch {
+                    a: Param::initialized(layer.a.id, layer.a.val()),
+                    b: Param::initialized(layer.b.id, layer.b.val()),
+                    scale,
+                    dropout: spec.dropout,
+                };
+                let lora = qkv.lora.get_or_insert_with(|| QkvLora {
+                    query: None,
+                    key: None,
+                    value: None,
+                });
+                match proj {
+                    "query" => lora.query = Some(branch),
+                    "key" => lora.key = Some(branch),
+                    _ => lora.value = Some(branch),
+                }
+            } else if let Some(lin) = linear_mut(&mut m, name) {
+                let delta = layer.a.val().matmul(layer.b.val()).mul_scalar(scale);
+                let id = lin.weight.id;
+                lin.weight = Param::initialized(id, lin.weight.val() + delta);
+            }
+        }
+        m
+    }
+
+    /// The merged model: targeted weights W + s·A·B (tracked by autodiff on an autodiff
+    /// backend), everything else shared with `self.model`. With no adapter, a clone. This is
+    /// what validation, evaluation and the export use.
     pub fn effective(&self, spec: &LoraSpec) -> Blip<B> {
         let mut m = self.model.clone();
         let scale = spec.scale();

@@ -62,6 +62,9 @@ pub struct TrainParams {
     /// The collate dep's name when the stage has several deps.
     #[serde(default)]
     pub collate: Option<String>,
+    /// The encode dep's name, when several deps hold vision features (one is found by itself).
+    #[serde(default)]
+    pub encode: Option<String>,
     #[serde(default = "d_method")]
     pub method: Method,
     #[serde(default = "d_true")]

@@ -15,6 +15,7 @@
 //! Artifact: `model/` (merged, HF layout), `adapter/` (PEFT, LoRA only), `loss_history.json`,
 //! `summary.json`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
@@ -22,16 +23,20 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use pipe_blip::Blip;
 use pipe_blip::backend::{OnBackend, resolve};
 use pipe_blip::config::BlipConfig;
-use pipe_blip::load::{ModelDir, load_model};
+use pipe_blip::load::load_model;
 use pipe_data::collate::Collated;
 use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind};
 
 use crate::error::TrainError;
 use crate::export::{write_hf_model, write_json, write_peft_adapter};
+use crate::features::{Features, META, collate_fingerprint, vision_fingerprint};
 use crate::fit::{FitConfig, fit};
 use crate::init::random_init;
-use crate::lora::{LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted};
+use crate::lora::{
+    LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted, without_dropout,
+};
 use crate::params::{Method, TrainParams};
+use crate::source::{model_dir, model_files, model_inputs};
 
 /// The `train` stage kind.
 pub struct Train;
@@ -67,27 +72,10 @@ impl StageKind for Train {
         pipeline_dir: &Path,
     ) -> Result<Vec<PathBuf>, ParamError> {
         let p = TrainParams::parse(params)?;
-        let dir = match &p.config {
-            Some(c) if p.is_scratch() => pipeline_dir.join(c),
-            _ => match local_dir(&p.model, pipeline_dir) {
-                Some(d) => d,
-                None => match ModelDir::resolve(&p.model) {
-                    Ok(d) => d.dir,
-                    // Reported when the stage runs, with how to get the model.
-                    Err(_) => return Ok(Vec::new()),
-                },
-            },
-        };
-        let mut files = vec![dir.join("config.json")];
-        if !p.is_scratch() {
-            files.push(dir.join("model.safetensors"));
-        }
-        for f in ["tokenizer.json", "preprocessor_config.json"] {
-            if dir.join(f).is_file() {
-                files.push(dir.join(f));
-            }
-        }
-        Ok(files)
+        Ok(match &p.config {
+            Some(c) if p.is_scratch() => model_files(&pipeline_dir.join(c), false),
+            _ => model_inputs(&p.model, pipeline_dir),
+        })
     }
 
     fn uses_accelerator(&self) -> bool {
@@ -99,48 +87,124 @@ impl StageKind for Train {
     }
 }
 
-fn local_dir(model: &str, pipeline_dir: &Path) -> Option<PathBuf> {
-    let d = pipeline_dir.join(model);
-    d.is_dir().then_some(d)
-}
-
 /// The stage, with test hooks.
 pub fn run_with_hooks(ctx: &StageContext<'_>, hooks: &Hooks) -> Result<Outcome, TrainError> {
     let p = TrainParams::parse(ctx.params)?;
-    let collate_dir = match &p.collate {
-        Some(name) => ctx.deps.get(name).ok_or_else(|| {
-            ParamError::new(
-                ["collate"],
-                format!("`{name}` is not among this stage's deps"),
-            )
-        })?,
-        None if ctx.deps.len() == 1 => ctx
-            .deps
-            .values()
-            .next()
-            .ok_or_else(|| ParamError::new(["collate"], "no deps"))?,
-        None => {
-            return Err(ParamError::new(
-                ["collate"],
-                "train needs one collate dep, or `collate = NAME` to pick one",
-            )
-            .into());
-        }
-    };
+    let (collate_dir, encode_dir) = pick_deps(ctx.deps, &p)?;
     let backend = resolve(ctx.backend)?;
     tracing::info!(backend = %backend, "train");
     backend.run(Job {
         ctx,
         params: &p,
         collate_dir,
+        encode_dir,
         hooks,
     })
+}
+
+/// The encode artifact in `dir`, checked against what this run trains: the vision encoder
+/// must stay frozen and be the one the features were computed with, over the same images.
+fn open_features<B: Backend>(
+    dir: &Path,
+    collate_dir: &Path,
+    col: &Collated,
+    trainable: &Trainable<B>,
+    spec: &LoraSpec,
+    p: &TrainParams,
+) -> Result<Features, TrainError> {
+    let bad = |message: String| TrainError::Features {
+        path: dir.join(META),
+        message,
+    };
+    let trains_vision = match p.method {
+        Method::Lora => spec.names.iter().any(|n| n.starts_with("vision_model.")),
+        Method::Full => !p.freeze_vision,
+    };
+    if trains_vision {
+        return Err(bad(
+            "train reads cached vision features (an encode dep) but would train the vision \
+             encoder: set freeze_vision = true and keep LoRA targets in the text decoder, or \
+             drop the encode dep"
+                .into(),
+        ));
+    }
+    let features = Features::open(dir)?;
+    let meta = &features.meta;
+    if meta.images != col.len() || meta.collate != collate_fingerprint(collate_dir)? {
+        return Err(bad(format!(
+            "the features ({} images) were computed from another collate artifact than this \
+             stage's ({} images); make encode depend on the same collate stage",
+            meta.images,
+            col.len()
+        )));
+    }
+    if meta.vision != vision_fingerprint(&trainable.model.vision_model) {
+        return Err(bad(format!(
+            "the features were computed with another vision encoder (encode's model = {:?}, \
+             train's = {:?}); give both stages the same model",
+            meta.model, p.model
+        )));
+    }
+    tracing::info!(images = meta.images, dtype = ?meta.dtype, "reading vision features from encode");
+    Ok(features)
+}
+
+/// The collate dep (its artifact holds `collate.json`) and the optional encode dep
+/// (`features.json`), by name when `collate`/`encode` say, else by what they hold.
+fn pick_deps<'a>(
+    deps: &'a BTreeMap<String, PathBuf>,
+    p: &TrainParams,
+) -> Result<(&'a Path, Option<&'a Path>), ParamError> {
+    let named = |key: &str, name: &str| {
+        deps.get(name).map(PathBuf::as_path).ok_or_else(|| {
+            ParamError::new([key], format!("`{name}` is not among this stage's deps"))
+        })
+    };
+    let holding = |file: &str| -> Vec<&'a Path> {
+        deps.values()
+            .filter(|d| d.join(file).is_file())
+            .map(PathBuf::as_path)
+            .collect()
+    };
+    let collate = match &p.collate {
+        Some(name) => named("collate", name)?,
+        None => match holding("collate.json").as_slice() {
+            [one] => one,
+            [] => {
+                return Err(ParamError::new(
+                    ["deps"],
+                    "train needs a collate stage among its deps",
+                ));
+            }
+            _ => {
+                return Err(ParamError::new(
+                    ["collate"],
+                    "several deps are collate artifacts: pick one with `collate = NAME`",
+                ));
+            }
+        },
+    };
+    let encode = match &p.encode {
+        Some(name) => Some(named("encode", name)?),
+        None => match holding(crate::features::META).as_slice() {
+            [] => None,
+            [one] => Some(*one),
+            _ => {
+                return Err(ParamError::new(
+                    ["encode"],
+                    "several deps are encode artifacts: pick one with `encode = NAME`",
+                ));
+            }
+        },
+    };
+    Ok((collate, encode))
 }
 
 struct Job<'a> {
     ctx: &'a StageContext<'a>,
     params: &'a TrainParams,
     collate_dir: &'a Path,
+    encode_dir: Option<&'a Path>,
     hooks: &'a Hooks,
 }
 
@@ -167,10 +231,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
         tracing::info!(config = %dir.display(), "random initialisation (training from scratch)");
         (dir, model)
     } else {
-        let dir = match local_dir(&p.model, ctx.pipeline_dir) {
-            Some(d) => ModelDir::resolve(&d.to_string_lossy())?,
-            None => ModelDir::resolve(&p.model)?,
-        };
+        let dir = model_dir(&p.model, ctx.pipeline_dir)?;
         let (_, model) = load_model::<B>(&dir, device)?;
         (dir.dir, model)
     };
@@ -192,10 +253,13 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
                 alpha: p.lora.alpha,
                 dropout: p.lora.dropout,
             };
-            if p.lora.dropout > 0.0 {
+            let merged_only = without_dropout(&spec);
+            if p.lora.dropout > 0.0 && !merged_only.is_empty() {
                 tracing::warn!(
                     dropout = p.lora.dropout,
-                    "lora.dropout is recorded in adapter_config.json but not applied in training"
+                    layers = ?merged_only,
+                    "lora.dropout applies to the text decoder's query/key/value; these targets \
+                     train without it"
                 );
             }
             (Trainable { model, lora }, spec)
@@ -219,6 +283,17 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
                 spec,
             )
         }
+    };
+    let features = match job.encode_dir {
+        Some(dir) => Some(open_features(
+            dir,
+            job.collate_dir,
+            &col,
+            &trainable,
+            &spec,
+            p,
+        )?),
+        None => None,
     };
     let (trainable_params, total_params) = count_params(&trainable);
     tracing::info!(
@@ -246,6 +321,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
             fingerprint,
             progress: ctx.progress,
             stop_after_epoch: job.hooks.stop_after_epoch,
+            features: features.as_ref(),
         },
         device,
     )?;
