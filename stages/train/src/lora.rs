@@ -250,14 +250,12 @@ pub fn without_dropout(spec: &LoraSpec) -> Vec<&str> {
 }
 
 impl<B: Backend> Trainable<B> {
-    /// The model the training forward pass uses. Without dropout, targeted weights become
-    /// W + s·A·B (tracked by autodiff, so the gradients reach A and B only). With dropout,
-    /// query/key/value targets get an unmerged branch s·(dropout(x)·A)·B instead, as PEFT
-    /// computes it. Everything else is shared with `self.model`; with no adapter, a clone.
+    /// The model the training forward pass uses: the text decoder's query/key/value targets
+    /// get an unmerged branch s·(dropout(x)·A)·B, as PEFT computes it (dropout cannot be
+    /// merged, and the backward pass then never forms a full-size weight gradient); other
+    /// targets are merged as in [`Self::effective`]. Everything else is shared with
+    /// `self.model`; with no adapter, a clone.
     pub fn training_model(&self, spec: &LoraSpec) -> Blip<B> {
-        if spec.dropout <= 0.0 {
-            return self.effective(spec);
-        }
         let mut m = self.model.clone();
         let scale = spec.scale();
         for (name, layer) in spec.names.iter().zip(&self.lora.layers) {
