@@ -1,8 +1,9 @@
 //! Resumable training state in the stage's work dir, one complete epoch at a time.
 //!
 //! `work_dir/checkpoint/` holds `state.json` (epoch, step, history, early-stopping state, a
-//! fingerprint of the parameters), `trainable.bin` (model + adapter), `optim.bin` (AdamW's
-//! moments) and `best.bin` (the best epoch's model + adapter), all f32 exact. It is written
+//! fingerprint of the parameters), `trainable.bin` (what training changes: the adapter alone
+//! with LoRA, whose base model is frozen and reloaded from its source; else model + adapter),
+//! `optim.bin` (AdamW's moments) and `best.bin` (the best epoch's, likewise), all f32 exact. It is written
 //! as `checkpoint.tmp/` and renamed into place, so a kill leaves either the previous epoch's
 //! checkpoint or the new one, never a mix.
 
@@ -78,9 +79,56 @@ pub fn dir(work_dir: &Path) -> PathBuf {
     work_dir.join("checkpoint")
 }
 
+/// What a checkpoint holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contents {
+    /// The LoRA adapter only (the model is frozen).
+    Adapter,
+    /// Model and adapter.
+    Everything,
+}
+
+/// Save `t` (or its adapter) to `path` (the recorder adds `.bin`).
+fn save_trainable<B: burn::tensor::backend::Backend>(
+    t: &Trainable<B>,
+    contents: Contents,
+    path: PathBuf,
+) -> Result<(), TrainError> {
+    let rec = recorder();
+    match contents {
+        Contents::Adapter => t.lora.clone().save_file(path.clone(), &rec),
+        Contents::Everything => t.clone().save_file(path.clone(), &rec),
+    }
+    .map_err(ckpt_err("save", &path))
+}
+
+/// Load into `t` (or its adapter) from `path` (the recorder adds `.bin`).
+fn load_trainable<B: burn::tensor::backend::Backend>(
+    mut t: Trainable<B>,
+    contents: Contents,
+    path: PathBuf,
+    device: &B::Device,
+) -> Result<Trainable<B>, TrainError> {
+    let rec = recorder();
+    let shown = path.with_extension("bin");
+    match contents {
+        Contents::Adapter => {
+            t.lora = t
+                .lora
+                .load_file(path, &rec, device)
+                .map_err(ckpt_err("load", &shown))?;
+            Ok(t)
+        }
+        Contents::Everything => t
+            .load_file(path, &rec, device)
+            .map_err(ckpt_err("load", &shown)),
+    }
+}
+
 /// Write the state after an epoch (atomically replacing the previous one).
 pub fn save<B, O>(
     work_dir: &Path,
+    contents: Contents,
     state: &TrainState,
     trainable: &Trainable<B>,
     optim: &O,
@@ -96,17 +144,10 @@ where
     }
     std::fs::create_dir_all(&tmp).map_err(TrainError::io("create", &tmp))?;
     let rec = recorder();
-    let p = tmp.join("trainable");
-    trainable
-        .clone()
-        .save_file(p.clone(), &rec)
-        .map_err(ckpt_err("save", &p))?;
+    save_trainable(trainable, contents, tmp.join("trainable"))?;
     let p = tmp.join("optim");
     Recorder::<B>::record(&rec, optim.to_record(), p.clone()).map_err(ckpt_err("save", &p))?;
-    let p = tmp.join("best");
-    best.clone()
-        .save_file(p.clone(), &rec)
-        .map_err(ckpt_err("save", &p))?;
+    save_trainable(best, contents, tmp.join("best"))?;
     let p = tmp.join("state.json");
     let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint {
         action: "serialise",
@@ -142,6 +183,7 @@ pub struct Resumed<B: AutodiffBackend, O> {
 /// modules passed in give the structure (and which parameters require gradients).
 pub fn load<B, O>(
     work_dir: &Path,
+    contents: Contents,
     fingerprint: &str,
     trainable: Trainable<B>,
     optim: O,
@@ -173,18 +215,11 @@ where
         return Ok(None);
     }
     let rec = recorder();
-    let best = trainable.valid();
-    let p = live.join("trainable.bin");
-    let trainable = trainable
-        .load_file(p.clone(), &rec, device)
-        .map_err(ckpt_err("load", &p))?;
+    let best = load_trainable(trainable.valid(), contents, live.join("best"), device)?;
+    let trainable = load_trainable(trainable, contents, live.join("trainable"), device)?;
     let p = live.join("optim.bin");
     let record = Recorder::<B>::load(&rec, p.clone(), device).map_err(ckpt_err("load", &p))?;
     let optim = optim.load_record(record);
-    let p = live.join("best.bin");
-    let best = best
-        .load_file(p.clone(), &rec, device)
-        .map_err(ckpt_err("load", &p))?;
     Ok(Some(Resumed {
         state,
         trainable,

@@ -15,7 +15,7 @@ use pipe_stage_api::Progress;
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 
-use crate::checkpoint::{self, History, TrainPoint, TrainState, ValPoint};
+use crate::checkpoint::{self, Contents, History, TrainPoint, TrainState, ValPoint};
 use crate::data::load_batch;
 use crate::error::TrainError;
 use crate::features::Features;
@@ -80,10 +80,17 @@ pub fn fit<B: AutodiffBackend>(
         "training"
     );
 
+    // With LoRA the model is frozen: checkpoints hold the adapter alone.
+    let contents = if cfg.spec.r > 0 {
+        Contents::Adapter
+    } else {
+        Contents::Everything
+    };
     let optim = adamw(p.weight_decay).init::<B, Trainable<B>>();
     let (mut trainable, mut optim, mut best, mut state, resumed_from_epoch) =
         match checkpoint::load(
             cfg.work_dir,
+            contents,
             &cfg.fingerprint,
             trainable.clone(),
             optim,
@@ -190,7 +197,7 @@ pub fn fit<B: AutodiffBackend>(
         state.finished = patience_out || epoch >= p.epochs || state.step >= total_steps;
         state.epochs_done = epoch;
         tracing::info!(epoch, val_loss = val, best = ?state.best_val, steps = state.step, "epoch done");
-        checkpoint::save(cfg.work_dir, &state, &trainable, &optim, &best)?;
+        checkpoint::save(cfg.work_dir, contents, &state, &trainable, &optim, &best)?;
         if !state.finished && cfg.stop_after_epoch == Some(epoch) {
             return Err(TrainError::Interrupted { epoch });
         }

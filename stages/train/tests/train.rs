@@ -56,7 +56,15 @@ struct Run {
     out: PathBuf,
 }
 
+/// The backend's RNG (dropout masks) is process-wide and training reseeds it, so two runs in
+/// parallel threads would draw from each other's stream. `pipe` runs one accelerator stage at
+/// a time; the runs of this test binary take turns likewise.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run_in(params: &str, work: &Path, out: &Path, hooks: &Hooks) -> Result<Outcome, TrainError> {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     std::fs::create_dir_all(out).expect("out");
     std::fs::create_dir_all(work).expect("work");
     let deps = BTreeMap::from([("collate".to_string(), collated().to_path_buf())]);
@@ -238,14 +246,13 @@ fn early_stopping_stops() {
     assert_eq!(h["val"].as_array().expect("val").len(), 2);
 }
 
-#[test]
-fn a_resumed_run_equals_an_uninterrupted_one() {
-    let params =
-        format!("{SCRATCH}lr = 2e-3\nepochs = 3\nbatch_size = 16\ngrad_accum = 2\nwarmup = 0.2");
+/// Interrupt `params` after epoch 1, resume, and compare with an uninterrupted run; returns
+/// the size of the checkpoint's `trainable.bin`.
+fn resume_equals_uninterrupted(params: &str) -> u64 {
     let tmp = tempfile::tempdir().expect("tmp");
     let work = tmp.path().join("work");
     let e = run_in(
-        &params,
+        params,
         &work,
         &tmp.path().join("out1"),
         &Hooks {
@@ -254,12 +261,15 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
     )
     .expect_err("interrupted");
     assert!(matches!(e, TrainError::Interrupted { epoch: 1 }), "{e}");
+    let checkpoint = std::fs::metadata(work.join("checkpoint/trainable.bin"))
+        .expect("checkpoint")
+        .len();
     let out = tmp.path().join("out2");
-    run_in(&params, &work, &out, &Hooks::default()).expect("resume");
+    run_in(params, &work, &out, &Hooks::default()).expect("resume");
     let s = json(&out.join("summary.json"));
     assert_eq!(s["resumed_from_epoch"], 1);
 
-    let (straight, _) = run(&params);
+    let (straight, _) = run(params);
     assert_eq!(
         json(&out.join("loss_history.json")),
         json(&straight.out.join("loss_history.json"))
@@ -268,5 +278,31 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
         std::fs::read(out.join("model/model.safetensors")).expect("a")
             == std::fs::read(straight.out.join("model/model.safetensors")).expect("b"),
         "the resumed model differs from the uninterrupted one"
+    );
+    checkpoint
+}
+
+#[test]
+fn a_resumed_run_equals_an_uninterrupted_one() {
+    resume_equals_uninterrupted(&format!(
+        "{SCRATCH}lr = 2e-3\nepochs = 3\nbatch_size = 16\ngrad_accum = 2\nwarmup = 0.2"
+    ));
+}
+
+#[test]
+fn lora_with_dropout_resumes_exactly_from_adapter_only_checkpoints() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = base_model(tmp.path());
+    let model_bytes = std::fs::metadata(base.join("model.safetensors"))
+        .expect("base")
+        .len();
+    let checkpoint = resume_equals_uninterrupted(&format!(
+        "model = '{}'\nlr = 1e-2\nepochs = 2\nbatch_size = 16\n[lora]\nr = 4\nalpha = 8\ndropout = 0.2",
+        base.display()
+    ));
+    // 8 adapted layers × 4·(128 + 128)... far below the model's 4 bytes per parameter.
+    assert!(
+        checkpoint * 20 < model_bytes,
+        "the LoRA checkpoint holds the adapter only: {checkpoint} bytes vs a {model_bytes}-byte model"
     );
 }
