@@ -148,6 +148,12 @@ pub fn execute(
         .iter()
         .filter(|s| selected.contains(&s.name))
         .collect();
+    // Remote inputs (Hub models) first, so keys cover them from the first run on.
+    for stage in &order {
+        if let Err(e) = stage.kind.fetch(&stage.params, &spec.dir) {
+            tracing::warn!(stage = %stage.name, "cannot fetch an input: {}", error_chain(&*e));
+        }
+    }
     let mut slots: BTreeMap<&str, Slot> = order
         .iter()
         .map(|s| (s.name.as_str(), Slot::Pending))

@@ -5,7 +5,10 @@ mod concurrency;
 mod data;
 mod encode;
 mod errors;
+mod hub;
 mod inspect;
+#[path = "../../stages/blip/tests/mock_hub/mod.rs"]
+mod mock_hub;
 mod model;
 mod parse_props;
 mod quickstart;
@@ -48,6 +51,8 @@ impl Project {
         cmd.current_dir(self.dir.path())
             .args(args)
             .env_remove("RUST_LOG")
+            // Tests never touch the network (Hub ids resolve from the cache only).
+            .env("HF_HUB_OFFLINE", "1")
             .env_remove("PIPE_PIPELINE");
         cmd
     }

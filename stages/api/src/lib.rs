@@ -121,6 +121,13 @@ pub trait StageKind: Send + Sync {
     -> Result<Vec<PathBuf>, ParamError>;
 
     /// Whether the stage competes for the accelerator (such stages run one at a time).
+    /// Make remote inputs local before planning, e.g. download a Hub model, so that
+    /// [`StageKind::inputs`] can name its files. `pipe run` calls it for the stages it may
+    /// execute; a failure is reported by the stage when it runs. Default: nothing to fetch.
+    fn fetch(&self, _params: &toml::Table, _pipeline_dir: &Path) -> Result<(), StageError> {
+        Ok(())
+    }
+
     fn uses_accelerator(&self) -> bool {
         false
     }

@@ -46,8 +46,8 @@ pub struct Captioner<B: Backend> {
 }
 
 impl<B: Backend> Captioner<B> {
-    /// Load a checkpoint directory (or a Hub id present in the local Hugging Face cache, see
-    /// [`ModelDir::resolve`]) with its `tokenizer.json`.
+    /// Load a checkpoint directory (or a Hub id, from the Hugging Face cache or downloaded,
+    /// see [`ModelDir::resolve`]) with its `tokenizer.json`.
     pub fn load(source: impl AsRef<Path>, device: &B::Device) -> Result<Self, CaptionError> {
         let source = source.as_ref().to_string_lossy().into_owned();
         let dir = ModelDir::resolve(&source)?;

@@ -1,6 +1,6 @@
 //! The `infer` stage kind: caption every image of a folder or glob with a BLIP model, from an
-//! upstream stage's artifact (e.g. `train`) or a model source (a directory or a Hub id in the
-//! local Hugging Face cache).
+//! upstream stage's artifact (e.g. `train`) or a model source (a directory or a Hub id, from
+//! the Hugging Face cache or downloaded).
 //!
 //! ```toml
 //! [stages.infer]
@@ -179,11 +179,20 @@ impl StageKind for Infer {
         let mut inputs = image_inputs(&p.images, pipeline_dir)
             .map_err(|e| ParamError::new(["images"], e.to_string()))?;
         if let Some(model) = &p.model {
-            let dir = resolve_model(model, pipeline_dir)
-                .map_err(|e| ParamError::new(["model"], e.to_string()))?;
-            inputs.push(dir.dir);
+            // Not local yet: `pipe run` fetches it first, and the stage says how to get it.
+            if let Some(dir) = ModelDir::find_in(model, pipeline_dir) {
+                inputs.push(dir.dir);
+            }
         }
         Ok(inputs)
+    }
+
+    fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
+        let p: Params = parse_params(params)?;
+        if let Some(model) = &p.model {
+            ModelDir::fetch_in(model, pipeline_dir)?;
+        }
+        Ok(())
     }
 
     fn uses_accelerator(&self) -> bool {
@@ -192,16 +201,6 @@ impl StageKind for Infer {
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
         Ok(run(ctx)?)
-    }
-}
-
-/// A model source relative to pipeline.toml: a directory there, else a Hub id.
-fn resolve_model(model: &str, pipeline_dir: &Path) -> Result<ModelDir, LoadError> {
-    let local = pipeline_dir.join(model);
-    if local.is_dir() {
-        ModelDir::resolve(&local.to_string_lossy())
-    } else {
-        ModelDir::resolve(model)
     }
 }
 
@@ -250,7 +249,7 @@ fn list_images(images: &str, pipeline_dir: &Path) -> Result<Vec<PathBuf>, InferE
 /// The model directory: `model`, or the single dep's artifact (top level or `model/`).
 fn model_dir(p: &Params, ctx: &StageContext<'_>) -> Result<ModelDir, InferError> {
     match (&p.model, ctx.deps.len()) {
-        (Some(m), 0) => Ok(resolve_model(m, ctx.pipeline_dir)?),
+        (Some(m), 0) => Ok(ModelDir::resolve_in(m, ctx.pipeline_dir)?),
         (None, 1) => {
             let (dep, dir) = ctx.deps.iter().next().ok_or(InferError::NoModel)?;
             let found = [dir.clone(), dir.join("model")]

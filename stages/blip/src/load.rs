@@ -1,5 +1,9 @@
 //! Finding a checkpoint and loading `model.safetensors` into [`Blip`] through burn-store.
 //!
+//! A model source is a local directory or a Hub id (`ORG/NAME[@REVISION]`): looked up in the
+//! Hugging Face cache and, when it is not there and the network is allowed, downloaded into it
+//! with hf-hub's blocking client ([`ModelDir::resolve`], [`HubOptions`]).
+//!
 //! The module tree carries the checkpoint's own tensor names, with one rename Rust forces:
 //! `…attention.self.query` is `…attention.self_.query` here (`self` is a keyword). burn-store's
 //! PyTorch adapter transposes Linear weights (`[out, in]` → `[in, out]`) and maps LayerNorm
@@ -8,6 +12,10 @@
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+use hf_hub::api::Progress;
+use hf_hub::api::sync::{Api, ApiBuilder, ApiError, ApiRepo};
+use hf_hub::{Cache, CacheRepo, Repo, RepoType};
 
 use burn::store::{
     KeyRemapper, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
@@ -46,6 +54,27 @@ const RENAMES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The files a snapshot must hold to be loaded (and to count as complete in the cache).
+pub const REQUIRED_FILES: [&str; 2] = ["config.json", "model.safetensors"];
+
+/// The files a Hub download fetches besides [`REQUIRED_FILES`], when the repo has them (a 404 is
+/// fine). Weights are only ever read from `model.safetensors`: `pytorch_model.bin` (a pickle)
+/// is never fetched.
+pub const OPTIONAL_FILES: [&str; 6] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+];
+
+/// Retries of an interrupted file download (it resumes where it stopped).
+const RETRIES: usize = 3;
+
+/// Files at least this large get progress lines while they download.
+const PROGRESS_ABOVE: usize = 64 << 20;
+
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -58,6 +87,63 @@ pub enum LoadError {
     NotFound { source_name: String, cache: String },
     #[error("{dir} has no {file}")]
     MissingFile { dir: String, file: &'static str },
+    /// A transfer from the Hub failed: no network, DNS, timeout, a server error, or the cache
+    /// could not be written. The cause is the error's source.
+    #[error(
+        "cannot download {file} of {model} from {endpoint} into {cache}; get the model on a \
+         machine with network access ({}) and copy the cache, or pass a local directory \
+         holding config.json, model.safetensors and tokenizer.json",
+        download_command(.model)
+    )]
+    Download {
+        model: String,
+        file: String,
+        endpoint: String,
+        cache: String,
+        #[source]
+        source: Box<ApiError>,
+    },
+    /// The Hub answered 401, 403 or 404 for the repo's config.json.
+    #[error(
+        "{model} is neither a local directory nor a model on {endpoint} (HTTP {status} for \
+         config.json: a wrong name, or a private or gated repo that needs HF_TOKEN); download it \
+         where it is accessible ({}) and pass a local directory holding config.json, \
+         model.safetensors and tokenizer.json",
+        download_command(.model)
+    )]
+    NotOnHub {
+        model: String,
+        endpoint: String,
+        status: u16,
+        #[source]
+        source: Box<ApiError>,
+    },
+    #[error(
+        "{model} on {endpoint} has no model.safetensors; weights are only loaded from \
+         safetensors (never from pytorch_model.bin): convert the checkpoint, e.g. with \
+         transformers' `save_pretrained(dir, safe_serialization=True)`, and pass that directory"
+    )]
+    NoSafetensors { model: String, endpoint: String },
+    #[error(
+        "downloaded {file} of {model} has {found} bytes, {endpoint} announced {expected}; the \
+         file was removed from the cache, try again"
+    )]
+    Truncated {
+        model: String,
+        file: String,
+        endpoint: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "the files of {model} came from different commits ({first} and {second}): the repo \
+         changed during the download; try again"
+    )]
+    MixedCommits {
+        model: String,
+        first: String,
+        second: String,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot read weights from {path}")]
@@ -84,6 +170,72 @@ pub enum LoadError {
     Unused { path: String, names: Vec<String> },
 }
 
+/// Where and how Hub ids are looked up and downloaded. [`HubOptions::from_env`] reads the
+/// variables Python's `huggingface_hub` reads; tests build one directly.
+#[derive(Clone)]
+pub struct HubOptions {
+    /// The Hub's base URL, without a trailing `/` (`HF_ENDPOINT`, default
+    /// [`HubOptions::DEFAULT_ENDPOINT`]).
+    pub endpoint: String,
+    /// The cache in the standard layout (`models--ORG--NAME/{blobs,refs,snapshots}`):
+    /// `$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`. `None`: no cache, so
+    /// nothing is looked up or downloaded.
+    pub cache_dir: Option<PathBuf>,
+    /// No network at all (`HF_HUB_OFFLINE=1`): only the cache is used.
+    pub offline: bool,
+    /// Sent as a bearer token (`HF_TOKEN`, else the file `hf auth login` writes).
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for HubOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubOptions")
+            .field("endpoint", &self.endpoint)
+            .field("cache_dir", &self.cache_dir)
+            .field("offline", &self.offline)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl HubOptions {
+    pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+    /// `HF_ENDPOINT`, `HF_HUB_CACHE`/`HF_HOME`, `HF_HUB_OFFLINE` and `HF_TOKEN` (else
+    /// `$HF_TOKEN_PATH` or `$HF_HOME/token`).
+    pub fn from_env() -> Self {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let endpoint = var("HF_ENDPOINT").map_or_else(
+            || Self::DEFAULT_ENDPOINT.to_string(),
+            |e| e.trim_end_matches('/').to_string(),
+        );
+        let offline = var("HF_HUB_OFFLINE").is_some_and(|v| {
+            ["1", "true", "yes", "on"]
+                .iter()
+                .any(|t| v.eq_ignore_ascii_case(t))
+        });
+        let token = var("HF_TOKEN").or_else(|| {
+            let path = std::env::var_os("HF_TOKEN_PATH")
+                .map(PathBuf::from)
+                .or_else(|| hf_home().map(|h| h.join("token")))?;
+            let token = std::fs::read_to_string(path).ok()?;
+            let token = token.trim();
+            (!token.is_empty()).then(|| token.to_string())
+        });
+        Self {
+            endpoint,
+            cache_dir: hf_cache_dir(),
+            offline,
+            token,
+        }
+    }
+}
+
 /// A checkpoint directory in the Hugging Face layout.
 #[derive(Debug, Clone)]
 pub struct ModelDir {
@@ -91,29 +243,97 @@ pub struct ModelDir {
 }
 
 impl ModelDir {
-    /// Resolve a model source: a local directory, or a Hub id (`ORG/NAME`) found in the local
-    /// Hugging Face cache (`$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`).
+    /// Resolve a model source: a local directory, or a Hub id (`ORG/NAME`, optionally
+    /// `ORG/NAME@REVISION`) found in the local Hugging Face cache or, unless `HF_HUB_OFFLINE`
+    /// is set, downloaded into it. See [`HubOptions::from_env`] for the variables read.
     pub fn resolve(source: &str) -> Result<Self, LoadError> {
+        Self::resolve_with(source, &HubOptions::from_env())
+    }
+
+    /// [`ModelDir::resolve`] with explicit Hub settings instead of the environment's.
+    pub fn resolve_with(source: &str, hub: &HubOptions) -> Result<Self, LoadError> {
         let path = Path::new(source);
         if path.is_dir() {
             return Self::checked(path.to_path_buf());
         }
-        let cache = hf_cache_dir();
-        if let Some(dir) = cache.as_deref().and_then(|c| find_in_hf_cache(c, source)) {
-            tracing::info!(model = source, dir = %dir.display(), "using the Hugging Face cache");
-            return Self::checked(dir);
-        }
-        Err(LoadError::NotFound {
+        let not_found = || LoadError::NotFound {
             source_name: source.to_string(),
-            cache: cache.map_or_else(
+            cache: hub.cache_dir.as_ref().map_or_else(
                 || "no cache directory".to_string(),
                 |c| c.display().to_string(),
             ),
-        })
+        };
+        let (Some(id), Some(cache)) = (HubId::parse(source), hub.cache_dir.as_deref()) else {
+            return Err(not_found());
+        };
+        if let Some(dir) = find_in_hf_cache(cache, &id) {
+            tracing::info!(model = source, dir = %dir.display(), "using the Hugging Face cache");
+            return Self::checked(dir);
+        }
+        if hub.offline {
+            return Err(not_found());
+        }
+        Self::checked(download(&id, cache, hub)?)
+    }
+
+    /// A model source as a pipeline names it: a directory relative to `base` (the pipeline's
+    /// directory) when one is there, else [`ModelDir::resolve`] (which may download).
+    pub fn resolve_in(source: &str, base: &Path) -> Result<Self, LoadError> {
+        let local = base.join(source);
+        if local.is_dir() {
+            Self::resolve(&local.to_string_lossy())
+        } else {
+            Self::resolve(source)
+        }
+    }
+
+    /// [`ModelDir::resolve_in`] without the network: a local directory or a complete copy in
+    /// the Hugging Face cache, else `None`. Planning uses this, so `pipe status` never
+    /// downloads.
+    pub fn find_in(source: &str, base: &Path) -> Option<Self> {
+        let local = base.join(source);
+        let hub = HubOptions {
+            offline: true,
+            ..HubOptions::from_env()
+        };
+        if local.is_dir() {
+            Self::resolve_with(&local.to_string_lossy(), &hub).ok()
+        } else {
+            Self::resolve_with(source, &hub).ok()
+        }
+    }
+
+    /// Download `source` into the Hugging Face cache when it is a Hub id not yet there (a
+    /// no-op for directories and cached ids). `pipe run` calls this before planning, so a
+    /// stage's key covers the downloaded files from its first run on.
+    pub fn fetch_in(source: &str, base: &Path) -> Result<(), LoadError> {
+        if Self::find_in(source, base).is_some()
+            || base.join(source).exists()
+            || HubId::parse(source).is_none()
+        {
+            return Ok(());
+        }
+        Self::resolve(source).map(|_| ())
+    }
+
+    /// The files that decide what this model computes, for a stage's cache key: the config,
+    /// the weights (unless `weights` is false: only the architecture is used) and the
+    /// tokenizer/preprocessor files present.
+    pub fn key_files(&self, weights: bool) -> Vec<PathBuf> {
+        let mut files = vec![self.config_path()];
+        if weights {
+            files.push(self.weights_path());
+        }
+        for f in ["tokenizer.json", "preprocessor_config.json"] {
+            if self.dir.join(f).is_file() {
+                files.push(self.dir.join(f));
+            }
+        }
+        files
     }
 
     fn checked(dir: PathBuf) -> Result<Self, LoadError> {
-        for file in ["config.json", "model.safetensors"] {
+        for file in REQUIRED_FILES {
             if !dir.join(file).is_file() {
                 return Err(LoadError::MissingFile {
                     dir: dir.display().to_string(),
@@ -135,38 +355,351 @@ impl ModelDir {
     }
 }
 
+/// `$HF_HOME`, else `~/.cache/huggingface`.
+fn hf_home() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HF_HOME") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface"))
+}
+
 fn hf_cache_dir() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
         return Some(PathBuf::from(p));
     }
-    if let Some(p) = std::env::var_os("HF_HOME") {
-        return Some(PathBuf::from(p).join("hub"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+    hf_home().map(|h| h.join("hub"))
 }
 
-/// `ORG/NAME` → `CACHE/models--ORG--NAME/snapshots/<rev>/`: the revision `refs/main` names, else
-/// any snapshot that holds a config.json.
-fn find_in_hf_cache(cache: &Path, id: &str) -> Option<PathBuf> {
-    let (org, name) = id.split_once('/')?;
-    if org.is_empty() || name.is_empty() || name.contains('/') {
-        return None;
+/// A Hub model id, `ORG/NAME[@REVISION]` (revision `main` when absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HubId {
+    repo: String,
+    revision: String,
+}
+
+impl HubId {
+    fn parse(source: &str) -> Option<Self> {
+        let (repo, revision) = source.split_once('@').unwrap_or((source, "main"));
+        // One safe path component: letters, digits, `-`, `_`, `.`; not `.` or `..`.
+        let component = |s: &str| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        let (org, name) = repo.split_once('/')?;
+        // A revision may be a branch with slashes (`refs/pr/1`): each part must be safe.
+        let ok = component(org) && component(name) && revision.split('/').all(component);
+        ok.then(|| Self {
+            repo: repo.to_string(),
+            revision: revision.to_string(),
+        })
     }
-    let repo = cache.join(format!("models--{org}--{name}"));
+
+    /// `models--ORG--NAME`
+    fn folder(&self) -> String {
+        format!("models--{}", self.repo.replace('/', "--"))
+    }
+}
+
+/// The commands that download `model` (`ORG/NAME[@REVISION]`) with the Hugging Face CLI, old
+/// and new.
+fn download_command(model: &str) -> String {
+    let args = match model.split_once('@') {
+        Some((repo, revision)) => format!("{repo} --revision {revision}"),
+        None => model.to_string(),
+    };
+    format!("`huggingface-cli download {args}` or `hf download {args}`")
+}
+
+impl std::fmt::Display for HubId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.revision == "main" {
+            f.write_str(&self.repo)
+        } else {
+            write!(f, "{}@{}", self.repo, self.revision)
+        }
+    }
+}
+
+/// Whether a snapshot holds every required file (a dangling link does not count).
+fn complete(dir: &Path) -> bool {
+    REQUIRED_FILES.iter().all(|f| dir.join(f).is_file())
+}
+
+/// `ORG/NAME[@REV]` → `CACHE/models--ORG--NAME/snapshots/<commit>/`: the commit `refs/<REV>`
+/// names, or the snapshot `REV` itself (a commit hash); for `main` only, else any complete
+/// snapshot. A snapshot counts only when it holds all of [`REQUIRED_FILES`], so an interrupted
+/// download is never taken for a model.
+fn find_in_hf_cache(cache: &Path, id: &HubId) -> Option<PathBuf> {
+    let repo = cache.join(id.folder());
     let snapshots = repo.join("snapshots");
-    if let Ok(rev) = std::fs::read_to_string(repo.join("refs/main")) {
-        let dir = snapshots.join(rev.trim());
-        if dir.join("config.json").is_file() {
+    if let Ok(commit) = std::fs::read_to_string(repo.join("refs").join(&id.revision)) {
+        let dir = snapshots.join(commit.trim());
+        if complete(&dir) {
             return Some(dir);
         }
+    }
+    if id.revision != "main" {
+        let dir = snapshots.join(&id.revision);
+        return (!id.revision.contains('/') && complete(&dir)).then_some(dir);
     }
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("config.json").is_file())
+        .filter(|p| complete(p))
         .collect();
     dirs.sort();
     dirs.pop()
+}
+
+/// The HTTP status of a failed Hub request, if the server answered.
+fn http_status(e: &ApiError) -> Option<u16> {
+    match e {
+        ApiError::RequestError(e) => match **e {
+            ureq::Error::StatusCode(code) => Some(code),
+            _ => None,
+        },
+        ApiError::TooManyRetries(e) => http_status(e),
+        _ => None,
+    }
+}
+
+/// One Hub download of one model into the cache.
+struct Download<'a> {
+    id: &'a HubId,
+    hub: &'a HubOptions,
+    cache: &'a Path,
+    api: Api,
+    remote: ApiRepo,
+    local: CacheRepo,
+}
+
+/// A file of the repo: in the cache now, or absent from the repo (HTTP 404).
+enum Fetched {
+    File(PathBuf),
+    Absent(ApiError),
+}
+
+impl Download<'_> {
+    fn error(&self, file: &str, source: ApiError) -> LoadError {
+        LoadError::Download {
+            model: self.id.to_string(),
+            file: file.to_string(),
+            endpoint: self.hub.endpoint.clone(),
+            cache: self.cache.display().to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Download `file` into the cache (unless this commit's copy is there already) and check
+    /// its size against what the Hub announced.
+    fn fetch(&self, file: &str) -> Result<Fetched, LoadError> {
+        let meta = match self.api.metadata(&self.remote.url(file)) {
+            Ok(meta) => meta,
+            Err(e) if http_status(&e) == Some(404) => return Ok(Fetched::Absent(e)),
+            Err(e) => return Err(self.error(file, e)),
+        };
+        let expected = meta.size() as u64;
+        let cached = self.local.pointer_path(meta.commit_hash()).join(file);
+        if file_len(&cached) == Some(expected) {
+            tracing::info!(model = %self.id, file, bytes = expected, "already in the Hugging Face cache");
+            return Ok(Fetched::File(cached));
+        }
+        tracing::info!(model = %self.id, file, bytes = expected, "downloading");
+        let start = std::time::Instant::now();
+        let path = self
+            .remote
+            .download_with_progress(file, LogProgress::new(file))
+            .map_err(|e| self.error(file, e))?;
+        let found = file_len(&path).unwrap_or(0);
+        if found != expected {
+            discard(&path);
+            return Err(LoadError::Truncated {
+                model: self.id.to_string(),
+                file: file.to_string(),
+                endpoint: self.hub.endpoint.clone(),
+                expected,
+                found,
+            });
+        }
+        tracing::info!(
+            model = %self.id,
+            file,
+            bytes = found,
+            secs = start.elapsed().as_secs_f32(),
+            "downloaded"
+        );
+        Ok(Fetched::File(path))
+    }
+}
+
+/// Download `id`'s files into `cache` (the standard layout, which Python's `transformers` reads
+/// too) and return the snapshot directory.
+///
+/// Order matters: config.json is first only asked about (a missing or private repo is told
+/// apart from a missing weights file, and nothing is written), then model.safetensors, the
+/// optional files, and config.json last. A snapshot only counts as complete with both
+/// config.json and model.safetensors ([`find_in_hf_cache`]), so a failed run never leaves one
+/// that looks like a model; a rerun reuses the files already downloaded.
+fn download(id: &HubId, cache: &Path, hub: &HubOptions) -> Result<PathBuf, LoadError> {
+    let repo = Repo::with_revision(id.repo.clone(), RepoType::Model, id.revision.clone());
+    let api = ApiBuilder::from_cache(Cache::new(cache.to_path_buf()))
+        .with_endpoint(hub.endpoint.clone())
+        .with_token(hub.token.clone())
+        .with_progress(false)
+        .with_retries(RETRIES)
+        .with_user_agent("pipe", env!("CARGO_PKG_VERSION"))
+        .build();
+    let ctx = |api: Api| Download {
+        id,
+        hub,
+        cache,
+        remote: api.repo(repo.clone()),
+        local: Cache::new(cache.to_path_buf()).repo(repo.clone()),
+        api,
+    };
+    let d = match api {
+        Ok(api) => ctx(api),
+        Err(e) => {
+            return Err(LoadError::Download {
+                model: id.to_string(),
+                file: "config.json".to_string(),
+                endpoint: hub.endpoint.clone(),
+                cache: cache.display().to_string(),
+                source: Box::new(e),
+            });
+        }
+    };
+    tracing::info!(
+        model = %id,
+        endpoint = %hub.endpoint,
+        cache = %cache.display(),
+        "not in the Hugging Face cache: downloading from the Hub"
+    );
+
+    let not_on_hub = |status: u16, source: ApiError| LoadError::NotOnHub {
+        model: id.to_string(),
+        endpoint: hub.endpoint.clone(),
+        status,
+        source: Box::new(source),
+    };
+    match d.api.metadata(&d.remote.url("config.json")) {
+        Ok(_) => {}
+        Err(e) => {
+            return Err(match http_status(&e) {
+                Some(status @ (401 | 403 | 404)) => not_on_hub(status, e),
+                _ => d.error("config.json", e),
+            });
+        }
+    }
+
+    let weights = match d.fetch("model.safetensors")? {
+        Fetched::File(path) => path,
+        Fetched::Absent(_) => {
+            return Err(LoadError::NoSafetensors {
+                model: id.to_string(),
+                endpoint: hub.endpoint.clone(),
+            });
+        }
+    };
+    let mut files = vec![weights];
+    for file in OPTIONAL_FILES {
+        match d.fetch(file)? {
+            Fetched::File(path) => files.push(path),
+            Fetched::Absent(_) => tracing::debug!(model = %id, file, "not in the repo"),
+        }
+    }
+    match d.fetch("config.json")? {
+        Fetched::File(path) => files.push(path),
+        Fetched::Absent(e) => return Err(not_on_hub(404, e)),
+    }
+
+    // All from one commit, or the snapshot is not the model that was asked for.
+    let snapshot = |p: &PathBuf| p.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = snapshot(&files[0]);
+    if let Some(other) = files.iter().map(snapshot).find(|d| *d != dir) {
+        let name = |d: &Path| {
+            d.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        return Err(LoadError::MixedCommits {
+            model: id.to_string(),
+            first: name(&dir),
+            second: name(&other),
+        });
+    }
+    // `refs/<revision>` names this snapshot (a rerun that only reused files wrote no ref).
+    if let Some(commit) = dir.file_name().and_then(|c| c.to_str())
+        && commit != id.revision
+    {
+        d.local
+            .create_ref(commit)
+            .map_err(|e| d.error(&format!("refs/{}", id.revision), e.into()))?;
+    }
+    Ok(dir)
+}
+
+/// The length of the file `path` names (following links), if it is one.
+fn file_len(path: &Path) -> Option<u64> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+}
+
+/// Remove a downloaded file that turned out wrong: its blob and the snapshot's link to it.
+fn discard(pointer: &Path) {
+    if let Ok(blob) = std::fs::canonicalize(pointer) {
+        let _ = std::fs::remove_file(blob);
+    }
+    let _ = std::fs::remove_file(pointer);
+}
+
+/// Download progress as log lines (a quarter at a time, for large files only).
+struct LogProgress {
+    file: String,
+    total: usize,
+    done: usize,
+    next: usize,
+}
+
+impl LogProgress {
+    fn new(file: &str) -> Self {
+        Self {
+            file: file.to_string(),
+            total: 0,
+            done: 0,
+            next: 0,
+        }
+    }
+}
+
+impl Progress for LogProgress {
+    fn init(&mut self, size: usize, _filename: &str) {
+        self.total = size;
+        self.done = 0;
+        self.next = size / 4;
+    }
+
+    fn update(&mut self, size: usize) {
+        self.done += size;
+        if self.total < PROGRESS_ABOVE || self.done < self.next || self.done >= self.total {
+            return;
+        }
+        tracing::info!(
+            file = %self.file,
+            percent = self.done * 100 / self.total,
+            "downloading"
+        );
+        while self.next <= self.done {
+            self.next += self.total / 4;
+        }
+    }
+
+    fn finish(&mut self) {}
 }
 
 /// Read the config and the weights of `dir` onto `device`.
@@ -275,5 +808,65 @@ impl ModuleAdapter for ToDType {
 
     fn clone_box(&self) -> Box<dyn ModuleAdapter> {
         Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_ids_parse_with_an_optional_revision() {
+        let id = HubId::parse("Salesforce/blip-image-captioning-base").expect("id");
+        assert_eq!(id.revision, "main");
+        assert_eq!(
+            id.folder(),
+            "models--Salesforce--blip-image-captioning-base"
+        );
+        assert_eq!(
+            download_command(&id.to_string()),
+            "`huggingface-cli download Salesforce/blip-image-captioning-base` or \
+             `hf download Salesforce/blip-image-captioning-base`"
+        );
+        let id = HubId::parse("org/name@refs/pr/1").expect("id with revision");
+        assert_eq!(
+            (id.repo.as_str(), id.revision.as_str()),
+            ("org/name", "refs/pr/1")
+        );
+        assert_eq!(id.to_string(), "org/name@refs/pr/1");
+        assert_eq!(
+            download_command(&id.to_string()),
+            "`huggingface-cli download org/name --revision refs/pr/1` or \
+             `hf download org/name --revision refs/pr/1`"
+        );
+        for bad in [
+            "name",
+            "org/",
+            "/name",
+            "a/b/c",
+            "../x",
+            "./x",
+            "org/..",
+            "org/n@",
+            "org/n@a/../b",
+            "org/n m",
+        ] {
+            assert_eq!(HubId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let hub = HubOptions {
+            endpoint: HubOptions::DEFAULT_ENDPOINT.into(),
+            cache_dir: None,
+            offline: false,
+            token: Some("hf_secret".into()),
+        };
+        let shown = format!("{hub:?}");
+        assert!(
+            !shown.contains("hf_secret") && shown.contains("redacted"),
+            "{shown}"
+        );
     }
 }

@@ -80,7 +80,14 @@ fn stored_tied_decoder_weight_is_accepted() {
 
 #[test]
 fn unknown_source_says_how_to_get_it() {
-    let e = pipe_blip::ModelDir::resolve("no-such-org/no-such-model").expect_err("absent");
+    let cache = tempfile::tempdir().expect("tmp");
+    let hub = pipe_blip::load::HubOptions {
+        offline: true,
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..pipe_blip::load::HubOptions::from_env()
+    };
+    let e =
+        pipe_blip::ModelDir::resolve_with("no-such-org/no-such-model", &hub).expect_err("absent");
     let msg = e.to_string();
     assert!(msg.contains("download"), "{msg}");
 }

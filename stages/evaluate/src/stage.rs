@@ -52,14 +52,23 @@ impl StageKind for Evaluate {
         let p = Params::parse(params)?;
         let mut inputs = Vec::new();
         if let Some(model) = &p.model {
-            let dir = resolve_model(model, pipeline_dir)
-                .map_err(|e| ParamError::new(["model"], e.to_string()))?;
-            inputs.push(dir.dir);
+            // Not local yet: `pipe run` fetches it first, and the stage says how to get it.
+            if let Some(dir) = ModelDir::find_in(model, pipeline_dir) {
+                inputs.push(dir.dir);
+            }
         }
         if let Some(jar) = &p.meteor_jar {
             inputs.push(pipeline_dir.join(jar));
         }
         Ok(inputs)
+    }
+
+    fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
+        let p = Params::parse(params)?;
+        if let Some(model) = &p.model {
+            ModelDir::fetch_in(model, pipeline_dir)?;
+        }
+        Ok(())
     }
 
     fn uses_accelerator(&self) -> bool {
@@ -68,16 +77,6 @@ impl StageKind for Evaluate {
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
         Ok(run(ctx)?)
-    }
-}
-
-/// A model source relative to pipeline.toml: a directory there, else a Hub id.
-fn resolve_model(model: &str, pipeline_dir: &Path) -> Result<ModelDir, pipe_blip::LoadError> {
-    let local = pipeline_dir.join(model);
-    if local.is_dir() {
-        ModelDir::resolve(&local.to_string_lossy())
-    } else {
-        ModelDir::resolve(model)
     }
 }
 
@@ -158,7 +157,7 @@ struct ModelSource {
 
 fn model_source(p: &Params, ctx: &StageContext<'_>) -> Result<ModelSource, EvaluateError> {
     if let Some(model) = &p.model {
-        let dir = resolve_model(model, ctx.pipeline_dir)?;
+        let dir = ModelDir::resolve_in(model, ctx.pipeline_dir)?;
         return Ok(ModelSource {
             dir: dir.dir,
             label: model.clone(),

@@ -99,6 +99,11 @@ impl StageKind for Encode {
         Ok(model_inputs(&p.model, pipeline_dir))
     }
 
+    fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
+        let p = EncodeParams::parse(params)?;
+        Ok(pipe_blip::load::ModelDir::fetch_in(&p.model, pipeline_dir)?)
+    }
+
     fn uses_accelerator(&self) -> bool {
         true
     }

@@ -23,7 +23,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use pipe_blip::Blip;
 use pipe_blip::backend::{OnBackend, resolve};
 use pipe_blip::config::BlipConfig;
-use pipe_blip::load::load_model;
+use pipe_blip::load::{ModelDir, load_model};
 use pipe_data::collate::Collated;
 use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind};
 
@@ -36,7 +36,7 @@ use crate::lora::{
     LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted, without_dropout,
 };
 use crate::params::{Method, TrainParams};
-use crate::source::{model_dir, model_files, model_inputs};
+use crate::source::{model_dir, model_inputs};
 
 /// The `train` stage kind.
 pub struct Train;
@@ -73,9 +73,20 @@ impl StageKind for Train {
     ) -> Result<Vec<PathBuf>, ParamError> {
         let p = TrainParams::parse(params)?;
         Ok(match &p.config {
-            Some(c) if p.is_scratch() => model_files(&pipeline_dir.join(c), false),
+            Some(c) if p.is_scratch() => ModelDir {
+                dir: pipeline_dir.join(c),
+            }
+            .key_files(false),
             _ => model_inputs(&p.model, pipeline_dir),
         })
+    }
+
+    fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
+        let p = TrainParams::parse(params)?;
+        if !p.is_scratch() {
+            ModelDir::fetch_in(&p.model, pipeline_dir)?;
+        }
+        Ok(())
     }
 
     fn uses_accelerator(&self) -> bool {
