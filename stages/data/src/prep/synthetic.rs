@@ -32,6 +32,21 @@ pub(crate) struct SyntheticParams {
     pub size: u32,
     #[serde(default)]
     pub split: SplitFractions,
+    /// How captions are phrased.
+    #[serde(default)]
+    pub style: Style,
+}
+
+/// The phrasing of the synthetic captions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Style {
+    /// Five sentences per image, phrased differently ("a small red circle in the center").
+    #[default]
+    Descriptive,
+    /// One terse, list-like caption per image ("white background , red circle , center"):
+    /// the same content in another style, for adapting a model to a new phrasing.
+    Terse,
 }
 
 fn default_images() -> usize {
@@ -86,7 +101,7 @@ impl SyntheticParams {
                     })?;
                 let path = dir.join(&id);
                 std::fs::write(&path, png).map_err(|source| PrepError::Write { path, source })?;
-                Ok((id, scene.captions()))
+                Ok((id, scene.captions(self.style)))
             })
             .collect::<Result<_, PrepError>>()?;
         let source = SplitSource::Hash {
@@ -282,8 +297,32 @@ impl Scene {
         }
     }
 
-    fn captions(&self) -> Vec<String> {
-        self.phrasings().iter().map(|c| with_articles(c)).collect()
+    fn captions(&self, style: Style) -> Vec<String> {
+        match style {
+            Style::Descriptive => self.phrasings().iter().map(|c| with_articles(c)).collect(),
+            Style::Terse => vec![self.terse()],
+        }
+    }
+
+    /// "white background , red circle , top left" / "gray background , red circle above blue
+    /// square".
+    fn terse(&self) -> String {
+        let bg = BACKGROUNDS[self.background].0;
+        match (&self.layout, self.shapes.as_slice()) {
+            (Layout::One { position }, [s]) => {
+                let place = POSITIONS[*position]
+                    .split(' ')
+                    .filter(|w| !matches!(*w, "in" | "at" | "on" | "the" | "corner"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                format!("{bg} background , {} , {place}", s.name())
+            }
+            (Layout::Two { vertical }, [a, b]) => {
+                let rel = if *vertical { "above" } else { "left of" };
+                format!("{bg} background , {} {rel} {}", a.name(), b.name())
+            }
+            _ => String::new(),
+        }
     }
 
     fn phrasings(&self) -> Vec<String> {
@@ -359,17 +398,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn terse_captions_keep_the_content_in_another_style() {
+        let one = Scene {
+            background: 0,
+            shapes: vec![Shape {
+                kind: 0,
+                colour: 0,
+                large: false,
+                cx: 0.2,
+                cy: 0.2,
+            }],
+            layout: Layout::One { position: 0 },
+        };
+        assert_eq!(one.terse(), "white background , red circle , top left");
+        let two = Scene {
+            background: 2,
+            shapes: vec![
+                one.shapes[0],
+                Shape {
+                    kind: 1,
+                    colour: 2,
+                    ..one.shapes[0]
+                },
+            ],
+            layout: Layout::Two { vertical: true },
+        };
+        assert_eq!(
+            two.terse(),
+            "gray background , red circle above blue square"
+        );
+    }
+
+    #[test]
     fn scenes_are_deterministic_and_captioned() {
         for i in 0..50 {
             let a = Scene::random(3, i);
             let b = Scene::random(3, i);
-            assert_eq!(a.captions(), b.captions());
-            assert_eq!(a.captions().len(), 5);
+            assert_eq!(
+                a.captions(Style::Descriptive),
+                b.captions(Style::Descriptive)
+            );
+            assert_eq!(a.captions(Style::Descriptive).len(), 5);
+            assert_eq!(a.captions(Style::Terse).len(), 1);
             assert_eq!(a.render(32, 3, i), b.render(32, 3, i));
         }
         assert_ne!(
-            Scene::random(3, 0).captions(),
-            Scene::random(4, 0).captions()
+            Scene::random(3, 0).captions(Style::Descriptive),
+            Scene::random(4, 0).captions(Style::Descriptive)
         );
         assert_eq!(
             with_articles("a orange circle and a red square"),
