@@ -22,6 +22,7 @@ pub struct LossHistory {
     pub train: Vec<TrainPoint>,
     pub val: Vec<ValPoint>,
     pub best_epoch: Option<f64>,
+    pub best_step: Option<f64>,
     pub stopped_early: Option<bool>,
 }
 
@@ -34,10 +35,12 @@ pub struct TrainPoint {
     pub loss: f64,
 }
 
-/// One epoch's validation loss.
+/// One validation loss: at an epoch's end, or mid-epoch at a known step.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ValPoint {
     pub epoch: f64,
+    #[serde(default)]
+    pub step: Option<f64>,
     pub loss: f64,
 }
 
@@ -60,6 +63,15 @@ impl LossHistory {
             .map(|(i, p)| (p.step.unwrap_or((i + 1) as f64), p.loss))
             .filter(|(x, y)| x.is_finite() && y.is_finite())
             .collect()
+    }
+
+    /// The x of a validation point: its step when it has one and the plot is by step, else
+    /// its epoch's end.
+    fn val_x(&self, p: &ValPoint, train: &[(f64, f64)]) -> f64 {
+        match p.step {
+            Some(step) if !train.is_empty() => step,
+            _ => self.epoch_x(p.epoch, train),
+        }
     }
 
     /// The x of an epoch's end: the last train step logged in it, else a linear map of the
@@ -98,7 +110,7 @@ pub fn draw_loss_plot(history: &LossHistory, path: &Path) -> Result<bool, Evalua
     let val: Vec<(f64, f64)> = history
         .val
         .iter()
-        .map(|p| (history.epoch_x(p.epoch, &train), p.loss))
+        .map(|p| (history.val_x(p, &train), p.loss))
         .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
     if train.is_empty() && val.is_empty() {
@@ -108,8 +120,13 @@ pub fn draw_loss_plot(history: &LossHistory, path: &Path) -> Result<bool, Evalua
         history
             .val
             .iter()
-            .find(|p| p.epoch == b && p.loss.is_finite())
-            .map(|p| (history.epoch_x(p.epoch, &train), p.loss, b))
+            .rev()
+            .find(|p| {
+                p.epoch == b
+                    && p.loss.is_finite()
+                    && (history.best_step.is_none() || p.step == history.best_step)
+            })
+            .map(|p| (history.val_x(p, &train), p.loss, b))
     });
     let text = register_font();
     let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];

@@ -26,10 +26,12 @@ pub struct TrainPoint {
     pub loss: f64,
 }
 
-/// One epoch's validation loss.
+/// One validation loss: at an epoch's end, or every `val_every_steps` steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValPoint {
     pub epoch: usize,
+    /// Optimizer steps taken when it was measured.
+    pub step: usize,
     pub loss: f64,
 }
 
@@ -41,6 +43,8 @@ pub struct History {
     /// Validation loss of the model before any step.
     pub initial_val_loss: Option<f64>,
     pub best_epoch: Option<usize>,
+    /// The step of the best validation (the kept model).
+    pub best_step: Option<usize>,
     pub stopped_early: bool,
 }
 

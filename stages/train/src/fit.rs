@@ -1,7 +1,9 @@
 //! The training loop, top to bottom: per epoch shuffle the training images (seeded by epoch,
 //! so a resumed run sees the same order), micro-batches of `batch_size` images with all their
 //! captions, `grad_accum` of them per AdamW step (global-norm clipped, scheduled lr), then the
-//! validation loss, early stopping, and a checkpoint.
+//! validation loss, early stopping, and a checkpoint. With `val_every_steps` the validation
+//! loss is also taken every N steps; any validation can become the best model, and patience
+//! counts epochs in which none did.
 
 use std::path::Path;
 
@@ -142,6 +144,7 @@ pub fn fit<B: AutodiffBackend>(
             Some(micro_per_epoch as u64),
         );
 
+        let mut improved_in_epoch = false;
         let mut accum = GradientsAccumulator::<Trainable<B>>::new();
         let (mut n_acc, mut loss_acc) = (0usize, 0f64);
         let chunks: Vec<&[usize]> = order.chunks(p.batch_size).collect();
@@ -177,18 +180,27 @@ pub fn fit<B: AutodiffBackend>(
                 if state.step >= total_steps {
                     break;
                 }
+                let epoch_ends = k + 1 == chunks.len();
+                if !epoch_ends && p.val_every_steps.is_some_and(|n| state.step % n == 0) {
+                    let valid = trainable.valid();
+                    let val = validate(&valid, cfg, col, &val_idx, device)?;
+                    tracing::info!(epoch, step = state.step, val_loss = val, "validation");
+                    if record_val(&mut state, p.min_delta, epoch, val) {
+                        best = valid;
+                        improved_in_epoch = true;
+                    }
+                }
             }
         }
 
         let valid = trainable.valid();
         let val = validate(&valid, cfg, col, &val_idx, device)?;
-        state.history.val.push(ValPoint { epoch, loss: val });
-        let improved = state.best_val.is_none_or(|b| val < b - p.min_delta);
-        if improved {
-            state.best_val = Some(val);
-            state.history.best_epoch = Some(epoch);
-            state.bad_epochs = 0;
+        if record_val(&mut state, p.min_delta, epoch, val) {
             best = valid;
+            improved_in_epoch = true;
+        }
+        if improved_in_epoch {
+            state.bad_epochs = 0;
         } else {
             state.bad_epochs += 1;
         }
@@ -212,6 +224,23 @@ pub fn fit<B: AutodiffBackend>(
         history: state.history,
         resumed_from_epoch,
     })
+}
+
+/// Record a validation loss; true when it beats the best so far by more than `min_delta` (it
+/// then becomes the best).
+fn record_val(state: &mut TrainState, min_delta: f64, epoch: usize, val: f64) -> bool {
+    state.history.val.push(ValPoint {
+        epoch,
+        step: state.step,
+        loss: val,
+    });
+    let improved = state.best_val.is_none_or(|b| val < b - min_delta);
+    if improved {
+        state.best_val = Some(val);
+        state.history.best_epoch = Some(epoch);
+        state.history.best_step = Some(state.step);
+    }
+    improved
 }
 
 /// Mean validation loss per scored token.

@@ -101,6 +101,9 @@ pub struct TrainParams {
     /// Stop after this many optimizer steps in all (the schedule then spans them).
     #[serde(default)]
     pub max_steps: Option<usize>,
+    /// Also take the validation loss every N optimizer steps (besides each epoch's end).
+    #[serde(default)]
+    pub val_every_steps: Option<usize>,
 }
 
 fn d_method() -> Method {
@@ -201,6 +204,12 @@ impl TrainParams {
         }
         if self.max_steps == Some(0) {
             return err(&["max_steps"], "max_steps must be at least 1".into());
+        }
+        if self.val_every_steps == Some(0) {
+            return err(
+                &["val_every_steps"],
+                "val_every_steps must be at least 1".into(),
+            );
         }
         if self.method == Method::Lora {
             if self.lora.r == 0 {

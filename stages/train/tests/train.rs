@@ -393,6 +393,29 @@ fn lora_changes_only_the_adapter_and_merges_exactly() {
 }
 
 #[test]
+fn val_every_steps_validates_mid_epoch_and_keeps_the_best() {
+    // 48 train images / 16 per step = 3 steps per epoch; validations every 2 steps and at
+    // each epoch's end (never twice for one step).
+    let (r, outcome) = run(&format!(
+        "{SCRATCH}lr = 3e-3\nepochs = 2\nbatch_size = 16\nval_every_steps = 2\npatience = 0"
+    ));
+    let h = json(&r.out.join("loss_history.json"));
+    let val = h["val"].as_array().expect("val");
+    let steps: Vec<u64> = val
+        .iter()
+        .map(|v| v["step"].as_u64().expect("step"))
+        .collect();
+    assert_eq!(steps, [2, 3, 4, 6]);
+    let (best_step, best_loss) = val
+        .iter()
+        .map(|v| (v["step"].as_u64(), v["loss"].as_f64().expect("loss")))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("points");
+    assert_eq!(h["best_step"].as_u64(), best_step);
+    assert_eq!(outcome.metrics["best_val_loss"].as_f64(), Some(best_loss));
+}
+
+#[test]
 fn early_stopping_stops() {
     // No epoch can beat the first by min_delta = 100: with patience 1 the run stops at epoch 2.
     let (r, outcome) = run(&format!(
