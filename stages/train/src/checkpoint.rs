@@ -3,7 +3,7 @@
 //! `work_dir/checkpoint/` holds `state.json` (epoch, step, history, early-stopping state, a
 //! fingerprint of the parameters), `trainable.bin` (what training changes: the adapter alone
 //! with LoRA, whose base model is frozen and reloaded from its source; else model + adapter),
-//! `optim.bin` (AdamW's moments) and `best.bin` (the best epoch's, likewise), all f32 exact. It is written
+//! `optim.bin` and `optim_plain.bin` (AdamW's moments, with and without weight decay) and `best.bin` (the best epoch's, likewise), all f32 exact. It is written
 //! as `checkpoint.tmp/` and renamed into place, so a kill leaves either the previous epoch's
 //! checkpoint or the new one, never a mix.
 
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 use crate::lora::Trainable;
+use crate::optim::GroupedAdamW;
 
 /// One optimizer step's training loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,18 +131,14 @@ fn load_trainable<B: burn::tensor::backend::Backend>(
 }
 
 /// Write the state after an epoch (atomically replacing the previous one).
-pub fn save<B, O>(
+pub fn save<B: AutodiffBackend>(
     work_dir: &Path,
     contents: Contents,
     state: &TrainState,
     trainable: &Trainable<B>,
-    optim: &O,
+    optim: &GroupedAdamW<B>,
     best: &Trainable<B::InnerBackend>,
-) -> Result<(), TrainError>
-where
-    B: AutodiffBackend,
-    O: Optimizer<Trainable<B>, B>,
-{
+) -> Result<(), TrainError> {
     let tmp = work_dir.join("checkpoint.tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(TrainError::io("remove", &tmp))?;
@@ -149,8 +146,10 @@ where
     std::fs::create_dir_all(&tmp).map_err(TrainError::io("create", &tmp))?;
     let rec = recorder();
     save_trainable(trainable, contents, tmp.join("trainable"))?;
-    let p = tmp.join("optim");
-    Recorder::<B>::record(&rec, optim.to_record(), p.clone()).map_err(ckpt_err("save", &p))?;
+    for (name, o) in [("optim", &optim.decay), ("optim_plain", &optim.plain)] {
+        let p = tmp.join(name);
+        Recorder::<B>::record(&rec, o.to_record(), p.clone()).map_err(ckpt_err("save", &p))?;
+    }
     save_trainable(best, contents, tmp.join("best"))?;
     let p = tmp.join("state.json");
     let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint {
@@ -176,27 +175,23 @@ where
 }
 
 /// A loaded checkpoint.
-pub struct Resumed<B: AutodiffBackend, O> {
+pub struct Resumed<B: AutodiffBackend> {
     pub state: TrainState,
     pub trainable: Trainable<B>,
-    pub optim: O,
+    pub optim: GroupedAdamW<B>,
     pub best: Trainable<B::InnerBackend>,
 }
 
 /// Load the last completed epoch's state when it exists and matches `fingerprint`; the
 /// modules passed in give the structure (and which parameters require gradients).
-pub fn load<B, O>(
+pub fn load<B: AutodiffBackend>(
     work_dir: &Path,
     contents: Contents,
     fingerprint: &str,
     trainable: Trainable<B>,
-    optim: O,
+    mut optim: GroupedAdamW<B>,
     device: &B::Device,
-) -> Result<Option<Resumed<B, O>>, TrainError>
-where
-    B: AutodiffBackend,
-    O: Optimizer<Trainable<B>, B>,
-{
+) -> Result<Option<Resumed<B>>, TrainError> {
     let mut live = dir(work_dir);
     if !live.join("state.json").is_file() {
         // A kill between the two renames of `save` leaves only the previous checkpoint.
@@ -223,7 +218,10 @@ where
     let trainable = load_trainable(trainable, contents, live.join("trainable"), device)?;
     let p = live.join("optim.bin");
     let record = Recorder::<B>::load(&rec, p.clone(), device).map_err(ckpt_err("load", &p))?;
-    let optim = optim.load_record(record);
+    optim.decay = optim.decay.load_record(record);
+    let p = live.join("optim_plain.bin");
+    let record = Recorder::<B>::load(&rec, p.clone(), device).map_err(ckpt_err("load", &p))?;
+    optim.plain = optim.plain.load_record(record);
     Ok(Some(Resumed {
         state,
         trainable,

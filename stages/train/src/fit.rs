@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use pipe_data::collate::Collated;
@@ -23,7 +23,7 @@ use crate::error::TrainError;
 use crate::features::Features;
 use crate::lora::{LoraSpec, Trainable};
 use crate::loss::{batch_logits, summed_loss};
-use crate::optim::{adamw, clip_global_norm};
+use crate::optim::{GroupedAdamW, clip_global_norm};
 use crate::params::TrainParams;
 use crate::schedule::lr_at;
 
@@ -88,7 +88,7 @@ pub fn fit<B: AutodiffBackend>(
     } else {
         Contents::Everything
     };
-    let optim = adamw(p.weight_decay).init::<B, Trainable<B>>();
+    let optim = GroupedAdamW::<B>::new(p.weight_decay);
     let (mut trainable, mut optim, mut best, mut state, resumed_from_epoch) =
         match checkpoint::load(
             cfg.work_dir,
@@ -107,7 +107,7 @@ pub fn fit<B: AutodiffBackend>(
                 (r.trainable, r.optim, r.best, r.state, Some(e))
             }
             None => {
-                let optim = adamw(p.weight_decay).init::<B, Trainable<B>>();
+                let optim = GroupedAdamW::<B>::new(p.weight_decay);
                 let valid = trainable.valid();
                 cfg.progress.begin("initial validation", None);
                 let initial = validate(&valid, cfg, col, &val_idx, device)?;
