@@ -148,12 +148,7 @@ pub fn execute(
         .iter()
         .filter(|s| selected.contains(&s.name))
         .collect();
-    // Remote inputs (Hub models) first, so keys cover them from the first run on.
-    for stage in &order {
-        if let Err(e) = stage.kind.fetch(&stage.params, &spec.dir) {
-            tracing::warn!(stage = %stage.name, "cannot fetch an input: {}", error_chain(&*e));
-        }
-    }
+
     let mut slots: BTreeMap<&str, Slot> = order
         .iter()
         .map(|s| (s.name.as_str(), Slot::Pending))
@@ -301,6 +296,11 @@ fn run_stage(
 ) -> StageReport {
     let cache = planner.cache;
     let mut report = StageReport::new(&stage.name, Action::Failed);
+    // Remote inputs (Hub models) before the key, so it covers them from the first run on. A
+    // failure is the stage's to report, with how to get the model, if it has to run.
+    if let Err(e) = stage.kind.fetch(&stage.params, &planner.spec.dir) {
+        tracing::debug!(stage = %stage.name, "cannot fetch an input: {}", error_chain(&*e));
+    }
     let contents = deps
         .iter()
         .map(|(n, a)| (n.clone(), a.manifest.content.clone()))

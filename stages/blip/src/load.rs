@@ -85,6 +85,12 @@ pub enum LoadError {
          directory holding config.json, model.safetensors and tokenizer.json"
     )]
     NotFound { source_name: String, cache: String },
+    #[error(
+        "model directory {path} does not exist (a path, not a Hub id ORG/NAME); put a \
+         checkpoint there, e.g. `huggingface-cli download Salesforce/blip-image-captioning-base \
+         --local-dir {path}` on a machine with network access"
+    )]
+    NoDirectory { path: String },
     #[error("{dir} has no {file}")]
     MissingFile { dir: String, file: &'static str },
     /// A transfer from the Hub failed: no network, DNS, timeout, a server error, or the cache
@@ -282,6 +288,15 @@ impl ModelDir {
         let local = base.join(source);
         if local.is_dir() {
             Self::resolve(&local.to_string_lossy())
+        } else if HubId::parse(source).is_none() {
+            Err(LoadError::NoDirectory {
+                // `components` drops inner `.`s: /project/./models/x → /project/models/x.
+                path: local
+                    .components()
+                    .collect::<PathBuf>()
+                    .display()
+                    .to_string(),
+            })
         } else {
             Self::resolve(source)
         }

@@ -91,3 +91,20 @@ fn unknown_source_says_how_to_get_it() {
     let msg = e.to_string();
     assert!(msg.contains("download"), "{msg}");
 }
+
+#[test]
+fn a_missing_relative_directory_is_not_taken_for_a_hub_id() {
+    let base = tempfile::tempdir().expect("tmp");
+    let e = pipe_blip::ModelDir::resolve_in("./models/blip", base.path()).expect_err("absent");
+    assert!(
+        matches!(e, pipe_blip::LoadError::NoDirectory { .. }),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    let want = base.path().join("models/blip");
+    assert!(
+        msg.contains(&format!("--local-dir {}", want.display())),
+        "{msg}"
+    );
+    assert!(pipe_blip::ModelDir::find_in("./models/blip", base.path()).is_none());
+}
