@@ -4,16 +4,6 @@
 
 use super::*;
 
-fn fixture() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/blip-tiny");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: ../shared/fixtures/blip-tiny is absent");
-        None
-    }
-}
-
 /// prep → collate → encode → train (features) and, beside it, train_pixels (vision encoder
 /// run every step), both LoRA without dropout so the two must agree.
 fn pipeline(model: &Path) -> String {

@@ -7,7 +7,7 @@ use crate::mock_hub::{Mock, fixture_files};
 
 #[test]
 fn a_hub_model_is_fetched_before_planning_and_the_next_run_is_cached() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/blip-tiny");
+    let Some(fixture) = fixture() else { return };
     let Some((_, files)) = fixture_files(&fixture) else {
         return;
     };

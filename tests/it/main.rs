@@ -107,6 +107,18 @@ fn stage_column(v: &serde_json::Value, field: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `../shared/fixtures/blip-tiny` (a BLIP checkpoint made by transformers), or `None` with a
+/// note: tests that need it then skip.
+pub fn fixture() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/blip-tiny");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: ../shared/fixtures/blip-tiny is absent");
+        None
+    }
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

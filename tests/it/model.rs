@@ -2,16 +2,6 @@
 
 use super::*;
 
-fn fixture() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/blip-tiny");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: ../shared/fixtures/blip-tiny is absent");
-        None
-    }
-}
-
 #[test]
 fn caption_reproduces_transformers_greedy_and_beam_tokens() {
     let Some(model) = fixture() else { return };

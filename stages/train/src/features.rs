@@ -201,27 +201,28 @@ impl Features {
 mod tests {
     use super::*;
 
-    fn roundtrip(dtype: Dtype) -> Vec<f32> {
-        let dir = tempfile::tempdir().expect("tmp");
-        let values: Vec<f32> = (0..24).map(|i| i as f32 * 0.37 - 4.0).collect();
-        let mut w = FeatureWriter::create(dir.path(), dtype).expect("create");
-        w.push(&values).expect("push");
-        w.finish().expect("finish");
+    /// `features.json` for `images` images of 3 tokens × 4 values.
+    fn write_meta(dir: &Path, dtype: Dtype, images: usize) {
         let meta = FeaturesMeta {
             format: FORMAT,
             dtype,
-            images: 2,
+            images,
             tokens: 3,
             width: 4,
             vision: String::new(),
             collate: String::new(),
             model: String::new(),
         };
-        std::fs::write(
-            dir.path().join(META),
-            serde_json::to_string(&meta).expect("json"),
-        )
-        .expect("write");
+        std::fs::write(dir.join(META), serde_json::to_string(&meta).expect("json")).expect("write");
+    }
+
+    fn roundtrip(dtype: Dtype) -> Vec<f32> {
+        let dir = tempfile::tempdir().expect("tmp");
+        let values: Vec<f32> = (0..24).map(|i| i as f32 * 0.37 - 4.0).collect();
+        let mut w = FeatureWriter::create(dir.path(), dtype).expect("create");
+        w.push(&values).expect("push");
+        w.finish().expect("finish");
+        write_meta(dir.path(), dtype, 2);
         let f = Features::open(dir.path()).expect("open");
         let mut out = vec![0f32; 12];
         f.read_into(1, &mut out).expect("read");
@@ -244,21 +245,7 @@ mod tests {
         let mut w = FeatureWriter::create(dir.path(), Dtype::F32).expect("create");
         w.push(&[1.0; 10]).expect("push");
         w.finish().expect("finish");
-        let meta = FeaturesMeta {
-            format: FORMAT,
-            dtype: Dtype::F32,
-            images: 1,
-            tokens: 3,
-            width: 4,
-            vision: String::new(),
-            collate: String::new(),
-            model: String::new(),
-        };
-        std::fs::write(
-            dir.path().join(META),
-            serde_json::to_string(&meta).expect("json"),
-        )
-        .expect("write");
+        write_meta(dir.path(), Dtype::F32, 1);
         let err = Features::open(dir.path())
             .err()
             .expect("refused")
