@@ -1,6 +1,6 @@
-//! The encode stage through the binary on the shared blip-tiny fixture: train reads its
-//! features and reaches the same validation loss as running the vision encoder; an lr change
-//! reruns train only; training the vision encoder against cached features is refused.
+//! The encode stage through the binary on the shared blip-tiny fixture: train and evaluate read
+//! its features and get what running the vision encoder gives; an lr change reruns train (and
+//! what follows it) only; training the vision encoder against cached features is refused.
 
 use super::*;
 
@@ -38,6 +38,18 @@ model = "{m}"
 epochs = 2
 lr = 1e-3
 lora = {{ r = 4, alpha = 8, dropout = 0.0 }}
+
+[stages.evaluate]
+kind = "evaluate"
+deps = ["collate", "train", "encode"]
+num_beams = 1
+meteor = "skip"
+
+[stages.evaluate_pixels]
+kind = "evaluate"
+deps = ["collate", "train"]
+num_beams = 1
+meteor = "skip"
 
 [stages.train_pixels]
 kind = "train"
@@ -79,12 +91,32 @@ fn train_reads_encode_features_and_an_lr_change_reruns_only_train() {
         "val loss with encode {with} vs without {without}"
     );
 
+    // evaluate reads the features (its log says so) and scores exactly as running the encoder.
+    let metrics = |stage: &str| -> serde_json::Value {
+        serde_json::from_str(&p.read(&format!("results/{stage}/metrics.json"))).expect("metrics")
+    };
+    let (a, b) = (metrics("evaluate"), metrics("evaluate_pixels"));
+    let (la, lb) = (
+        a["test_loss"].as_f64().expect("loss"),
+        b["test_loss"].as_f64().expect("loss"),
+    );
+    assert!((la - lb).abs() < 1e-5, "test loss {la} vs {lb}");
+    assert_eq!(a["BLEU-4"], b["BLEU-4"]);
+    let out = p.pipe(&["run", "evaluate", "--force", "-v"]);
+    assert!(
+        text(&out.stderr).contains("reading vision features from encode"),
+        "{}",
+        text(&out.stderr)
+    );
+
     let actions = p.run_actions(&["--set", "train.lr=2e-3"]);
     let expected = pairs(&[
         ("prep", "cached"),
         ("collate", "cached"),
         ("encode", "cached"),
         ("train", "ran"),
+        ("evaluate", "ran"),
+        ("evaluate_pixels", "ran"),
         ("train_pixels", "cached"),
     ]);
     assert_eq!(actions, expected);

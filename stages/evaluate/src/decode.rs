@@ -1,5 +1,6 @@
-//! The work on the chosen backend: per batch of images, one vision forward whose output feeds
-//! the teacher-forced loss over all their reference captions and beam search.
+//! The work on the chosen backend: per batch of images, one vision forward (or its output read
+//! from an encode artifact) that feeds the teacher-forced loss over all their reference
+//! captions and beam search.
 
 use std::path::Path;
 
@@ -9,6 +10,7 @@ use pipe_blip::backend::OnBackend;
 use pipe_blip::{Captioner, GenerationConfig};
 use pipe_data::collate::Collated;
 use pipe_stage_api::Progress;
+use pipe_train::features::Features;
 
 use crate::error::EvaluateError;
 use crate::loss::{LossSum, masked_caption_loss};
@@ -28,6 +30,9 @@ pub(crate) struct EvaluateJob<'a> {
     pub generation: GenerationConfig,
     pub batch_size: usize,
     pub progress: &'a dyn Progress,
+    /// The encode stage's features of the collate artifact's images, if a dep holds them.
+    pub features: Option<&'a Features>,
+    pub collate_dir: &'a Path,
 }
 
 impl OnBackend for EvaluateJob<'_> {
@@ -54,6 +59,27 @@ impl OnBackend for EvaluateJob<'_> {
             .map_err(pipe_blip::decode::DecodeError::from)
             .map_err(pipe_blip::CaptionError::from)?;
 
+        // Features read from encode stand in for the vision encoder only when it computed them.
+        let features = match self.features {
+            Some(f)
+                if f.computed_by(
+                    &captioner.model.vision_model,
+                    self.collate_dir,
+                    self.collated.len(),
+                )? =>
+            {
+                tracing::info!("reading vision features from encode");
+                Some(f)
+            }
+            Some(_) => {
+                tracing::info!(
+                    "encode's features come from another vision encoder or collate artifact; \
+                     running the vision encoder"
+                );
+                None
+            }
+            None => None,
+        };
         let (h, w) = (h as usize, w as usize);
         let image_len = 3 * h * w;
         let mut captions = Vec::with_capacity(self.indices.len());
@@ -63,13 +89,18 @@ impl OnBackend for EvaluateJob<'_> {
             Some(self.indices.len() as u64),
         );
         for chunk in self.indices.chunks(self.batch_size.max(1)) {
-            let mut pixels = vec![0f32; chunk.len() * image_len];
-            for (&i, out) in chunk.iter().zip(pixels.chunks_mut(image_len)) {
-                self.collated.pixels_into(i, out)?;
-            }
-            let pixels =
-                Tensor::<B, 4>::from_data(TensorData::new(pixels, [chunk.len(), 3, h, w]), &device);
-            let embeds = captioner.model.encode_images(pixels); // [b, N, E]
+            let embeds = match features {
+                Some(f) => f.embeds::<B>(chunk, &device)?,
+                None => {
+                    let mut pixels = vec![0f32; chunk.len() * image_len];
+                    for (&i, out) in chunk.iter().zip(pixels.chunks_mut(image_len)) {
+                        self.collated.pixels_into(i, out)?;
+                    }
+                    let shape = [chunk.len(), 3, h, w];
+                    let pixels = Tensor::<B, 4>::from_data(TensorData::new(pixels, shape), &device);
+                    captioner.model.encode_images(pixels) // [b, N, E]
+                }
+            };
 
             // Loss: every caption of these images, each row with its image's embeddings.
             let mut rows = Vec::new();

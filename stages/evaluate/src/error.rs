@@ -7,6 +7,8 @@ use pipe_stage_api::ParamError;
 pub enum EvaluateError {
     #[error(transparent)]
     Params(#[from] ParamError),
+    #[error(transparent)]
+    Features(#[from] pipe_train::TrainError),
     #[error("the {split} split of the collate artifact {dir} holds no image")]
     EmptySplit { split: String, dir: String },
     #[error("image `{id}` of the collate artifact is not in the prep artifact {dir}")]

@@ -48,6 +48,10 @@ pub struct Params {
     /// Which dep is the prep artifact the references come from (default: the only prep dep,
     /// else the collate artifact's own copy of the captions).
     pub prep: Option<String>,
+    /// Which dep is an encode artifact whose vision features stand in for the vision encoder
+    /// (default: the only dep holding `features.json`, if any). Used when they were computed
+    /// by the evaluated model's vision encoder over this collate artifact; else ignored.
+    pub encode: Option<String>,
     /// The split to evaluate: train, val or test.
     #[serde(default = "default_split")]
     pub split: String,

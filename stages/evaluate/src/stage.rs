@@ -9,6 +9,7 @@ use pipe_blip::backend::resolve;
 use pipe_data::collate::Collated;
 use pipe_data::prep::PrepArtifact;
 use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind};
+use pipe_train::features::Features;
 
 use crate::decode::EvaluateJob;
 use crate::error::EvaluateError;
@@ -272,6 +273,15 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
     })?;
     let model = model_source(&p, ctx)?;
     let collated = Collated::open(collate_dir)?;
+    let features = pick_dep(
+        ctx.deps,
+        "encode",
+        p.encode.as_deref(),
+        "an encode artifact (features.json)",
+        |d| d.join(pipe_train::features::META).is_file(),
+    )?
+    .map(|(_, dir)| Features::open(dir))
+    .transpose()?;
     let indices = collated.split_indices(split);
     if indices.is_empty() {
         return Err(EvaluateError::EmptySplit {
@@ -297,6 +307,8 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
         generation: p.generation(),
         batch_size: p.batch_size,
         progress: ctx.progress,
+        features: features.as_ref(),
+        collate_dir,
     })?;
     let seconds = start.elapsed().as_secs_f64();
     let test_loss = decoded.loss.mean();

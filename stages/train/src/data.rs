@@ -72,15 +72,7 @@ pub fn load_batch<B: Backend>(
     device: &B::Device,
 ) -> Result<ImageBatch<B>, TrainError> {
     let images = match features {
-        Some(f) => {
-            let n = f.image_len();
-            let mut values = vec![0f32; indices.len() * n];
-            for (&i, out) in indices.iter().zip(values.chunks_mut(n)) {
-                f.read_into(i, out)?;
-            }
-            let shape = [indices.len(), f.meta.tokens, f.meta.width];
-            BatchImages::Embeds(Tensor::from_data(TensorData::new(values, shape), device))
-        }
+        Some(f) => BatchImages::Embeds(f.embeds(indices, device)?),
         None => {
             let (h, w) = col.image_size();
             let (h, w) = (h as usize, w as usize);

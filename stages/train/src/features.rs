@@ -10,8 +10,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -171,6 +171,34 @@ impl Features {
     /// Values per image (N·E).
     pub fn image_len(&self) -> usize {
         self.meta.tokens * self.meta.width
+    }
+
+    /// The features of images `indices` as a `[I, N, E]` tensor on `device`.
+    pub fn embeds<B: Backend>(
+        &self,
+        indices: &[usize],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 3>, TrainError> {
+        let n = self.image_len();
+        let mut values = vec![0f32; indices.len() * n];
+        for (&i, out) in indices.iter().zip(values.chunks_mut(n)) {
+            self.read_into(i, out)?;
+        }
+        let shape = [indices.len(), self.meta.tokens, self.meta.width];
+        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+    }
+
+    /// Whether these features are the output of `vision` over the images of the collate
+    /// artifact in `collate_dir`, in its order.
+    pub fn computed_by<B: Backend, M: Module<B>>(
+        &self,
+        vision: &M,
+        collate_dir: &Path,
+        images: usize,
+    ) -> Result<bool, TrainError> {
+        Ok(self.meta.images == images
+            && self.meta.collate == collate_fingerprint(collate_dir)?
+            && self.meta.vision == vision_fingerprint(vision))
     }
 
     /// Image `index`'s features into `out` (`image_len()` values).
