@@ -14,7 +14,7 @@ use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use pipe_blip::Blip;
-use pipe_blip::text::{LoraBranch, QkvLora, QkvProjections};
+use pipe_blip::text::{LoraBranch, QkvLora, QkvProjections, TextAttention, TextLayer};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// One targeted layer's adapter.
@@ -113,33 +113,21 @@ fn linear_mut<'a, B: Backend>(m: &'a mut Blip<B>, name: &str) -> Option<&'a mut 
                 _ => None,
             }
         }
-        ["text_decoder", "bert", "encoder", "layer", i, rest @ ..] => {
-            let l = m
-                .text_decoder
-                .bert
-                .encoder
-                .layer
-                .get_mut(i.parse::<usize>().ok()?)?;
-            match rest {
-                [kind, block, proj] => {
-                    let att = match *kind {
-                        "attention" => &mut l.attention,
-                        "crossattention" => &mut l.crossattention,
-                        _ => return None,
-                    };
-                    match (*block, *proj) {
-                        ("self", "query") => Some(&mut att.self_.query),
-                        ("self", "key") => Some(&mut att.self_.key),
-                        ("self", "value") => Some(&mut att.self_.value),
-                        ("output", "dense") => Some(&mut att.output.dense),
-                        _ => None,
-                    }
+        ["text_decoder", "bert", "encoder", "layer", i, rest @ ..] => match rest {
+            [kind, block, proj] => {
+                let att = text_attention_mut(m, i, kind)?;
+                match (*block, *proj) {
+                    ("self", "query") => Some(&mut att.self_.query),
+                    ("self", "key") => Some(&mut att.self_.key),
+                    ("self", "value") => Some(&mut att.self_.value),
+                    ("output", "dense") => Some(&mut att.output.dense),
+                    _ => None,
                 }
-                ["intermediate", "dense"] => Some(&mut l.intermediate.dense),
-                ["output", "dense"] => Some(&mut l.output.dense),
-                _ => None,
             }
-        }
+            ["intermediate", "dense"] => Some(&mut text_layer_mut(m, i)?.intermediate.dense),
+            ["output", "dense"] => Some(&mut text_layer_mut(m, i)?.output.dense),
+            _ => None,
+        },
         ["text_decoder", "cls", "predictions", "transform", "dense"] => {
             Some(&mut m.text_decoder.cls.predictions.transform.dense)
         }
@@ -210,18 +198,30 @@ fn qkv_slot<'a, B: Backend>(
         "value" => "value",
         _ => return None,
     };
-    let l = m
-        .text_decoder
+    Some((&mut text_attention_mut(m, i, kind)?.self_, proj))
+}
+
+/// Text decoder layer `i` (a name component).
+fn text_layer_mut<'a, B: Backend>(m: &'a mut Blip<B>, i: &str) -> Option<&'a mut TextLayer<B>> {
+    m.text_decoder
         .bert
         .encoder
         .layer
-        .get_mut(i.parse::<usize>().ok()?)?;
-    let att = match *kind {
-        "attention" => &mut l.attention,
-        "crossattention" => &mut l.crossattention,
-        _ => return None,
-    };
-    Some((&mut att.self_, proj))
+        .get_mut(i.parse::<usize>().ok()?)
+}
+
+/// `attention` or `crossattention` of text decoder layer `i`.
+fn text_attention_mut<'a, B: Backend>(
+    m: &'a mut Blip<B>,
+    i: &str,
+    kind: &str,
+) -> Option<&'a mut TextAttention<B>> {
+    let l = text_layer_mut(m, i)?;
+    match kind {
+        "attention" => Some(&mut l.attention),
+        "crossattention" => Some(&mut l.crossattention),
+        _ => None,
+    }
 }
 
 /// Targeted layers whose LoRA dropout cannot be applied (only the text decoder's
