@@ -55,7 +55,9 @@ impl StageKind for Train {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: unmerged LoRA branches with dropout, weight decay spares 1-D parameters, the
+        // backend RNG reseeded per epoch; artifacts of 1 were trained differently.
+        2
     }
 
     fn about(&self) -> &'static str {
