@@ -136,6 +136,59 @@ pub trait StageKind: Send + Sync {
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError>;
 }
 
+/// The names of `deps`, comma-separated, or `none`.
+pub fn dep_names(deps: &BTreeMap<String, PathBuf>) -> String {
+    if deps.is_empty() {
+        "none".to_string()
+    } else {
+        deps.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The dep named by `key = NAME`, else the only dep for which `is` holds.
+pub fn pick_dep<'d>(
+    deps: &'d BTreeMap<String, PathBuf>,
+    key: &str,
+    named: Option<&str>,
+    what: &str,
+    is: impl Fn(&Path) -> bool,
+) -> Result<Option<(&'d str, &'d Path)>, ParamError> {
+    if let Some(name) = named {
+        let (name, dir) = deps.get_key_value(name).ok_or_else(|| {
+            ParamError::new(
+                [key],
+                format!(
+                    "`{name}` is not among this stage's deps ({})",
+                    dep_names(deps)
+                ),
+            )
+        })?;
+        if !is(dir) {
+            return Err(ParamError::new(
+                [key],
+                format!("dep `{name}` ({}) is not {what}", dir.display()),
+            ));
+        }
+        return Ok(Some((name.as_str(), dir.as_path())));
+    }
+    let found: Vec<(&str, &Path)> = deps
+        .iter()
+        .filter(|(_, d)| is(d))
+        .map(|(n, d)| (n.as_str(), d.as_path()))
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(ParamError::new(
+            [key],
+            format!(
+                "several deps are {what} ({}); pick one with `{key} = NAME`",
+                many.iter().map(|d| d.0).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
 /// A name as an environment variable suffix: `my-stage` → `MY_STAGE` (`$PIPE_DEP_MY_STAGE`,
 /// `$PIPE_PARAM_…`).
 pub fn env_name(name: &str) -> String {

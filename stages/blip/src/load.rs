@@ -307,9 +307,12 @@ impl ModelDir {
     /// downloads.
     pub fn find_in(source: &str, base: &Path) -> Option<Self> {
         let local = base.join(source);
+        // Only the cache is read: no endpoint, no token (planning runs this for every stage).
         let hub = HubOptions {
+            endpoint: String::new(),
+            cache_dir: hf_cache_dir(),
             offline: true,
-            ..HubOptions::from_env()
+            token: None,
         };
         if local.is_dir() {
             Self::resolve_with(&local.to_string_lossy(), &hub).ok()
@@ -329,6 +332,13 @@ impl ModelDir {
             return Ok(());
         }
         Self::resolve(source).map(|_| ())
+    }
+
+    /// [`ModelDir::key_files`] (with the weights) of `source` when it is local or cached, else
+    /// none: `pipe run` fetches it before the stage's key, and a stage that cannot get it says
+    /// how when it runs.
+    pub fn inputs_in(source: &str, base: &Path) -> Vec<PathBuf> {
+        Self::find_in(source, base).map_or_else(Vec::new, |d| d.key_files(true))
     }
 
     /// The files that decide what this model computes, for a stage's cache key: the config,

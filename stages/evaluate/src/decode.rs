@@ -62,11 +62,12 @@ impl OnBackend for EvaluateJob<'_> {
         // Features read from encode stand in for the vision encoder only when it computed them.
         let features = match self.features {
             Some(f)
-                if f.computed_by(
+                if f.mismatch(
                     &captioner.model.vision_model,
                     self.collate_dir,
                     self.collated.len(),
-                )? =>
+                )?
+                .is_none() =>
             {
                 tracing::info!("reading vision features from encode");
                 Some(f)

@@ -8,7 +8,9 @@ use pipe_blip::ModelDir;
 use pipe_blip::backend::resolve;
 use pipe_data::collate::Collated;
 use pipe_data::prep::PrepArtifact;
-use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind};
+use pipe_stage_api::{
+    Outcome, ParamError, StageContext, StageError, StageKind, dep_names, pick_dep,
+};
 use pipe_train::features::Features;
 
 use crate::decode::EvaluateJob;
@@ -78,58 +80,6 @@ impl StageKind for Evaluate {
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
         Ok(run(ctx)?)
-    }
-}
-
-fn dep_names(deps: &BTreeMap<String, PathBuf>) -> String {
-    if deps.is_empty() {
-        "none".to_string()
-    } else {
-        deps.keys().cloned().collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// The dep named by `key = NAME`, else the only dep for which `is` holds.
-fn pick_dep<'d>(
-    deps: &'d BTreeMap<String, PathBuf>,
-    key: &str,
-    named: Option<&str>,
-    what: &str,
-    is: impl Fn(&Path) -> bool,
-) -> Result<Option<(&'d str, &'d Path)>, ParamError> {
-    if let Some(name) = named {
-        let (name, dir) = deps.get_key_value(name).ok_or_else(|| {
-            ParamError::new(
-                [key],
-                format!(
-                    "`{name}` is not among this stage's deps ({})",
-                    dep_names(deps)
-                ),
-            )
-        })?;
-        if !is(dir) {
-            return Err(ParamError::new(
-                [key],
-                format!("dep `{name}` ({}) is not {what}", dir.display()),
-            ));
-        }
-        return Ok(Some((name.as_str(), dir.as_path())));
-    }
-    let found: Vec<(&str, &Path)> = deps
-        .iter()
-        .filter(|(_, d)| is(d))
-        .map(|(n, d)| (n.as_str(), d.as_path()))
-        .collect();
-    match found.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(*one)),
-        many => Err(ParamError::new(
-            [key],
-            format!(
-                "several deps are {what} ({}); pick one with `{key} = NAME`",
-                many.iter().map(|d| d.0).collect::<Vec<_>>().join(", ")
-            ),
-        )),
     }
 }
 

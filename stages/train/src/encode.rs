@@ -19,16 +19,15 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use pipe_blip::backend::{OnBackend, resolve};
-use pipe_blip::load::load_model;
+use pipe_blip::load::{ModelDir, load_model};
 use pipe_data::collate::Collated;
 use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind, parse_params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 use crate::features::{
-    Dtype, FeatureWriter, FeaturesMeta, META, collate_fingerprint, vision_fingerprint,
+    Dtype, FORMAT, FeatureWriter, FeaturesMeta, META, collate_fingerprint, vision_fingerprint,
 };
-use crate::source::{model_dir, model_inputs};
 
 /// The `encode` stage kind.
 pub struct Encode;
@@ -96,12 +95,12 @@ impl StageKind for Encode {
         pipeline_dir: &Path,
     ) -> Result<Vec<PathBuf>, ParamError> {
         let p = EncodeParams::parse(params)?;
-        Ok(model_inputs(&p.model, pipeline_dir))
+        Ok(ModelDir::inputs_in(&p.model, pipeline_dir))
     }
 
     fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
         let p = EncodeParams::parse(params)?;
-        Ok(pipe_blip::load::ModelDir::fetch_in(&p.model, pipeline_dir)?)
+        Ok(ModelDir::fetch_in(&p.model, pipeline_dir)?)
     }
 
     fn uses_accelerator(&self) -> bool {
@@ -151,7 +150,7 @@ impl OnBackend for Job<'_> {
 fn encode<B: Backend>(job: Job<'_>, device: &B::Device) -> Result<Outcome, TrainError> {
     let (ctx, p) = (job.ctx, job.params);
     let col = Collated::open(job.collate_dir)?;
-    let dir = model_dir(&p.model, ctx.pipeline_dir)?;
+    let dir = ModelDir::resolve_in(&p.model, ctx.pipeline_dir)?;
     let (config, model) = load_model::<B>(&dir, device)?;
     let (h, w) = col.image_size();
     let (h, w) = (h as usize, w as usize);
@@ -196,7 +195,7 @@ fn encode<B: Backend>(job: Job<'_>, device: &B::Device) -> Result<Outcome, Train
     let (tokens, width) = shape.unwrap_or((0, 0));
 
     let meta = FeaturesMeta {
-        format: 1,
+        format: FORMAT,
         dtype: p.dtype,
         images: col.len(),
         tokens,

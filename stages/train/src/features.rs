@@ -18,7 +18,17 @@ use crate::error::TrainError;
 
 pub const META: &str = "features.json";
 pub const DATA: &str = "features.bin";
-const FORMAT: u32 = 1;
+/// The version of the layout below.
+pub const FORMAT: u32 = 1;
+
+/// How an encode artifact differs from what a stage would compute itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// Other images, or another order: another collate artifact.
+    Collate,
+    /// Another vision encoder.
+    Vision,
+}
 
 /// Element type on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,33 +191,44 @@ impl Features {
     ) -> Result<Tensor<B, 3>, TrainError> {
         let n = self.image_len();
         let mut values = vec![0f32; indices.len() * n];
+        let mut raw = vec![0u8; n * self.meta.dtype.bytes()];
         for (&i, out) in indices.iter().zip(values.chunks_mut(n)) {
-            self.read_into(i, out)?;
+            self.read_with(i, &mut raw, out)?;
         }
         let shape = [indices.len(), self.meta.tokens, self.meta.width];
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
 
-    /// Whether these features are the output of `vision` over the images of the collate
-    /// artifact in `collate_dir`, in its order.
-    pub fn computed_by<B: Backend, M: Module<B>>(
+    /// Why these features are not the output of `vision` over the images of the collate
+    /// artifact in `collate_dir` (`images` of them, in its order), if they are not.
+    pub fn mismatch<B: Backend, M: Module<B>>(
         &self,
         vision: &M,
         collate_dir: &Path,
         images: usize,
-    ) -> Result<bool, TrainError> {
-        Ok(self.meta.images == images
-            && self.meta.collate == collate_fingerprint(collate_dir)?
-            && self.meta.vision == vision_fingerprint(vision))
+    ) -> Result<Option<Mismatch>, TrainError> {
+        Ok(
+            if self.meta.images != images || self.meta.collate != collate_fingerprint(collate_dir)?
+            {
+                Some(Mismatch::Collate)
+            } else if self.meta.vision != vision_fingerprint(vision) {
+                Some(Mismatch::Vision)
+            } else {
+                None
+            },
+        )
     }
 
     /// Image `index`'s features into `out` (`image_len()` values).
     pub fn read_into(&self, index: usize, out: &mut [f32]) -> Result<(), TrainError> {
-        let n = self.image_len();
-        let width = self.meta.dtype.bytes();
-        let mut raw = vec![0u8; n * width];
+        let mut raw = vec![0u8; self.image_len() * self.meta.dtype.bytes()];
+        self.read_with(index, &mut raw, out)
+    }
+
+    /// [`Self::read_into`] through the caller's buffer `raw` (one image's bytes).
+    fn read_with(&self, index: usize, raw: &mut [u8], out: &mut [f32]) -> Result<(), TrainError> {
         self.file
-            .read_exact_at(&mut raw, (index * n * width) as u64)
+            .read_exact_at(raw, (index * raw.len()) as u64)
             .map_err(TrainError::io("read", &self.path))?;
         match self.meta.dtype {
             Dtype::F32 => {

@@ -13,7 +13,6 @@
 //! - [`stage`]: the [`Train`] stage kind.
 //! - [`encode`], [`features`]: the [`Encode`] stage kind, vision features computed once per
 //!   image for training with a frozen vision encoder.
-//! - [`source`]: model directories and the files that key a stage.
 
 pub mod checkpoint;
 pub mod data;
@@ -28,7 +27,6 @@ pub mod loss;
 pub mod optim;
 pub mod params;
 pub mod schedule;
-pub mod source;
 pub mod stage;
 
 pub use encode::Encode;

@@ -172,12 +172,9 @@ impl<B: Backend> LoraAdapter<B> {
     }
 }
 
-/// The text decoder's query/key/value projection block named by `name`, and which of the three
-/// it is: where an unmerged branch (for dropout) can sit.
-fn qkv_slot<'a, B: Backend>(
-    m: &'a mut Blip<B>,
-    name: &str,
-) -> Option<(&'a mut QkvProjections<B>, &'static str)> {
+/// `text_decoder.bert.encoder.layer.{i}.{kind}.self.{proj}` with proj query/key/value →
+/// (i, kind, proj): the Linears that can take an unmerged branch (for dropout).
+fn qkv_name(name: &str) -> Option<(&str, &str, &'static str)> {
     let parts: Vec<&str> = name.split('.').collect();
     let [
         "text_decoder",
@@ -198,6 +195,16 @@ fn qkv_slot<'a, B: Backend>(
         "value" => "value",
         _ => return None,
     };
+    Some((i, kind, proj))
+}
+
+/// The text decoder's query/key/value projection block named by `name`, and which of the three
+/// it is: where an unmerged branch (for dropout) can sit.
+fn qkv_slot<'a, B: Backend>(
+    m: &'a mut Blip<B>,
+    name: &str,
+) -> Option<(&'a mut QkvProjections<B>, &'static str)> {
+    let (i, kind, proj) = qkv_name(name)?;
     Some((&mut text_attention_mut(m, i, kind)?.self_, proj))
 }
 
@@ -229,22 +236,7 @@ fn text_attention_mut<'a, B: Backend>(
 pub fn without_dropout(spec: &LoraSpec) -> Vec<&str> {
     spec.names
         .iter()
-        .filter(|n| {
-            let parts: Vec<&str> = n.split('.').collect();
-            !matches!(
-                parts.as_slice(),
-                [
-                    "text_decoder",
-                    "bert",
-                    "encoder",
-                    "layer",
-                    _,
-                    _,
-                    "self",
-                    "query" | "key" | "value"
-                ]
-            )
-        })
+        .filter(|n| qkv_name(n).is_none())
         .map(String::as_str)
         .collect()
 }

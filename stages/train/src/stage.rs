@@ -25,18 +25,17 @@ use pipe_blip::backend::{OnBackend, resolve};
 use pipe_blip::config::BlipConfig;
 use pipe_blip::load::{ModelDir, load_model};
 use pipe_data::collate::Collated;
-use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind};
+use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind, pick_dep};
 
 use crate::error::TrainError;
 use crate::export::{write_hf_model, write_json, write_peft_adapter};
-use crate::features::{Features, META, collate_fingerprint, vision_fingerprint};
+use crate::features::{Features, META, Mismatch};
 use crate::fit::{FitConfig, fit};
 use crate::init::random_init;
 use crate::lora::{
     LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted, without_dropout,
 };
 use crate::params::{Method, TrainParams};
-use crate::source::{model_dir, model_inputs};
 
 /// The `train` stage kind.
 pub struct Train;
@@ -79,7 +78,7 @@ impl StageKind for Train {
                 dir: pipeline_dir.join(c),
             }
             .key_files(false),
-            _ => model_inputs(&p.model, pipeline_dir),
+            _ => ModelDir::inputs_in(&p.model, pipeline_dir),
         })
     }
 
@@ -143,20 +142,23 @@ fn open_features<B: Backend>(
     }
     let features = Features::open(dir)?;
     let meta = &features.meta;
-    if meta.images != col.len() || meta.collate != collate_fingerprint(collate_dir)? {
-        return Err(bad(format!(
-            "the features ({} images) were computed from another collate artifact than this \
-             stage's ({} images); make encode depend on the same collate stage",
-            meta.images,
-            col.len()
-        )));
-    }
-    if meta.vision != vision_fingerprint(&trainable.model.vision_model) {
-        return Err(bad(format!(
-            "the features were computed with another vision encoder (encode's model = {:?}, \
-             train's = {:?}); give both stages the same model",
-            meta.model, p.model
-        )));
+    match features.mismatch(&trainable.model.vision_model, collate_dir, col.len())? {
+        Some(Mismatch::Collate) => {
+            return Err(bad(format!(
+                "the features ({} images) were computed from another collate artifact than this \
+                 stage's ({} images); make encode depend on the same collate stage",
+                meta.images,
+                col.len()
+            )));
+        }
+        Some(Mismatch::Vision) => {
+            return Err(bad(format!(
+                "the features were computed with another vision encoder (encode's model = {:?}, \
+                 train's = {:?}); give both stages the same model",
+                meta.model, p.model
+            )));
+        }
+        None => {}
     }
     tracing::info!(images = meta.images, dtype = ?meta.dtype, "reading vision features from encode");
     Ok(features)
@@ -168,49 +170,23 @@ fn pick_deps<'a>(
     deps: &'a BTreeMap<String, PathBuf>,
     p: &TrainParams,
 ) -> Result<(&'a Path, Option<&'a Path>), ParamError> {
-    let named = |key: &str, name: &str| {
-        deps.get(name).map(PathBuf::as_path).ok_or_else(|| {
-            ParamError::new([key], format!("`{name}` is not among this stage's deps"))
-        })
-    };
-    let holding = |file: &str| -> Vec<&'a Path> {
-        deps.values()
-            .filter(|d| d.join(file).is_file())
-            .map(PathBuf::as_path)
-            .collect()
-    };
-    let collate = match &p.collate {
-        Some(name) => named("collate", name)?,
-        None => match holding("collate.json").as_slice() {
-            [one] => one,
-            [] => {
-                return Err(ParamError::new(
-                    ["deps"],
-                    "train needs a collate stage among its deps",
-                ));
-            }
-            _ => {
-                return Err(ParamError::new(
-                    ["collate"],
-                    "several deps are collate artifacts: pick one with `collate = NAME`",
-                ));
-            }
-        },
-    };
-    let encode = match &p.encode {
-        Some(name) => Some(named("encode", name)?),
-        None => match holding(crate::features::META).as_slice() {
-            [] => None,
-            [one] => Some(*one),
-            _ => {
-                return Err(ParamError::new(
-                    ["encode"],
-                    "several deps are encode artifacts: pick one with `encode = NAME`",
-                ));
-            }
-        },
-    };
-    Ok((collate, encode))
+    let holds = |file: &'static str| move |d: &Path| d.join(file).is_file();
+    let collate = pick_dep(
+        deps,
+        "collate",
+        p.collate.as_deref(),
+        "collate artifacts",
+        holds("collate.json"),
+    )?
+    .ok_or_else(|| ParamError::new(["deps"], "train needs a collate stage among its deps"))?;
+    let encode = pick_dep(
+        deps,
+        "encode",
+        p.encode.as_deref(),
+        "encode artifacts",
+        holds(crate::features::META),
+    )?;
+    Ok((collate.1, encode.map(|(_, d)| d)))
 }
 
 struct Job<'a> {
@@ -244,7 +220,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
         tracing::info!(config = %dir.display(), "random initialisation (training from scratch)");
         (dir, model)
     } else {
-        let dir = model_dir(&p.model, ctx.pipeline_dir)?;
+        let dir = ModelDir::resolve_in(&p.model, ctx.pipeline_dir)?;
         let (_, model) = load_model::<B>(&dir, device)?;
         (dir.dir, model)
     };

@@ -25,7 +25,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind, parse_params};
+use pipe_stage_api::{
+    Outcome, ParamError, StageContext, StageError, StageKind, dep_names, parse_params,
+};
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -147,14 +149,6 @@ impl StageKind for Collate {
             ctx.out_dir,
             ctx.progress,
         )?)
-    }
-}
-
-fn dep_names(deps: &BTreeMap<String, PathBuf>) -> String {
-    if deps.is_empty() {
-        "none".to_string()
-    } else {
-        deps.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 }
 
