@@ -1,8 +1,32 @@
-//! The `pipe` binary. Everything but argument parsing and printing lives in the library.
+//! The `pipe` binary: the registry of stage kinds this build has, argument parsing and
+//! printing. The orchestration itself lives in the library, which knows no kind.
 
 mod cli;
 
 use clap::Parser;
+use pipe::registry::Registry;
+use pipe_stage_api::{BackendChoice, StageError, StageKind};
+
+/// Every kind, in the order `pipe kinds` lists them. Adding a kind means adding it here.
+static KINDS: &[&dyn StageKind] = &[
+    &pipe_prep::Prep,
+    &pipe_collate::Collate,
+    &pipe_encode::Encode,
+    &pipe_train::Train,
+    &pipe_evaluate::Evaluate,
+    &pipe_infer::Infer,
+    &pipe_stage_command::Command,
+];
+
+static REGISTRY: Registry = Registry {
+    kinds: KINDS,
+    backend,
+};
+
+/// The Burn backend accelerator stages will run on, as recorded in their keys.
+fn backend(choice: BackendChoice) -> Result<String, StageError> {
+    Ok(pipe_backend::resolve(choice)?.describe())
+}
 
 fn main() -> std::process::ExitCode {
     let args = cli::Args::parse();
@@ -10,7 +34,7 @@ fn main() -> std::process::ExitCode {
     match cli::main(args) {
         Ok(code) => code.into(),
         Err(e) => {
-            eprintln!("error: {}", pipe::run::error_chain(&e));
+            eprintln!("error: {}", pipe::error_chain(&e));
             e.exit_code().into()
         }
     }

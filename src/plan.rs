@@ -56,12 +56,9 @@ pub enum PlanError {
     },
     #[error("stage `{stage}`: {message}")]
     Inputs { stage: String, message: String },
-    #[error("stage `{stage}` uses the accelerator")]
-    Backend {
-        stage: String,
-        #[source]
-        source: pipe_blip::backend::BackendError,
-    },
+    /// The backend could not be resolved; `reason` is its whole error chain.
+    #[error("stage `{stage}` uses the accelerator: {reason}")]
+    Backend { stage: String, reason: String },
 }
 
 /// What a stage's key is computed from, plus the per-file listing of its inputs.
@@ -83,7 +80,7 @@ pub struct Planner<'a> {
     /// hashed once per command even when status is asked again after a run.
     memo: Mutex<Memo>,
     /// `[pipeline] backend` resolved once: what accelerator stages record in their keys.
-    backend: Result<String, pipe_blip::backend::BackendError>,
+    backend: Result<String, String>,
 }
 
 type Memo = BTreeMap<(String, BTreeMap<String, String>), Keyed>;
@@ -98,7 +95,7 @@ impl<'a> Planner<'a> {
             pipeline_id,
             stat: Mutex::new(cache.load_statcache()),
             memo: Mutex::new(BTreeMap::new()),
-            backend: crate::kinds::backend(spec.backend),
+            backend: (spec.registry.backend)(spec.backend).map_err(|e| crate::error_chain(&*e)),
         }
     }
 
@@ -174,9 +171,9 @@ impl<'a> Planner<'a> {
             seed: self.spec.seed,
             backend: match stage.kind.uses_accelerator() {
                 false => None,
-                true => Some(self.backend.clone().map_err(|source| PlanError::Backend {
+                true => Some(self.backend.clone().map_err(|reason| PlanError::Backend {
                     stage: stage.name.clone(),
-                    source,
+                    reason,
                 })?),
             },
         };

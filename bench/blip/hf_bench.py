@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """transformers' side of bench/blip/run.sh: BlipForConditionalGeneration.generate on the same
-weights and pixel_values as stages/blip/examples/bench_caption.rs. Prints one JSON line."""
+weights and pixel_values as crates/blip/examples/bench_caption.rs. Prints one JSON line."""
 import argparse, json, resource, time
 
 import torch

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Reference decodes for stages/blip/tests/decode_options.rs: transformers' generate() on the tiny
+"""Reference decodes for crates/blip/tests/decode_options.rs: transformers' generate() on the tiny
 fixture with `text_decoder.cls.predictions.bias[SEP] += SEP_BIAS`, so captions end at different
 lengths and beam search's finishing, length penalty and early stopping are exercised.
 
     python3 bench/blip/make_decode_reference.py ../shared/fixtures/blip-tiny SEP_BIAS
 
-prints one run as JSON; stages/blip/tests/data/decode_reference.json holds
+prints one run as JSON; crates/blip/tests/data/decode_reference.json holds
 {"runs": [run(SEP_BIAS=9), run(SEP_BIAS=11)]} (trailing fill after [SEP] trimmed).
 """
 import json, sys

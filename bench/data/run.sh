@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 work="${1:-target/bench-data}"
 shift || true
-cargo build --release -p pipe-data --example bench
+cargo build --release -p pipe-collate --example bench
 exec "${CARGO_TARGET_DIR:-target}/release/examples/bench" "$work" "$@"

@@ -131,7 +131,7 @@ pub enum CliError {
     #[error(transparent)]
     Load(#[from] pipe_blip::LoadError),
     #[error(transparent)]
-    Caption(Box<pipe_blip::infer::InferError>),
+    Caption(Box<pipe_infer::InferError>),
     #[error(transparent)]
     Serve(#[from] pipe_serve::ServeError),
 }
@@ -187,7 +187,7 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 pub fn main(args: Args) -> Result<Exit, CliError> {
-    let load = |set: &[Override]| spec::load(&args.pipeline, set);
+    let load = |set: &[Override]| spec::load(&args.pipeline, set, &crate::REGISTRY);
     match args.command {
         Command::Run {
             stages,
@@ -261,7 +261,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
         Command::Caption(caption_args) => model::caption(&args.pipeline, &caption_args),
         Command::Serve(serve_args) => model::serve(&args.pipeline, &serve_args),
         Command::Kinds => {
-            for k in pipe::kinds::all() {
+            for k in crate::REGISTRY.kinds {
                 println!("{:10} {}", k.name(), k.about());
             }
             Ok(Exit::Ok)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use pipe::cache::{Artifact, Cache};
 use pipe::dag;
 use pipe::plan::{Planner, State};
-use pipe_blip::infer::{CaptionSettings, caption_files};
+use pipe_infer::{CaptionSettings, caption_files};
 use pipe_blip::{GenerationConfig, ModelDir};
 use pipe_stage_api::{BackendChoice, Silent};
 
@@ -119,7 +119,7 @@ fn resolve(
             "give --model SRC or --stage NAME".to_string(),
         ));
     };
-    let spec = pipe::spec::load(pipeline, &[])?;
+    let spec = pipe::spec::load(pipeline, &[], &crate::REGISTRY)?;
     dag::check_stage(&spec, stage)?;
     let cache = Cache::open(&spec.cache_dir)?;
     let planner = Planner::new(&spec, &cache);

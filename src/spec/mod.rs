@@ -15,7 +15,7 @@ pub use locate::{Location, Source};
 pub use overrides::Override;
 pub use pipe_stage_api::env_name;
 
-use crate::kinds;
+use crate::registry::Registry;
 
 /// The validated pipeline.
 pub struct Spec {
@@ -26,6 +26,8 @@ pub struct Spec {
     pub name: String,
     pub backend: BackendChoice,
     pub seed: u64,
+    /// The kinds and backends this build has.
+    pub registry: &'static Registry,
     pub cache_dir: PathBuf,
     pub results_dir: PathBuf,
     /// Stages in a topological order (file order among independent stages).
@@ -56,18 +58,27 @@ const TOP_KEYS: &[&str] = &["pipeline", "stages"];
 const PIPELINE_KEYS: &[&str] = &["name", "backend", "seed", "cache", "results"];
 const STAGE_KEYS: &[&str] = &["kind", "deps", "results"];
 
-/// Read, override and validate a pipeline file.
-pub fn load(file: &Path, overrides: &[Override]) -> Result<Spec, SpecError> {
+/// Read, override and validate a pipeline file against the kinds of `registry`.
+pub fn load(
+    file: &Path,
+    overrides: &[Override],
+    registry: &'static Registry,
+) -> Result<Spec, SpecError> {
     let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
         path: file.to_path_buf(),
         source,
     })?;
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    parse(&file, &text, overrides)
+    parse(&file, &text, overrides, registry)
 }
 
 /// Validate pipeline text as if read from `file`.
-pub fn parse(file: &Path, text: &str, overrides: &[Override]) -> Result<Spec, SpecError> {
+pub fn parse(
+    file: &Path,
+    text: &str,
+    overrides: &[Override],
+    registry: &'static Registry,
+) -> Result<Spec, SpecError> {
     let display_name = file
         .file_name()
         .map_or_else(|| file.to_path_buf(), PathBuf::from);
@@ -93,6 +104,7 @@ pub fn parse(file: &Path, text: &str, overrides: &[Override]) -> Result<Spec, Sp
         src: &src,
         dir,
         overridden: &overridden,
+        registry,
         problems: Vec::new(),
     };
     let spec = v.spec(file, &doc);
@@ -108,6 +120,7 @@ struct Validator<'a> {
     dir: PathBuf,
     /// Key paths set by `--set`, with the flag's text, so errors point at the flag.
     overridden: &'a BTreeMap<Vec<String>, String>,
+    registry: &'static Registry,
     problems: Vec<Diagnostic>,
 }
 
@@ -202,6 +215,7 @@ impl Validator<'_> {
             name,
             backend,
             seed,
+            registry: self.registry,
             cache_dir,
             results_dir,
             stages,
@@ -316,8 +330,8 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let Some(kind) = kinds::find(&kind_name) else {
-            let known: Vec<&str> = kinds::all().iter().map(|k| k.name()).collect();
+        let Some(kind) = self.registry.find(&kind_name) else {
+            let known = self.registry.names();
             let help = did_you_mean(&kind_name, known.iter().copied())
                 .or_else(|| Some(format!("known kinds: {}", known.join(", "))));
             let at: &[&str] = if table.contains_key("kind") {

@@ -3,8 +3,14 @@
 use proptest::prelude::*;
 use std::path::Path;
 
+/// The parser needs a registry of kinds; the `command` kind is the one these inputs name.
+static REGISTRY: pipe::registry::Registry = pipe::registry::Registry {
+    kinds: &[&pipe_stage_command::Command],
+    backend: |_| Ok("cpu".to_string()),
+};
+
 fn parse(text: &str) {
-    let _ = pipe::spec::parse(Path::new("/tmp/p/pipeline.toml"), text, &[]);
+    let _ = pipe::spec::parse(Path::new("/tmp/p/pipeline.toml"), text, &[], &REGISTRY);
 }
 
 /// Pipeline-shaped TOML built from plausible and implausible pieces.
@@ -63,7 +69,7 @@ proptest! {
     #[test]
     fn overrides_never_panic(flag in "[a-z.=\"\\[\\] 0-9]{0,20}") {
         if let Ok(o) = flag.parse::<pipe::spec::Override>() {
-            let _ = pipe::spec::parse(Path::new("/tmp/p/pipeline.toml"), "[stages.a]\nkind = \"command\"\ncmd = \"x\"\n", &[o]);
+            let _ = pipe::spec::parse(Path::new("/tmp/p/pipeline.toml"), "[stages.a]\nkind = \"command\"\ncmd = \"x\"\n", &[o], &REGISTRY);
         }
     }
 }

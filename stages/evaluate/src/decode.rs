@@ -6,11 +6,11 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use pipe_blip::backend::OnBackend;
+use pipe_backend::OnBackend;
 use pipe_blip::{Captioner, GenerationConfig};
 use pipe_data::collate::Collated;
 use pipe_stage_api::Progress;
-use pipe_train::features::Features;
+use pipe_features::Features;
 
 use crate::error::EvaluateError;
 use crate::loss::{LossSum, masked_caption_loss};

@@ -8,7 +8,7 @@ pub enum EvaluateError {
     #[error(transparent)]
     Params(#[from] ParamError),
     #[error(transparent)]
-    Features(#[from] pipe_train::TrainError),
+    Features(#[from] pipe_features::FeaturesError),
     #[error("the {split} split of the collate artifact {dir} holds no image")]
     EmptySplit { split: String, dir: String },
     #[error("image `{id}` of the collate artifact is not in the prep artifact {dir}")]
@@ -25,7 +25,7 @@ pub enum EvaluateError {
         model: usize,
     },
     #[error(transparent)]
-    Backend(#[from] pipe_blip::backend::BackendError),
+    Backend(#[from] pipe_backend::BackendError),
     #[error(transparent)]
     Load(#[from] pipe_blip::LoadError),
     #[error(transparent)]

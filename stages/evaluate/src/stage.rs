@@ -5,13 +5,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use pipe_blip::ModelDir;
-use pipe_blip::backend::resolve;
+use pipe_backend::resolve;
 use pipe_data::collate::Collated;
 use pipe_data::prep::PrepArtifact;
 use pipe_stage_api::{
     Outcome, ParamError, StageContext, StageError, StageKind, dep_names, pick_dep,
 };
-use pipe_train::features::Features;
+use pipe_features::Features;
 
 use crate::decode::EvaluateJob;
 use crate::error::EvaluateError;
@@ -228,7 +228,7 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
         "encode",
         p.encode.as_deref(),
         "an encode artifact (features.json)",
-        |d| d.join(pipe_train::features::META).is_file(),
+        |d| d.join(pipe_features::META).is_file(),
     )?
     .map(|(_, dir)| Features::open(dir))
     .transpose()?;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use pipe_blip::Captioner;
-use pipe_blip::backend::{CpuBackend, CpuDevice};
+use pipe_backend::{CpuBackend, CpuDevice};
 use pipe_data::collate::Collated;
 use pipe_data::prep::Split;
 use pipe_evaluate::{Evaluate, EvaluateError};
@@ -88,13 +88,13 @@ fn setup() -> Option<&'static Setup> {
                 "dataset = \"jsonl\"\nfile = \"data/metadata.jsonl\"\nsplit_column = \"split\"",
             )
             .expect("toml");
-            pipe_data::prep::run(&params, &root, &prep).expect("prep");
+            pipe_prep::run(&params, &root, &prep).expect("prep");
             let collate = root.join("collate");
             std::fs::create_dir_all(&collate).expect("mkdir");
             let mut params = toml::Table::new();
             params.insert("model".into(), model.display().to_string().into());
             params.insert("max_length".into(), 16.into());
-            pipe_data::collate::run(&params, &root, &prep, &collate).expect("collate");
+            pipe_collate::run(&params, &root, &prep, &collate).expect("collate");
 
             let train = root.join("train");
             std::fs::create_dir_all(train.join("model")).expect("mkdir");

@@ -22,7 +22,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
-use pipe_blip::backend::CpuBackend;
+use pipe_backend::CpuBackend;
 use pipe_blip::load::{ModelDir, load_model};
 use pipe_train::data::{BatchImages, ImageBatch};
 use pipe_train::lora::{

@@ -6,7 +6,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use pipe_data::collate::{Collated, TokenizedCaption};
 
 use crate::error::TrainError;
-use crate::features::Features;
+use pipe_features::Features;
 
 /// A micro-batch's images: pixels for the vision encoder, or its output read from an
 /// `encode` artifact (the encoder frozen, so it is never run twice for the same image).

@@ -8,7 +8,7 @@ pub enum TrainError {
     #[error(transparent)]
     Param(#[from] pipe_stage_api::ParamError),
     #[error(transparent)]
-    Backend(#[from] pipe_blip::backend::BackendError),
+    Backend(#[from] pipe_backend::BackendError),
     #[error(transparent)]
     Load(#[from] pipe_blip::LoadError),
     #[error(transparent)]
@@ -33,6 +33,8 @@ pub enum TrainError {
     },
     #[error("{path}: {message}")]
     Features { path: PathBuf, message: String },
+    #[error(transparent)]
+    Encoded(#[from] pipe_features::FeaturesError),
     #[error("cannot write {path}: {message}")]
     Export { path: PathBuf, message: String },
     #[error("training stopped after epoch {epoch} (test hook); its checkpoint is in the work dir")]

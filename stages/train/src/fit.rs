@@ -20,7 +20,7 @@ use rand::{SeedableRng, rngs::StdRng};
 use crate::checkpoint::{self, Contents, History, TrainPoint, TrainState, ValPoint};
 use crate::data::load_batch;
 use crate::error::TrainError;
-use crate::features::Features;
+use pipe_features::Features;
 use crate::lora::{LoraSpec, Trainable};
 use crate::loss::{batch_logits, summed_loss};
 use crate::optim::{GroupedAdamW, clip_global_norm};

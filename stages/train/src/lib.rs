@@ -11,15 +11,11 @@
 //! - [`fit`]: the training loop (validation, early stopping, best model).
 //! - [`export`]: merged HF checkpoint and PEFT adapter.
 //! - [`stage`]: the [`Train`] stage kind.
-//! - [`encode`], [`features`]: the [`Encode`] stage kind, vision features computed once per
-//!   image for training with a frozen vision encoder.
 
 pub mod checkpoint;
 pub mod data;
-pub mod encode;
 pub mod error;
 pub mod export;
-pub mod features;
 pub mod fit;
 pub mod init;
 pub mod lora;
@@ -29,7 +25,6 @@ pub mod params;
 pub mod schedule;
 pub mod stage;
 
-pub use encode::Encode;
 pub use error::TrainError;
 pub use params::TrainParams;
 pub use stage::{Hooks, Train, run_with_hooks};

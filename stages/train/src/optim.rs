@@ -124,7 +124,7 @@ mod tests {
     use super::*;
     use crate::lora::LoraAdapter;
     use burn::backend::Autodiff;
-    use pipe_blip::backend::{CpuBackend, CpuDevice};
+    use pipe_backend::{CpuBackend, CpuDevice};
     use pipe_blip::{Blip, BlipConfig};
 
     type Ad = Autodiff<CpuBackend>;

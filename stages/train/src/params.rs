@@ -140,8 +140,7 @@ fn d_patience() -> usize {
     2
 }
 
-/// The value of `model` that means "random initialisation from `config`".
-pub const SCRATCH: &str = "scratch";
+pub use pipe_blip::SCRATCH;
 
 impl TrainParams {
     /// Parse and validate a stage table.

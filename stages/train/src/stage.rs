@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use burn::backend::Autodiff;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use pipe_blip::Blip;
-use pipe_blip::backend::{OnBackend, resolve};
+use pipe_backend::{OnBackend, resolve};
 use pipe_blip::config::BlipConfig;
 use pipe_blip::load::{ModelDir, load_model};
 use pipe_data::collate::Collated;
@@ -29,7 +29,7 @@ use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind, p
 
 use crate::error::TrainError;
 use crate::export::{write_hf_model, write_json, write_peft_adapter};
-use crate::features::{Features, META, Mismatch};
+use pipe_features::{Features, META, Mismatch};
 use crate::fit::{FitConfig, fit};
 use crate::init::random_init;
 use crate::lora::{
@@ -184,7 +184,7 @@ fn pick_deps<'a>(
         "encode",
         p.encode.as_deref(),
         "encode artifacts",
-        holds(crate::features::META),
+        holds(pipe_features::META),
     )?;
     Ok((collate.1, encode.map(|(_, d)| d)))
 }

@@ -9,7 +9,7 @@ use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use pipe_blip::backend::{CpuBackend, CpuDevice};
+use pipe_backend::{CpuBackend, CpuDevice};
 use pipe_blip::{Blip, BlipConfig};
 use pipe_train::data::{BatchImages, ImageBatch};
 use pipe_train::lora::{LoraAdapter, LoraSpec, Trainable, set_require_grad, targeted};

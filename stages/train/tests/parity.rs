@@ -29,7 +29,7 @@ use burn::module::{Param, ParamId};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use pipe_blip::backend::{CpuBackend, CpuDevice};
+use pipe_backend::{CpuBackend, CpuDevice};
 use pipe_blip::load::{ModelDir, load_model};
 use pipe_data::collate::{CaptionTokenizer, TokenizedCaption, pad_batch};
 use pipe_train::data::{BatchImages, ImageBatch};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use burn::tensor::{Tensor, TensorData};
-use pipe_blip::backend::{CpuBackend, CpuDevice};
+use pipe_backend::{CpuBackend, CpuDevice};
 use pipe_blip::{Blip, BlipConfig, Captioner, GenerationConfig};
 use pipe_stage_api::{BackendChoice, Outcome, Silent, StageContext};
 use pipe_train::{Hooks, TrainError, run_with_hooks};
@@ -30,14 +30,14 @@ fn table(s: &str) -> toml::Table {
 fn make_collated(tmp: &Path, prep_params: &str) -> PathBuf {
     let prep = tmp.join("prep");
     std::fs::create_dir_all(&prep).expect("mkdir");
-    pipe_data::prep::run(&table(prep_params), tmp, &prep).expect("prep");
+    pipe_prep::run(&table(prep_params), tmp, &prep).expect("prep");
     let col = tmp.join("collate");
     std::fs::create_dir_all(&col).expect("mkdir");
     let params = table(&format!(
         "model = '{}'\nmax_length = 24",
         quickstart_model().display()
     ));
-    pipe_data::collate::run(&params, tmp, &prep, &col).expect("collate");
+    pipe_collate::run(&params, tmp, &prep, &col).expect("collate");
     col
 }
 

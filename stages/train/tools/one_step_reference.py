@@ -14,7 +14,7 @@ notices a changed fixture).
 The recipe, in float32 on the CPU:
   * batch: 2 images (the first two pixel_values of the fixture's reference.safetensors, the
     probe images as the fixture's processor prepared them) x 3 captions each, of different
-    lengths. Captions are framed as the collate stage frames them (stages/data/src/collate/
+    lengths. Captions are framed as the collate stage frames them (crates/data/src/collate/
     tokenize.rs): [DEC] (text_config.bos_token_id, in place of the tokenizer's [CLS]) +
     WordPiece ids + [SEP], padded with [PAD] = 0 to the longest (attention_mask 0); labels are
     the ids with -100 on the [DEC] and on padding. As the seed notebook did, the model sees one

@@ -1,0 +1,312 @@
+//! The `collate` stage kind: prep's artifact → exactly what a model consumes, for one model
+//! directory (Hugging Face layout: `tokenizer.json`, `preprocessor_config.json`,
+//! `config.json`). Captions are tokenized ([`tokenize`]), images resized once into RGB8
+//! shards ([`pixels`], [`shards`]) and kept grouped by image so training runs the vision
+//! encoder once per image. The files: see [`pipe_data::collate::shards`].
+//!
+//! ```toml
+//! [stages.collate]
+//! kind = "collate"
+//! deps = ["prep"]
+//! model = "models/blip-image-captioning-base"
+//! max_length = 40        # tokens per caption, [DEC] and [SEP] included
+//! prompt = ""            # e.g. "a picture of ": prepended, excluded from the loss
+//! # prep = "prep"        # which dep is the prep artifact (default: the only dep)
+//! # shard_mb = 256       # pixel shard size
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use pipe_stage_api::{
+    Outcome, ParamError, StageContext, StageError, StageKind, dep_names, parse_params,
+};
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use pipe_data::collate::{
+    CaptionTokenizer, CollateError, CollateMeta, CollatedImage, PreprocessorConfig,
+    TokenizedCaption, pixels,
+    shards,
+};
+use pipe_data::images::{DecodeLimits, decode_rgb8};
+use pipe_data::prep::{PrepArtifact, Split, SplitCounts};
+
+/// The `collate` stage kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Collate;
+
+/// The files of a model directory collate reads.
+pub const MODEL_FILES: [&str; 3] = ["tokenizer.json", "preprocessor_config.json", "config.json"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CollateParams {
+    model: PathBuf,
+    #[serde(default = "default_max_length")]
+    max_length: usize,
+    #[serde(default)]
+    prompt: String,
+    prep: Option<String>,
+    #[serde(default = "default_shard_mb")]
+    shard_mb: u64,
+}
+
+fn default_max_length() -> usize {
+    40
+}
+
+fn default_shard_mb() -> u64 {
+    256
+}
+
+fn parse(params: &toml::Table) -> Result<CollateParams, ParamError> {
+    let p: CollateParams = parse_params(params)?;
+    if !(3..=512).contains(&p.max_length) {
+        return Err(ParamError::new(
+            ["max_length"],
+            format!("max_length must be within 3..=512, got {}", p.max_length),
+        ));
+    }
+    if !(1..=4096).contains(&p.shard_mb) {
+        return Err(ParamError::new(
+            ["shard_mb"],
+            format!("shard_mb must be within 1..=4096, got {}", p.shard_mb),
+        ));
+    }
+    Ok(p)
+}
+
+impl StageKind for Collate {
+    fn name(&self) -> &'static str {
+        "collate"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn about(&self) -> &'static str {
+        "tokenize captions and resize images exactly as the model's processor does"
+    }
+
+    fn check(&self, params: &toml::Table) -> Result<(), ParamError> {
+        parse(params).map(|_| ())
+    }
+
+    fn inputs(
+        &self,
+        params: &toml::Table,
+        pipeline_dir: &Path,
+    ) -> Result<Vec<PathBuf>, ParamError> {
+        let p = parse(params)?;
+        let dir = pipeline_dir.join(&p.model);
+        Ok(MODEL_FILES.iter().map(|f| dir.join(f)).collect())
+    }
+
+    fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
+        let p = parse(ctx.params)?;
+        let prep_dir = match &p.prep {
+            Some(name) => ctx.deps.get(name).ok_or_else(|| {
+                ParamError::new(
+                    ["prep"],
+                    format!(
+                        "`{name}` is not among this stage's deps ({})",
+                        dep_names(ctx.deps)
+                    ),
+                )
+            })?,
+            None if ctx.deps.len() == 1 => ctx
+                .deps
+                .values()
+                .next()
+                .ok_or_else(|| ParamError::new(["prep"], "no deps"))?,
+            None => {
+                return Err(Box::new(ParamError::new(
+                    ["prep"],
+                    format!(
+                        "collate needs one prep dep, or `prep = NAME` to pick one of {}",
+                        dep_names(ctx.deps)
+                    ),
+                )));
+            }
+        };
+        Ok(run_with(
+            ctx.params,
+            ctx.pipeline_dir,
+            prep_dir,
+            ctx.out_dir,
+            ctx.progress,
+        )?)
+    }
+}
+
+/// The whole stage, callable without an orchestrator (tests, tools).
+pub fn run(
+    params: &toml::Table,
+    pipeline_dir: &Path,
+    prep_dir: &Path,
+    out_dir: &Path,
+) -> Result<Outcome, CollateError> {
+    run_with(
+        params,
+        pipeline_dir,
+        prep_dir,
+        out_dir,
+        &pipe_stage_api::Silent,
+    )
+}
+
+/// [`run`], reporting progress.
+pub fn run_with(
+    params: &toml::Table,
+    pipeline_dir: &Path,
+    prep_dir: &Path,
+    out_dir: &Path,
+    progress: &dyn pipe_stage_api::Progress,
+) -> Result<Outcome, CollateError> {
+    let p = parse(params)?;
+    let model = pipeline_dir.join(&p.model);
+    let prep = PrepArtifact::open(prep_dir)?;
+    let cfg = PreprocessorConfig::from_model_dir(&model)?;
+    let tokenizer = CaptionTokenizer::from_model_dir(&model, p.max_length, &p.prompt)?;
+    tracing::info!(images = prep.images.len(), model = %model.display(), "collating");
+
+    // Tokens: per image, in parallel.
+    let tokenized: Vec<(Vec<TokenizedCaption>, usize)> = prep
+        .images
+        .par_iter()
+        .map(|r| {
+            let mut cut = 0;
+            let mut out = Vec::with_capacity(r.captions.len());
+            for c in &r.captions {
+                let t = tokenizer.encode(c)?;
+                if t.ids.len() == p.max_length && tokenizer.truncates(c)? {
+                    cut += 1;
+                }
+                out.push(t);
+            }
+            Ok((out, cut))
+        })
+        .collect::<Result<_, CollateError>>()?;
+
+    // Pixels: decoded and resized in parallel, a chunk at a time, written in order.
+    let (h, w) = (cfg.size.height, cfg.size.width);
+    let image_bytes = u64::from(h) * u64::from(w) * 3;
+    let mut writer = shards::ShardWriter::new(out_dir, p.shard_mb * (1 << 20))?;
+    let limits = DecodeLimits::default();
+    let mut places = Vec::with_capacity(prep.images.len());
+    progress.begin("resizing images", Some(prep.images.len() as u64));
+    for chunk in prep.images.chunks(256) {
+        let resized: Vec<Vec<u8>> = chunk
+            .par_iter()
+            .map(|r| {
+                let path = prep.image_path(r);
+                let bytes = std::fs::read(&path).map_err(|source| CollateError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                if blake3::hash(&bytes).to_hex().as_str() != r.hash {
+                    return Err(CollateError::ImageChanged { path });
+                }
+                let rgb = decode_rgb8(&bytes, &limits)
+                    .map_err(|i| CollateError::Image { path, reason: i.0 })?;
+                Ok(pixels::resize_for(&rgb, &cfg).into_raw())
+            })
+            .collect::<Result<_, CollateError>>()?;
+        progress.advance(resized.len() as u64);
+        for px in resized {
+            places.push(writer.push(&px)?);
+        }
+    }
+    let shard_list = writer.finish()?;
+
+    let mut splits: BTreeMap<Split, SplitCounts> = Split::ALL
+        .iter()
+        .map(|s| (*s, SplitCounts::default()))
+        .collect();
+    let mut truncated = 0;
+    let mut max_tokens = 0;
+    let list_path = out_dir.join("images.jsonl");
+    let werr = |source| CollateError::Write {
+        path: list_path.clone(),
+        source,
+    };
+    let mut list = std::io::BufWriter::new(std::fs::File::create(&list_path).map_err(werr)?);
+    for ((r, (captions, cut)), (shard, offset)) in prep.images.iter().zip(tokenized).zip(places) {
+        let c = splits.entry(r.split).or_default();
+        c.images += 1;
+        c.captions += captions.len();
+        truncated += cut;
+        max_tokens = captions
+            .iter()
+            .map(|t| t.ids.len())
+            .fold(max_tokens, usize::max);
+        let im = CollatedImage {
+            id: r.id.clone(),
+            split: r.split,
+            shard,
+            offset,
+            captions,
+        };
+        let line = serde_json::to_string(&im).map_err(|source| CollateError::Json {
+            path: list_path.clone(),
+            source,
+        })?;
+        writeln!(list, "{line}").map_err(werr)?;
+    }
+    list.flush().map_err(werr)?;
+
+    let pixel_bytes: u64 = shard_list.iter().map(|s| s.bytes).sum();
+    let meta = CollateMeta {
+        format: shards::FORMAT,
+        model: model.display().to_string(),
+        height: h,
+        width: w,
+        image_bytes,
+        preprocessor: cfg,
+        special: tokenizer.special(),
+        max_length: p.max_length,
+        prompt: p.prompt.clone(),
+        prompt_len: tokenizer.prompt_len(),
+        shards: shard_list,
+        splits: splits.clone(),
+    };
+    write_json(&out_dir.join("collate.json"), &meta)?;
+    let images: usize = splits.values().map(|c| c.images).sum();
+    let captions: usize = splits.values().map(|c| c.captions).sum();
+    let summary = serde_json::json!({
+        "splits": splits,
+        "images": images,
+        "captions": captions,
+        "truncated_captions": truncated,
+        "max_tokens": max_tokens,
+        "pixel_bytes": pixel_bytes,
+    });
+    write_json(&out_dir.join("summary.json"), &summary)?;
+    tracing::info!(images, captions, truncated, pixel_bytes, "collate done");
+
+    let mut metrics = serde_json::Map::new();
+    metrics.insert("images".into(), images.into());
+    metrics.insert("captions".into(), captions.into());
+    metrics.insert("truncated_captions".into(), truncated.into());
+    metrics.insert("max_tokens".into(), max_tokens.into());
+    metrics.insert("pixel_bytes".into(), pixel_bytes.into());
+    Ok(Outcome {
+        metrics,
+        results: vec![PathBuf::from("summary.json")],
+    })
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), CollateError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|source| CollateError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|source| CollateError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,529 @@
+//! The `infer` stage kind: caption every image of a folder or glob with a BLIP model, from an
+//! upstream stage's artifact (e.g. `train`) or a model source (a directory or a Hub id, from
+//! the Hugging Face cache or downloaded).
+//!
+//! ```toml
+//! [stages.infer]
+//! kind = "infer"
+//! model = "models/blip-image-captioning-base"   # or: deps = ["train"]
+//! images = "photos"                             # a folder, or a glob such as "photos/*.jpg"
+//! num_beams = 3
+//! max_new_tokens = 20
+//! ```
+//!
+//! Outputs: `captions.jsonl` (`{"image", "caption"}` per line), `captions.csv`, and
+//! `gallery.html` showing the first `gallery` images (copied under `gallery/`) with their
+//! captions. Images are decoded and preprocessed exactly as the collate stage does it
+//! (`pipe_data::collate`), so a corrupt or unsupported image fails with the same message.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use pipe_data::collate::{CollateError, PreprocessorConfig, preprocess_file};
+use pipe_data::images::has_image_extension;
+use pipe_stage_api::{
+    BackendChoice, Outcome, ParamError, Progress, StageContext, StageError, StageKind, parse_params,
+};
+use serde::Deserialize;
+
+use pipe_backend::{BackendError, OnBackend, ResolvedBackend, resolve};
+use pipe_blip::caption::{Caption, CaptionError, Captioner};
+use pipe_blip::decode::{EarlyStopping, GenerationConfig};
+use pipe_blip::load::{LoadError, ModelDir};
+
+/// The `infer` kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Infer;
+
+/// `[stages.<name>]` of kind `infer`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    /// A model directory or Hub id; absent when the model comes from the stage's one dep.
+    model: Option<String>,
+    /// A folder (its images, sorted by name) or a glob pattern, relative to pipeline.toml.
+    images: String,
+    #[serde(default = "default_batch")]
+    batch_size: usize,
+    /// Images shown in gallery.html (each is copied into the artifact).
+    #[serde(default = "default_gallery")]
+    gallery: usize,
+    /// Text every caption starts with, e.g. "a picture of" (kept in the caption, as in
+    /// transformers).
+    prompt: Option<String>,
+    #[serde(default = "default_beams")]
+    num_beams: usize,
+    #[serde(default = "default_new_tokens")]
+    max_new_tokens: usize,
+    #[serde(default)]
+    min_new_tokens: usize,
+    #[serde(default = "one")]
+    length_penalty: f32,
+    #[serde(default)]
+    no_repeat_ngram_size: usize,
+    #[serde(default = "one")]
+    repetition_penalty: f32,
+    #[serde(default)]
+    early_stopping: EarlyStopping,
+}
+
+fn default_batch() -> usize {
+    8
+}
+fn default_gallery() -> usize {
+    100
+}
+fn default_beams() -> usize {
+    3
+}
+fn default_new_tokens() -> usize {
+    20
+}
+fn one() -> f32 {
+    1.0
+}
+
+impl Params {
+    fn generation(&self) -> GenerationConfig {
+        GenerationConfig {
+            num_beams: self.num_beams,
+            max_new_tokens: self.max_new_tokens,
+            min_new_tokens: self.min_new_tokens,
+            length_penalty: self.length_penalty,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            repetition_penalty: self.repetition_penalty,
+            early_stopping: self.early_stopping,
+            prompt_ids: Vec::new(),
+        }
+    }
+}
+
+/// Why an infer run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    #[error("images = {pattern:?} matches no image")]
+    NoImages { pattern: String },
+    #[error("bad glob {pattern:?}: {message}")]
+    Glob { pattern: String, message: String },
+    #[error("cannot list {path}")]
+    List {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "no model: set `model = \"DIR or ORG/NAME\"` or give the stage one dep whose artifact holds \
+         a model (config.json, model.safetensors, tokenizer.json)"
+    )]
+    NoModel,
+    #[error("give either `model` or one dep with a model, not {0}")]
+    AmbiguousModel(String),
+    #[error(
+        "the artifact of dep {dep:?} ({dir}) holds no model (config.json) at its top or in model/"
+    )]
+    DepWithoutModel { dep: String, dir: String },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Caption(#[from] CaptionError),
+    #[error("{path}: the preprocessor config is not usable by BLIP: {what}")]
+    Preprocessor { path: String, what: String },
+    #[error(transparent)]
+    Image(#[from] CollateError),
+    #[error("cannot write {path}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl StageKind for Infer {
+    fn name(&self) -> &'static str {
+        "infer"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn about(&self) -> &'static str {
+        "caption a folder or glob of images with a BLIP model (captions.jsonl, .csv, gallery.html)"
+    }
+
+    fn check(&self, params: &toml::Table) -> Result<(), ParamError> {
+        let p: Params = parse_params(params)?;
+        if p.images.trim().is_empty() {
+            return Err(ParamError::new(["images"], "must name a folder or a glob"));
+        }
+        if p.batch_size == 0 {
+            return Err(ParamError::new(["batch_size"], "must be at least 1"));
+        }
+        // Limits that need the model (positions, vocabulary) are checked when it is loaded.
+        p.generation()
+            .validate(usize::MAX, usize::MAX)
+            .map_err(|e| ParamError::new(Vec::<String>::new(), e.to_string()))
+    }
+
+    fn inputs(
+        &self,
+        params: &toml::Table,
+        pipeline_dir: &Path,
+    ) -> Result<Vec<PathBuf>, ParamError> {
+        let p: Params = parse_params(params)?;
+        let mut inputs = image_inputs(&p.images, pipeline_dir)
+            .map_err(|e| ParamError::new(["images"], e.to_string()))?;
+        if let Some(model) = &p.model {
+            // Not local yet: `pipe run` fetches it first, and the stage says how to get it.
+            if let Some(dir) = ModelDir::find_in(model, pipeline_dir) {
+                inputs.push(dir.dir);
+            }
+        }
+        Ok(inputs)
+    }
+
+    fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
+        let p: Params = parse_params(params)?;
+        if let Some(model) = &p.model {
+            ModelDir::fetch_in(model, pipeline_dir)?;
+        }
+        Ok(())
+    }
+
+    fn uses_accelerator(&self) -> bool {
+        true
+    }
+
+    fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
+        Ok(run(ctx)?)
+    }
+}
+
+/// What the cache key depends on: the folder itself, or every file the glob matches.
+fn image_inputs(images: &str, pipeline_dir: &Path) -> Result<Vec<PathBuf>, InferError> {
+    let folder = pipeline_dir.join(images);
+    if folder.is_dir() {
+        Ok(vec![folder])
+    } else {
+        list_images(images, pipeline_dir)
+    }
+}
+
+/// The images to caption, sorted by path.
+fn list_images(images: &str, pipeline_dir: &Path) -> Result<Vec<PathBuf>, InferError> {
+    let folder = pipeline_dir.join(images);
+    let mut found: Vec<PathBuf> = if folder.is_dir() {
+        std::fs::read_dir(&folder)
+            .map_err(|source| InferError::List {
+                path: folder.display().to_string(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && has_image_extension(p))
+            .collect()
+    } else {
+        let pattern = pipeline_dir.join(images).to_string_lossy().into_owned();
+        glob::glob(&pattern)
+            .map_err(|e| InferError::Glob {
+                pattern: images.to_string(),
+                message: e.to_string(),
+            })?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect()
+    };
+    found.sort();
+    if found.is_empty() {
+        return Err(InferError::NoImages {
+            pattern: images.to_string(),
+        });
+    }
+    Ok(found)
+}
+
+/// The model directory: `model`, or the single dep's artifact (top level or `model/`).
+fn model_dir(p: &Params, ctx: &StageContext<'_>) -> Result<ModelDir, InferError> {
+    match (&p.model, ctx.deps.len()) {
+        (Some(m), 0) => Ok(ModelDir::resolve_in(m, ctx.pipeline_dir)?),
+        (None, 1) => {
+            let (dep, dir) = ctx.deps.iter().next().ok_or(InferError::NoModel)?;
+            let found = [dir.clone(), dir.join("model")]
+                .into_iter()
+                .find(|d| d.join("config.json").is_file());
+            let found = found.ok_or_else(|| InferError::DepWithoutModel {
+                dep: dep.clone(),
+                dir: dir.display().to_string(),
+            })?;
+            Ok(ModelDir::resolve(&found.to_string_lossy())?)
+        }
+        (None, 0) => Err(InferError::NoModel),
+        (Some(_), n) => Err(InferError::AmbiguousModel(format!(
+            "`model` and {n} dep(s)"
+        ))),
+        (None, n) => Err(InferError::AmbiguousModel(format!("{n} deps"))),
+    }
+}
+
+fn run(ctx: &StageContext<'_>) -> Result<Outcome, InferError> {
+    let p: Params = parse_params(ctx.params)?;
+    let images = list_images(&p.images, ctx.pipeline_dir)?;
+    let model = model_dir(&p, ctx)?;
+    let backend = resolve(ctx.backend)?;
+    tracing::info!(images = images.len(), model = %model.dir.display(), backend = %backend, "captioning");
+
+    let start = Instant::now();
+    ctx.progress.begin("captioning", Some(images.len() as u64));
+    let captions: Vec<String> = caption_with(
+        &backend,
+        &model,
+        &images,
+        &CaptionSettings {
+            generation: p.generation(),
+            prompt: p.prompt.clone(),
+            batch_size: p.batch_size,
+        },
+        ctx.progress,
+    )?
+    .into_iter()
+    .map(|c| c.text)
+    .collect();
+    let seconds = start.elapsed().as_secs_f64();
+
+    let names: Vec<String> = images
+        .iter()
+        .map(|i| display_name(i, ctx.pipeline_dir))
+        .collect();
+    write_outputs(ctx.out_dir, &images, &names, &captions, p.gallery)?;
+
+    let mut outcome = Outcome::default();
+    let m = &mut outcome.metrics;
+    m.insert("images".into(), images.len().into());
+    m.insert("seconds".into(), seconds.into());
+    m.insert(
+        "captions_per_s".into(),
+        (images.len() as f64 / seconds.max(1e-9)).into(),
+    );
+    m.insert("backend".into(), backend.describe().into());
+    outcome.results = ["captions.jsonl", "captions.csv", "gallery.html", "gallery"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    Ok(outcome)
+}
+
+/// How to caption: decoding options, an optional prompt, images per model call.
+#[derive(Debug, Clone)]
+pub struct CaptionSettings {
+    pub generation: GenerationConfig,
+    /// Text every caption starts with (e.g. "a picture of"), kept in the caption.
+    pub prompt: Option<String>,
+    pub batch_size: usize,
+}
+
+/// Caption image files with a model on a backend: what the infer stage and `pipe caption` do.
+/// Images are decoded and preprocessed exactly as the collate stage does it.
+pub fn caption_files(
+    model: &ModelDir,
+    images: &[PathBuf],
+    settings: &CaptionSettings,
+    backend: BackendChoice,
+    progress: &dyn Progress,
+) -> Result<Vec<Caption>, InferError> {
+    caption_with(&resolve(backend)?, model, images, settings, progress)
+}
+
+fn caption_with(
+    backend: &ResolvedBackend,
+    model: &ModelDir,
+    images: &[PathBuf],
+    settings: &CaptionSettings,
+    progress: &dyn Progress,
+) -> Result<Vec<Caption>, InferError> {
+    let pre_path = model.dir.join("preprocessor_config.json");
+    let pre = PreprocessorConfig::from_file(&pre_path)?;
+    backend.run(CaptionJob {
+        model,
+        pre: &pre,
+        pre_path: &pre_path,
+        images,
+        settings,
+        progress,
+    })
+}
+
+/// The part that runs on the chosen backend.
+struct CaptionJob<'a> {
+    model: &'a ModelDir,
+    pre: &'a PreprocessorConfig,
+    pre_path: &'a Path,
+    images: &'a [PathBuf],
+    settings: &'a CaptionSettings,
+    progress: &'a dyn Progress,
+}
+
+impl OnBackend for CaptionJob<'_> {
+    type Output = Result<Vec<Caption>, InferError>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let captioner = Captioner::<B>::load(&self.model.dir, &device)?;
+        let side = captioner.image_size();
+        let (h, w) = (self.pre.size.height as usize, self.pre.size.width as usize);
+        if h != side || w != side {
+            return Err(InferError::Preprocessor {
+                path: self.pre_path.display().to_string(),
+                what: format!("size {h}x{w}, but the model takes {side}x{side} images"),
+            });
+        }
+        let mut g = self.settings.generation.clone();
+        if let Some(prompt) = &self.settings.prompt {
+            g.prompt_ids = captioner.prompt_ids(prompt)?;
+        }
+        let mut out = Vec::with_capacity(self.images.len());
+        for (i, batch) in self
+            .images
+            .chunks(self.settings.batch_size.max(1))
+            .enumerate()
+        {
+            // [b, 3, S, S]: each image decoded and preprocessed as the collate stage does it.
+            let mut pixels = Vec::with_capacity(batch.len() * 3 * h * w);
+            for path in batch {
+                pixels.extend(preprocess_file(path, self.pre)?);
+            }
+            let data = TensorData::new(pixels, [batch.len(), 3, h, w]);
+            let captions = captioner.caption(Tensor::<B, 4>::from_data(data, &device), &g)?;
+            out.extend(captions);
+            self.progress.advance(batch.len() as u64);
+            tracing::info!(
+                done = out.len(),
+                total = self.images.len(),
+                batch = i,
+                "captioned"
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// How an image is named in the outputs: relative to pipeline.toml when below it.
+fn display_name(path: &Path, pipeline_dir: &Path) -> String {
+    path.strip_prefix(pipeline_dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn write_outputs(
+    out: &Path,
+    images: &[PathBuf],
+    names: &[String],
+    captions: &[String],
+    gallery: usize,
+) -> Result<(), InferError> {
+    let write = |name: &str, text: &str| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|source| InferError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let mut jsonl = String::new();
+    let mut csv = String::from("image,caption\n");
+    for (name, caption) in names.iter().zip(captions) {
+        let line = serde_json::json!({ "image": name, "caption": caption });
+        let _ = writeln!(jsonl, "{line}");
+        let _ = writeln!(csv, "{},{}", csv_field(name), csv_field(caption));
+    }
+    write("captions.jsonl", &jsonl)?;
+    write("captions.csv", &csv)?;
+
+    // The gallery shows copies, so results/ never points outside the artifact.
+    let dir = out.join("gallery");
+    std::fs::create_dir_all(&dir).map_err(|source| InferError::Write {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut html = String::from(
+        "<!doctype html>\n<meta charset=\"utf-8\">\n<title>captions</title>\n<style>\
+         body{font-family:sans-serif;margin:1em}figure{display:inline-block;width:260px;\
+         margin:8px;vertical-align:top}img{max-width:256px;max-height:256px}\
+         figcaption{font-size:14px}</style>\n",
+    );
+    for (i, ((path, name), caption)) in images
+        .iter()
+        .zip(names)
+        .zip(captions)
+        .take(gallery)
+        .enumerate()
+    {
+        let file = format!(
+            "{i:05}.{}",
+            path.extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("img")
+                .to_ascii_lowercase()
+        );
+        let target = dir.join(&file);
+        std::fs::copy(path, &target).map_err(|source| InferError::Write {
+            path: target.display().to_string(),
+            source,
+        })?;
+        let _ = writeln!(
+            html,
+            "<figure><img src=\"gallery/{file}\" alt=\"{a}\"><figcaption>{c}<br><small>{a}</small></figcaption></figure>",
+            a = html_escape(name),
+            c = html_escape(caption)
+        );
+    }
+    if images.len() > gallery {
+        let _ = writeln!(
+            html,
+            "<p>{} more in captions.jsonl</p>",
+            images.len() - gallery
+        );
+    }
+    write("gallery.html", &html)
+}
+
+/// RFC 4180: quote when needed, double inner quotes.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_only_when_needed() {
+        assert_eq!(csv_field("a dog"), "a dog");
+        assert_eq!(csv_field("a, \"b\""), "\"a, \"\"b\"\"\"");
+    }
+
+    #[test]
+    fn params_reject_unknown_and_bad_values() {
+        let t: toml::Table = toml::from_str("images = \"x\"\nnum_beam = 3").expect("toml");
+        let e = Infer.check(&t).expect_err("typo");
+        assert_eq!(e.path, vec!["num_beam".to_string()]);
+        let t: toml::Table = toml::from_str("images = \"x\"\nnum_beams = 0").expect("toml");
+        assert!(Infer.check(&t).is_err());
+        let t: toml::Table =
+            toml::from_str("images = \"x\"\nearly_stopping = \"never\"").expect("toml");
+        assert!(Infer.check(&t).is_ok());
+    }
+}

@@ -1,0 +1,375 @@
+//! The `prep` stage kind: read a dataset, validate every image once, fix the split by image,
+//! and write a normalised, self-describing artifact (its files: see
+//! [`pipe_data::prep::artifact`]).
+//!
+//! ```toml
+//! [stages.prep]
+//! kind = "prep"
+//! dataset = "flickr8k"          # flickr8k | karpathy | jsonl | csv | synthetic (the default)
+//! root = "data/flickr8k"        # flickr8k: auto-detects the original or Kaggle layout
+//! # captions = FILE, images = DIR, splits = DIR     (flickr8k, explicit)
+//! # file = FILE, images = DIR                       (karpathy, jsonl, csv)
+//! # image_column, caption_column, split_column      (jsonl, csv)
+//! # images = 500, size = 64                         (synthetic)
+//! # split = { train = 0.8, val = 0.1, test = 0.1 }, seed = 0   (datasets without a split)
+//! ```
+//!
+//! The split seed is a parameter of its own (not `[pipeline] seed`): retraining with another
+//! seed must not reshuffle which images are test images.
+
+mod flickr8k;
+mod karpathy;
+mod listing;
+mod paths;
+mod synthetic;
+mod table;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind, parse_params};
+use rayon::prelude::*;
+
+use pipe_data::images::{DecodeLimits, load_image};
+use pipe_data::prep::{
+    DatasetInfo, ImageRecord, PrepError, Skipped, Split, SplitCounts, Summary, artifact, split,
+};
+
+use flickr8k::Flickr8kParams;
+use karpathy::KarpathyParams;
+use listing::{Listing, SplitSource};
+use paths::DatasetRoot;
+use synthetic::SyntheticParams;
+use table::{TableFormat, TableParams};
+
+/// The `prep` stage kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prep;
+
+/// The parameters, by `dataset`.
+#[derive(Debug, Clone)]
+enum DatasetParams {
+    Flickr8k(Flickr8kParams),
+    Karpathy(KarpathyParams),
+    Table(TableFormat, TableParams),
+    Synthetic(SyntheticParams),
+}
+
+const DATASETS: &str = "flickr8k, karpathy, jsonl, csv, synthetic";
+
+fn parse(params: &toml::Table) -> Result<DatasetParams, ParamError> {
+    let mut rest = params.clone();
+    let dataset = match rest.remove("dataset") {
+        None => "synthetic".to_string(),
+        Some(toml::Value::String(s)) => s,
+        Some(other) => {
+            return Err(ParamError::new(
+                ["dataset"],
+                format!("expected a string ({DATASETS}), found {}", other.type_str()),
+            ));
+        }
+    };
+    let parsed = match dataset.as_str() {
+        "flickr8k" => DatasetParams::Flickr8k(parse_params(&rest)?),
+        "karpathy" => DatasetParams::Karpathy(parse_params(&rest)?),
+        "jsonl" => DatasetParams::Table(TableFormat::Jsonl, parse_params(&rest)?),
+        "csv" => DatasetParams::Table(TableFormat::Csv, parse_params(&rest)?),
+        "synthetic" => DatasetParams::Synthetic(parse_params(&rest)?),
+        other => {
+            return Err(ParamError::new(
+                ["dataset"],
+                format!("unknown dataset `{other}`; expected one of {DATASETS}"),
+            ));
+        }
+    };
+    match &parsed {
+        DatasetParams::Flickr8k(p) => p.check()?,
+        DatasetParams::Karpathy(p) => p.check()?,
+        DatasetParams::Table(_, p) => p.check()?,
+        DatasetParams::Synthetic(p) => p.check()?,
+    }
+    Ok(parsed)
+}
+
+impl StageKind for Prep {
+    fn name(&self) -> &'static str {
+        "prep"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn about(&self) -> &'static str {
+        "read a captioning dataset, validate its images, fix the split by image"
+    }
+
+    fn check(&self, params: &toml::Table) -> Result<(), ParamError> {
+        parse(params).map(|_| ())
+    }
+
+    fn inputs(
+        &self,
+        params: &toml::Table,
+        pipeline_dir: &Path,
+    ) -> Result<Vec<PathBuf>, ParamError> {
+        Ok(match parse(params)? {
+            DatasetParams::Flickr8k(p) => {
+                // A root that does not exist is listed as is: the orchestrator reports it.
+                if let Some(root) = p
+                    .root
+                    .as_ref()
+                    .map(|r| pipeline_dir.join(r))
+                    .filter(|r| !r.exists())
+                {
+                    return Ok(vec![root]);
+                }
+                p.detect(pipeline_dir)?.inputs()
+            }
+            DatasetParams::Karpathy(p) => {
+                let (file, images) = p.resolve(pipeline_dir);
+                vec![file, images]
+            }
+            DatasetParams::Table(format, p) => {
+                let (file, images) = p.resolve(format, pipeline_dir);
+                if images == file.parent().unwrap_or(pipeline_dir) {
+                    vec![images]
+                } else {
+                    vec![file, images]
+                }
+            }
+            DatasetParams::Synthetic(_) => Vec::new(),
+        })
+    }
+
+    fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
+        Ok(run_with(
+            ctx.params,
+            ctx.pipeline_dir,
+            ctx.out_dir,
+            ctx.progress,
+        )?)
+    }
+}
+
+/// The whole stage, callable without an orchestrator (tests, tools).
+pub fn run(
+    params: &toml::Table,
+    pipeline_dir: &Path,
+    out_dir: &Path,
+) -> Result<Outcome, PrepError> {
+    run_with(params, pipeline_dir, out_dir, &pipe_stage_api::Silent)
+}
+
+/// [`run`], reporting progress.
+pub fn run_with(
+    params: &toml::Table,
+    pipeline_dir: &Path,
+    out_dir: &Path,
+    progress: &dyn pipe_stage_api::Progress,
+) -> Result<Outcome, PrepError> {
+    let listing = match parse(params)? {
+        DatasetParams::Flickr8k(p) => p.read(pipeline_dir)?,
+        DatasetParams::Karpathy(p) => p.read(pipeline_dir)?,
+        DatasetParams::Table(format, p) => p.read(format, pipeline_dir)?,
+        DatasetParams::Synthetic(p) => p.generate(out_dir)?,
+    };
+    build(listing, out_dir, &DecodeLimits::default(), progress)
+}
+
+/// Split, validate and write.
+fn build(
+    mut listing: Listing,
+    out_dir: &Path,
+    limits: &DecodeLimits,
+    progress: &dyn pipe_stage_api::Progress,
+) -> Result<Outcome, PrepError> {
+    let split_source = match &listing.split_source {
+        SplitSource::Dataset(what) => what.clone(),
+        SplitSource::Hash { seed, fractions } => {
+            let (seed, fractions) = (*seed, *fractions);
+            listing.retain_or_skip(|e| {
+                if e.split.is_none() {
+                    e.split = split::hash_split(&e.id, seed, &fractions);
+                }
+                e.split.map(|_| ()).ok_or_else(|| {
+                    "outside the split fractions (they sum to less than 1)".to_string()
+                })
+            });
+            format!(
+                "hash of the image id (seed {seed}; train {}, val {}, test {})",
+                fractions.train, fractions.val, fractions.test
+            )
+        }
+    };
+    listing.retain_or_skip(|e| {
+        if e.captions.is_empty() {
+            Err("no non-empty captions".to_string())
+        } else {
+            Ok(())
+        }
+    });
+
+    let root = DatasetRoot::new(&listing.images_root).map_err(|source| PrepError::Read {
+        path: listing.images_root.clone(),
+        source,
+    })?;
+    tracing::info!(images = listing.entries.len(), root = %root.path().display(), "validating images");
+    progress.begin("validating images", Some(listing.entries.len() as u64));
+    let checked: Vec<Result<(String, u32, u32), String>> = listing
+        .entries
+        .par_iter()
+        .map(|e| {
+            let path = root.resolve(&e.id)?;
+            let loaded = load_image(&path, limits).map_err(|i| i.0);
+            progress.advance(1);
+            let loaded = loaded?;
+            Ok((loaded.hash, loaded.rgb.width(), loaded.rgb.height()))
+        })
+        .collect();
+
+    let mut records = Vec::with_capacity(listing.entries.len());
+    let mut skipped = std::mem::take(&mut listing.skipped);
+    for (e, result) in listing.entries.iter().zip(checked) {
+        match result {
+            Ok((hash, width, height)) => records.push(ImageRecord {
+                id: e.id.clone(),
+                hash,
+                width,
+                height,
+                // Every entry has a split by now (dataset's own or hashed).
+                split: e.split.unwrap_or(Split::Train),
+                captions: e.captions.clone(),
+            }),
+            Err(reason) => {
+                tracing::warn!(image = %e.id, "skipped: {reason}");
+                skipped.push(Skipped {
+                    image: e.id.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+
+    // The same picture under two names (a copy, a link) must not straddle splits. A split we
+    // made leaves the later copy out; a dataset's own split (official lists) is kept as
+    // published and the overlap is reported.
+    let mut first_by_hash: HashMap<String, (String, Split)> = HashMap::new();
+    let mut duplicates = Vec::new();
+    let ours = matches!(listing.split_source, SplitSource::Hash { .. });
+    records.retain(|r| match first_by_hash.get(&r.hash) {
+        Some((id, split)) if *split != r.split => {
+            let what = format!("same content as `{id}` (in {split})");
+            tracing::warn!(image = %r.id, split = %r.split, "{what}");
+            if ours {
+                skipped.push(Skipped {
+                    image: r.id.clone(),
+                    reason: format!(
+                        "{what}; left out of {} so the splits stay disjoint",
+                        r.split
+                    ),
+                });
+                false
+            } else {
+                duplicates.push(Skipped {
+                    image: r.id.clone(),
+                    reason: format!("{what}, but the dataset puts it in {}", r.split),
+                });
+                true
+            }
+        }
+        Some(_) => true,
+        None => {
+            first_by_hash.insert(r.hash.clone(), (r.id.clone(), r.split));
+            true
+        }
+    });
+
+    let mut splits: BTreeMap<Split, SplitCounts> = Split::ALL
+        .iter()
+        .map(|s| (*s, SplitCounts::default()))
+        .collect();
+    for r in &records {
+        let c = splits.entry(r.split).or_default();
+        c.images += 1;
+        c.captions += r.captions.len();
+    }
+    for (split, counts) in &splits {
+        let wanted = match &listing.split_source {
+            SplitSource::Hash { fractions, .. } => fractions.get(*split) > 0.0,
+            SplitSource::Dataset(_) => true,
+        };
+        if counts.images == 0 && wanted {
+            let detail = if skipped.is_empty() {
+                format!(
+                    " ({} usable images in all; a larger dataset or other split fractions may help)",
+                    records.len()
+                )
+            } else {
+                let first: Vec<String> = skipped
+                    .iter()
+                    .take(3)
+                    .map(|s| format!("{}: {}", s.image, s.reason))
+                    .collect();
+                format!(
+                    " ({} images skipped, e.g. {})",
+                    skipped.len(),
+                    first.join("; ")
+                )
+            };
+            return Err(PrepError::EmptySplit {
+                split: *split,
+                detail,
+            });
+        }
+    }
+
+    let images_root = match listing.images_root.strip_prefix(out_dir) {
+        Ok(inside) => inside.to_path_buf(),
+        Err(_) => listing.images_root.clone(),
+    };
+    let info = DatasetInfo {
+        format: artifact::FORMAT,
+        dataset: listing.dataset.to_string(),
+        images_root,
+    };
+    let summary = Summary {
+        splits: splits.clone(),
+        skipped,
+        cross_split_duplicates: duplicates,
+        dataset: listing.dataset.to_string(),
+        split_source,
+        images_root: info.images_root.display().to_string(),
+        empty_captions_dropped: listing.empty_captions,
+        rejected_rows: std::mem::take(&mut listing.rows),
+        sources: listing
+            .sources
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    };
+    artifact::write(out_dir, &info, &records, &summary)?;
+    tracing::info!(
+        train = splits[&Split::Train].images,
+        val = splits[&Split::Val].images,
+        test = splits[&Split::Test].images,
+        skipped = summary.skipped.len(),
+        "prep done"
+    );
+
+    let mut metrics = serde_json::Map::new();
+    for (split, c) in &splits {
+        metrics.insert(format!("{split}_images"), c.images.into());
+        metrics.insert(format!("{split}_captions"), c.captions.into());
+    }
+    metrics.insert("skipped_images".into(), summary.skipped.len().into());
+    metrics.insert("rejected_rows".into(), summary.rejected_rows.len().into());
+    metrics.insert(
+        "empty_captions_dropped".into(),
+        summary.empty_captions_dropped.into(),
+    );
+    Ok(Outcome {
+        metrics,
+        results: vec![PathBuf::from("summary.json")],
+    })
+}
