@@ -1,10 +1,10 @@
 //! `pipe`: a declarative pipeline orchestrator with a content-hashed artifact cache. It knows
 //! no stage kind and no model: the binary hands it a [`registry::Registry`].
 //!
-//! Data flows top to bottom, and each module uses only those above it:
-//! pipeline.toml → [`spec`] (checked against the [`registry`]) → [`dag`] → [`hash`] →
-//! [`cache`] → [`plan`] (keys, status) → [`run`] → [`results`]. The binary (`main.rs`, `cli/`)
-//! ties them to the command line.
+//! Each module uses only those before it: [`registry`] and [`hash`]; [`spec`] (pipeline.toml,
+//! checked against the registry); [`dag`]; [`cache`]; [`plan`] (keys, status); [`schedule`]
+//! (which stage to start or skip, using none of the others); [`run`]; [`results`]. The binary
+//! (`main.rs`, `cli/`) ties them to the command line.
 
 pub mod cache;
 pub mod dag;
@@ -13,6 +13,7 @@ pub mod plan;
 pub mod registry;
 pub mod results;
 pub mod run;
+pub mod schedule;
 pub mod spec;
 
 /// Render an error and all its sources on one line: `outer: inner: innermost`.

@@ -16,8 +16,10 @@ use serde::Serialize;
 
 use crate::cache::{Artifact, Manifest, SCHEME, short};
 use crate::dag::{UnknownStage, select};
+use crate::error_chain;
 use crate::hash::hash_tree_uncached;
 use crate::plan::{Planner, State};
+use crate::schedule::{self, Event, Scheduler};
 use crate::spec::StageSpec;
 
 pub struct RunOptions {
@@ -82,18 +84,6 @@ impl StageReport {
     }
 }
 
-/// Render an error and all its sources on one line: `outer: inner: innermost`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// What `--dry-run` would do, from the current status.
 pub fn dry_run(planner: &Planner, opts: &RunOptions) -> Result<Vec<StageReport>, UnknownStage> {
     let selected = select(planner.spec, &opts.targets)?;
@@ -126,15 +116,13 @@ fn forced(planner: &Planner, opts: &RunOptions) -> BTreeSet<String> {
     }
 }
 
-enum Slot {
-    Pending,
-    Running,
-    Done(Box<Artifact>),
-    Failed,
-    Skipped,
-}
+/// Stages that use the accelerator run one at a time: there is one device to run them on.
+const ACCELERATOR_SLOTS: usize = 1;
 
 /// Run the selected stages. `on_done` is called as each stage finishes (for live output).
+///
+/// The [`Scheduler`] decides what starts and what is skipped; this runs what it starts, each
+/// stage on its own thread with its own progress bar, and tells it how each one ended.
 pub fn execute(
     planner: &Planner,
     opts: &RunOptions,
@@ -143,112 +131,81 @@ pub fn execute(
     let spec = planner.spec;
     let selected = select(spec, &opts.targets)?;
     let forced = forced(planner, opts);
-    let order: Vec<&StageSpec> = spec
-        .stages
-        .iter()
-        .filter(|s| selected.contains(&s.name))
-        .collect();
-
-    let mut slots: BTreeMap<&str, Slot> = order
-        .iter()
-        .map(|s| (s.name.as_str(), Slot::Pending))
-        .collect();
+    let mut scheduler = Scheduler::new(
+        spec.stages
+            .iter()
+            .filter(|s| selected.contains(&s.name))
+            .map(|s| schedule::Stage {
+                name: s.name.clone(),
+                deps: s.deps.clone(),
+                uses_accelerator: s.kind.uses_accelerator(),
+            }),
+        opts.jobs,
+        ACCELERATOR_SLOTS,
+        opts.keep_going,
+    );
+    // The artifacts of the stages that completed: what their dependents read.
+    let mut completed: BTreeMap<String, Artifact> = BTreeMap::new();
     let mut reports: BTreeMap<String, StageReport> = BTreeMap::new();
-    let jobs = opts.jobs.max(1);
     let bars = MultiProgress::new();
     planner.cache.clean_dead_scratch();
 
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<StageReport>();
-        let mut running = 0usize;
-        let mut accelerator_busy = false;
-        let mut stop = false;
         loop {
-            for stage in &order {
-                if !matches!(slots.get(stage.name.as_str()), Some(Slot::Pending)) {
-                    continue;
+            for event in scheduler.poll() {
+                match event {
+                    Event::Skip { stage, reason } => {
+                        let mut r = StageReport::new(&stage, Action::Skipped);
+                        r.reasons.push(reason.to_string());
+                        on_done(&r);
+                        reports.insert(stage, r);
+                    }
+                    Event::Start(name) => {
+                        let tx = tx.clone();
+                        let Some(stage) = spec.stage(&name) else {
+                            // Cannot happen (the scheduler starts only the stages it was given),
+                            // but if it did, fail the stage rather than wait for it forever.
+                            let mut r = StageReport::new(&name, Action::Failed);
+                            r.error = Some("not a stage of this pipeline".to_string());
+                            let _ = tx.send(r);
+                            continue;
+                        };
+                        let deps: BTreeMap<String, Artifact> = stage
+                            .deps
+                            .iter()
+                            .filter_map(|d| completed.get(d).map(|a| (d.clone(), a.clone())))
+                            .collect();
+                        let force = forced.contains(&stage.name);
+                        let bar = bars.add(spinner(&stage.name));
+                        scope.spawn(move || {
+                            let report = run_stage(planner, stage, &deps, force, &bar);
+                            bar.finish_and_clear();
+                            let _ = tx.send(report);
+                        });
+                    }
                 }
-                let upstream_failed = stage
-                    .deps
-                    .iter()
-                    .find(|d| matches!(slots.get(d.as_str()), Some(Slot::Failed | Slot::Skipped)));
-                if upstream_failed.is_some() || stop {
-                    let mut r = StageReport::new(&stage.name, Action::Skipped);
-                    r.reasons.push(match upstream_failed {
-                        Some(d) => format!("upstream `{d}` did not complete"),
-                        None => "not started: an earlier stage failed (use --keep-going to run independent stages)".to_string(),
-                    });
-                    on_done(&r);
-                    reports.insert(stage.name.clone(), r);
-                    slots.insert(&stage.name, Slot::Skipped);
-                    continue;
-                }
-                let ready = stage
-                    .deps
-                    .iter()
-                    .all(|d| matches!(slots.get(d.as_str()), Some(Slot::Done(_))));
-                let accel = stage.kind.uses_accelerator();
-                if !ready || running >= jobs || (accel && accelerator_busy) {
-                    continue;
-                }
-                let deps: BTreeMap<String, Artifact> = stage
-                    .deps
-                    .iter()
-                    .filter_map(|d| match slots.get(d.as_str()) {
-                        Some(Slot::Done(a)) => Some((d.clone(), (**a).clone())),
-                        _ => None,
-                    })
-                    .collect();
-                slots.insert(&stage.name, Slot::Running);
-                running += 1;
-                accelerator_busy |= accel;
-                let tx = tx.clone();
-                let force = forced.contains(&stage.name);
-                let bar = bars.add(spinner(&stage.name));
-                scope.spawn(move || {
-                    let report = run_stage(planner, stage, &deps, force, &bar);
-                    bar.finish_and_clear();
-                    let _ = tx.send(report);
-                });
             }
-            if running == 0 {
+            if scheduler.in_flight() == 0 {
                 break;
             }
             let Ok(report) = rx.recv() else { break };
-            running -= 1;
-            if let Some(stage) = spec.stage(&report.stage) {
-                accelerator_busy &= !stage.kind.uses_accelerator();
-            }
-            let slot = match (
-                report.action,
-                report
+            let artifact = match report.action {
+                Action::Cached | Action::Restored | Action::Ran => report
                     .key
                     .as_deref()
                     .and_then(|k| planner.cache.artifact(k)),
-            ) {
-                (Action::Cached | Action::Restored | Action::Ran, Some(a)) => {
-                    Slot::Done(Box::new(a))
-                }
-                _ => {
-                    stop |= !opts.keep_going;
-                    Slot::Failed
-                }
+                Action::Failed | Action::Skipped | Action::WouldRun => None,
             };
-            bars.suspend(|| on_done(&report));
-            if let Some(name) = order
-                .iter()
-                .map(|s| s.name.as_str())
-                .find(|n| *n == report.stage)
-            {
-                slots.insert(name, slot);
+            scheduler.finished(&report.stage, artifact.is_some());
+            if let Some(a) = artifact {
+                completed.insert(report.stage.clone(), a);
             }
+            bars.suspend(|| on_done(&report));
             reports.insert(report.stage.clone(), report);
         }
     });
-    Ok(order
-        .iter()
-        .filter_map(|s| reports.remove(&s.name))
-        .collect())
+    Ok(scheduler.in_order(reports))
 }
 
 /// A stage's progress shown on its bar: a spinner until a phase with a known length begins.

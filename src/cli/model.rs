@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use pipe::cache::{Artifact, Cache};
 use pipe::dag;
 use pipe::plan::{Planner, State};
-use pipe_infer::{CaptionSettings, caption_files};
 use pipe_blip::{GenerationConfig, ModelDir};
+use pipe_infer::{CaptionSettings, caption_files};
 use pipe_stage_api::{BackendChoice, Silent};
 
 use super::{CliError, Exit};

@@ -14,7 +14,6 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-
 /// Why an encode artifact cannot be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum FeaturesError {
@@ -185,8 +184,7 @@ impl Features {
             path: meta_path.clone(),
             message,
         };
-        let text =
-            std::fs::read_to_string(&meta_path).map_err(io("read", &meta_path))?;
+        let text = std::fs::read_to_string(&meta_path).map_err(io("read", &meta_path))?;
         let meta: FeaturesMeta =
             serde_json::from_str(&text).map_err(|e| bad(format!("not an encode artifact: {e}")))?;
         if meta.format != FORMAT {
@@ -197,10 +195,7 @@ impl Features {
         }
         let path = dir.join(DATA);
         let file = File::open(&path).map_err(io("open", &path))?;
-        let len = file
-            .metadata()
-            .map_err(io("stat", &path))?
-            .len();
+        let len = file.metadata().map_err(io("stat", &path))?.len();
         let expected = (meta.images * meta.tokens * meta.width * meta.dtype.bytes()) as u64;
         if len != expected {
             return Err(bad(format!(
@@ -259,7 +254,12 @@ impl Features {
     }
 
     /// [`Self::read_into`] through the caller's buffer `raw` (one image's bytes).
-    fn read_with(&self, index: usize, raw: &mut [u8], out: &mut [f32]) -> Result<(), FeaturesError> {
+    fn read_with(
+        &self,
+        index: usize,
+        raw: &mut [u8],
+        out: &mut [f32],
+    ) -> Result<(), FeaturesError> {
         self.file
             .read_exact_at(raw, (index * raw.len()) as u64)
             .map_err(io("read", &self.path))?;

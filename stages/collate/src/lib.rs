@@ -27,8 +27,7 @@ use serde::Deserialize;
 
 use pipe_data::collate::{
     CaptionTokenizer, CollateError, CollateMeta, CollatedImage, PreprocessorConfig,
-    TokenizedCaption, pixels,
-    shards,
+    TokenizedCaption, pixels, shards,
 };
 use pipe_data::images::{DecodeLimits, decode_rgb8};
 use pipe_data::prep::{PrepArtifact, Split, SplitCounts};

@@ -9,8 +9,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use pipe_backend::OnBackend;
 use pipe_blip::{Captioner, GenerationConfig};
 use pipe_data::collate::Collated;
-use pipe_stage_api::Progress;
 use pipe_features::Features;
+use pipe_stage_api::Progress;
 
 use crate::error::EvaluateError;
 use crate::loss::{LossSum, masked_caption_loss};

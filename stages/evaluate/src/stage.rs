@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use pipe_blip::ModelDir;
 use pipe_backend::resolve;
+use pipe_blip::ModelDir;
 use pipe_data::collate::Collated;
 use pipe_data::prep::PrepArtifact;
+use pipe_features::Features;
 use pipe_stage_api::{
     Outcome, ParamError, StageContext, StageError, StageKind, dep_names, pick_dep,
 };
-use pipe_features::Features;
 
 use crate::decode::EvaluateJob;
 use crate::error::EvaluateError;

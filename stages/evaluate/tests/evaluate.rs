@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use burn::tensor::{Int, Tensor, TensorData};
-use pipe_blip::Captioner;
 use pipe_backend::{CpuBackend, CpuDevice};
+use pipe_blip::Captioner;
 use pipe_data::collate::Collated;
 use pipe_data::prep::Split;
 use pipe_evaluate::{Evaluate, EvaluateError};

@@ -10,8 +10,8 @@ use std::path::Path;
 use burn::tensor::{Tensor, TensorData};
 use common::{Cpu, fixture};
 use pipe_blip::{Captioner, GenerationConfig};
-use pipe_infer::Infer;
 use pipe_data::collate::{PreprocessorConfig, preprocess_file};
+use pipe_infer::Infer;
 use pipe_stage_api::{BackendChoice, Silent, StageContext, StageKind};
 
 #[test]

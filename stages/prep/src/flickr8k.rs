@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use pipe_stage_api::ParamError;
 use serde::Deserialize;
 
-use pipe_data::prep::PrepError;
 use super::listing::{Listing, SplitSource, read_lines};
-use pipe_data::prep::split::{Split, SplitFractions};
 use super::table::{Columns, read_csv};
+use pipe_data::prep::PrepError;
+use pipe_data::prep::split::{Split, SplitFractions};
 
 const TOKEN_FILE: &str = "Flickr8k.token.txt";
 const LIST_FILES: [(Split, &str); 3] = [

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use pipe_stage_api::ParamError;
 use serde::Deserialize;
 
-use pipe_data::prep::PrepError;
 use super::listing::{Listing, SplitSource};
+use pipe_data::prep::PrepError;
 use pipe_data::prep::split::Split;
 
 /// `dataset = "karpathy"`.

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use pipe_data::prep::{PrepError, RowIssue, Skipped};
 use super::paths::normalize_rel;
 use pipe_data::prep::split::{Split, SplitFractions};
+use pipe_data::prep::{PrepError, RowIssue, Skipped};
 
 /// Where the split of each image comes from.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,8 +14,8 @@ use pipe_stage_api::ParamError;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use pipe_data::prep::PrepError;
 use super::listing::{Listing, SplitSource};
+use pipe_data::prep::PrepError;
 use pipe_data::prep::split::SplitFractions;
 
 /// `dataset = "synthetic"`.

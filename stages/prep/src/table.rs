@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use pipe_stage_api::ParamError;
 use serde::Deserialize;
 
-use pipe_data::prep::PrepError;
 use super::listing::{Listing, SplitSource};
+use pipe_data::prep::PrepError;
 use pipe_data::prep::split::{Split, SplitFractions};
 
 /// Column names tried, in order, when none is given.

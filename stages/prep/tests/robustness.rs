@@ -8,9 +8,9 @@ use std::path::Path;
 
 use common::{png, prep, skip_reason, summary, table, tiny_model};
 use image::{ImageEncoder, RgbImage};
+use pipe_collate::Collate;
 use pipe_data::images::{DecodeLimits, decode_rgb8};
 use pipe_data::prep::PrepError;
-use pipe_collate::Collate;
 use pipe_prep::Prep;
 use pipe_stage_api::StageKind;
 

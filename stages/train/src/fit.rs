@@ -20,12 +20,12 @@ use rand::{SeedableRng, rngs::StdRng};
 use crate::checkpoint::{self, Contents, History, TrainPoint, TrainState, ValPoint};
 use crate::data::load_batch;
 use crate::error::TrainError;
-use pipe_features::Features;
 use crate::lora::{LoraSpec, Trainable};
 use crate::loss::{batch_logits, summed_loss};
 use crate::optim::{GroupedAdamW, clip_global_norm};
 use crate::params::TrainParams;
 use crate::schedule::lr_at;
+use pipe_features::Features;
 
 /// What the loop needs besides the model and data.
 pub struct FitConfig<'a> {

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use pipe_blip::Blip;
 use pipe_backend::{OnBackend, resolve};
+use pipe_blip::Blip;
 use pipe_blip::config::BlipConfig;
 use pipe_blip::load::{ModelDir, load_model};
 use pipe_data::collate::Collated;
@@ -29,13 +29,13 @@ use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind, p
 
 use crate::error::TrainError;
 use crate::export::{write_hf_model, write_json, write_peft_adapter};
-use pipe_features::{Features, META, Mismatch};
 use crate::fit::{FitConfig, fit};
 use crate::init::random_init;
 use crate::lora::{
     LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted, without_dropout,
 };
 use crate::params::{Method, TrainParams};
+use pipe_features::{Features, META, Mismatch};
 
 /// The `train` stage kind.
 pub struct Train;
