@@ -61,9 +61,10 @@ pub enum PlanError {
     Backend { stage: String, reason: String },
 }
 
-/// What a stage's key is computed from, plus the per-file listing of its inputs.
+/// A stage's cache key, what it is computed from (the pre-image), and the per-file listing of
+/// its inputs.
 #[derive(Clone)]
-pub struct Keyed {
+pub struct StageKey {
     pub preimage: PreImage,
     pub key: String,
     pub inputs: BTreeMap<String, Tree>,
@@ -83,7 +84,7 @@ pub struct Planner<'a> {
     backend: Result<String, String>,
 }
 
-type Memo = BTreeMap<(String, BTreeMap<String, String>), Keyed>;
+type Memo = BTreeMap<(String, BTreeMap<String, String>), StageKey>;
 
 impl<'a> Planner<'a> {
     pub fn new(spec: &'a Spec, cache: &'a Cache) -> Self {
@@ -113,7 +114,7 @@ impl<'a> Planner<'a> {
         &self,
         stage: &StageSpec,
         deps: BTreeMap<String, String>,
-    ) -> Result<Keyed, PlanError> {
+    ) -> Result<StageKey, PlanError> {
         let memo_key = (stage.name.clone(), deps.clone());
         if let Some(k) = self
             .memo
@@ -134,7 +135,7 @@ impl<'a> Planner<'a> {
         &self,
         stage: &StageSpec,
         deps: BTreeMap<String, String>,
-    ) -> Result<Keyed, PlanError> {
+    ) -> Result<StageKey, PlanError> {
         let paths = stage
             .kind
             .inputs(&stage.params, &self.spec.dir)
@@ -178,7 +179,7 @@ impl<'a> Planner<'a> {
             },
         };
         let key = preimage.key();
-        Ok(Keyed {
+        Ok(StageKey {
             preimage,
             key,
             inputs,
@@ -261,7 +262,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Why `current` differs from the artifact with key `previous`.
-    pub fn explain(&self, previous: &str, current: &Keyed) -> Vec<String> {
+    pub fn explain(&self, previous: &str, current: &StageKey) -> Vec<String> {
         let Some(old) = self.cache.preimage(previous) else {
             return vec![format!(
                 "the previous artifact ({}) is no longer in the cache",

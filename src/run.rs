@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use pipe_stage_api::StageContext;
+use pipe_stage_api::{Dep, Deps, StageContext};
 use serde::Serialize;
 
 use crate::cache::{Artifact, Manifest, SCHEME, short};
@@ -310,7 +310,13 @@ fn run_stage(
     let result = (|| -> Result<Artifact, Box<dyn std::error::Error + Send + Sync>> {
         let scratch = cache.new_scratch(&keyed.key)?;
         let work = cache.work_dir(&keyed.key)?;
-        let dep_dirs = deps.iter().map(|(n, a)| (n.clone(), a.out())).collect();
+        let dep_dirs: Deps = deps
+            .iter()
+            .map(|(n, a)| {
+                let kind = planner.spec.stage(n).map_or("", |s| s.kind.name());
+                (n.clone(), Dep::new(kind, a.out()))
+            })
+            .collect();
         let ctx = StageContext {
             stage: &stage.name,
             pipeline_dir: &planner.spec.dir,

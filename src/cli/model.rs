@@ -137,19 +137,7 @@ fn resolve(
             )));
         }
     };
-    let out = artifact.out();
-    let dir = if out.join("model").join("config.json").is_file() {
-        out.join("model")
-    } else {
-        out
-    };
-    if !dir.join("config.json").is_file() {
-        return Err(CliError::Model(format!(
-            "stage `{stage}`'s artifact holds no model ({})",
-            dir.display()
-        )));
-    }
-    let model = ModelDir::resolve(&dir.to_string_lossy())?;
+    let model = ModelDir::in_artifact(&artifact.out())?;
     Ok((model, Some((stage.clone(), artifact))))
 }
 

@@ -93,6 +93,8 @@ pub enum LoadError {
     NoDirectory { path: String },
     #[error("{dir} has no {file}")]
     MissingFile { dir: String, file: &'static str },
+    #[error("the artifact {dir} holds no model (no config.json in model/ or at its top level)")]
+    NoModelInArtifact { dir: String },
     /// A transfer from the Hub failed: no network, DNS, timeout, a server error, or the cache
     /// could not be written. The cause is the error's source.
     #[error(
@@ -339,6 +341,20 @@ impl ModelDir {
     /// how when it runs.
     pub fn inputs_in(source: &str, base: &Path) -> Vec<PathBuf> {
         Self::find_in(source, base).map_or_else(Vec::new, |d| d.key_files(true))
+    }
+
+    /// The model a stage artifact holds: its `model/` directory (what train writes), else its
+    /// top level (a command stage that wrote a checkpoint). The one lookup every user of an
+    /// upstream model goes through.
+    pub fn in_artifact(artifact: &Path) -> Result<Self, LoadError> {
+        let inner = artifact.join("model");
+        let dir = [inner.as_path(), artifact]
+            .into_iter()
+            .find(|d| d.join("config.json").is_file())
+            .ok_or_else(|| LoadError::NoModelInArtifact {
+                dir: artifact.display().to_string(),
+            })?;
+        Self::checked(dir.to_path_buf())
     }
 
     /// The files that decide what this model computes, for a stage's cache key: the config,

@@ -37,8 +37,8 @@ pub struct StageContext<'a> {
     /// A directory that survives failed and killed runs of the same stage key (not
     /// successful ones): the place for resumable checkpoints.
     pub work_dir: &'a Path,
-    /// Upstream stage name → that stage's artifact directory (read-only).
-    pub deps: &'a BTreeMap<String, PathBuf>,
+    /// Upstream stage name → its kind and artifact directory (read-only).
+    pub deps: &'a Deps,
     /// The stage's own parameters: its table from pipeline.toml without `kind` and `deps`.
     pub params: &'a toml::Table,
     /// `[pipeline] seed`.
@@ -48,6 +48,31 @@ pub struct StageContext<'a> {
     /// Where long work reports how far it got (a progress bar in a terminal).
     pub progress: &'a dyn Progress,
 }
+
+/// An upstream stage as a run sees it: what it is and where its artifact is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dep {
+    /// Its kind (`kind = "..."` in pipeline.toml), which says what the artifact holds.
+    pub kind: String,
+    /// Its artifact directory (read-only).
+    pub dir: PathBuf,
+}
+
+impl Dep {
+    pub fn new(kind: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            kind: kind.into(),
+            dir: dir.into(),
+        }
+    }
+}
+
+/// A stage's deps: upstream stage name → [`Dep`].
+pub type Deps = BTreeMap<String, Dep>;
+
+/// The kind whose artifact is whatever its command wrote: a dep of this kind is accepted by
+/// [`pick_dep`] for any role when it is named explicitly.
+pub const COMMAND_KIND: &str = "command";
 
 /// Progress of a long stage: phases with an optional number of steps. Shared across threads.
 pub trait Progress: Sync {
@@ -120,7 +145,6 @@ pub trait StageKind: Send + Sync {
     fn inputs(&self, params: &toml::Table, pipeline_dir: &Path)
     -> Result<Vec<PathBuf>, ParamError>;
 
-    /// Whether the stage competes for the accelerator (such stages run one at a time).
     /// Make remote inputs local before planning, e.g. download a Hub model, so that
     /// [`StageKind::inputs`] can name its files. `pipe run` calls it for the stages it may
     /// execute; a failure is reported by the stage when it runs. Default: nothing to fetch.
@@ -128,6 +152,7 @@ pub trait StageKind: Send + Sync {
         Ok(())
     }
 
+    /// Whether the stage competes for the accelerator (such stages run one at a time).
     fn uses_accelerator(&self) -> bool {
         false
     }
@@ -137,7 +162,7 @@ pub trait StageKind: Send + Sync {
 }
 
 /// The names of `deps`, comma-separated, or `none`.
-pub fn dep_names(deps: &BTreeMap<String, PathBuf>) -> String {
+pub fn dep_names(deps: &Deps) -> String {
     if deps.is_empty() {
         "none".to_string()
     } else {
@@ -145,16 +170,25 @@ pub fn dep_names(deps: &BTreeMap<String, PathBuf>) -> String {
     }
 }
 
-/// The dep named by `key = NAME`, else the only dep for which `is` holds.
+/// The dep that plays one role for a stage (`key`, e.g. `collate`): the one named by
+/// `key = NAME` (`named`), else the only dep whose kind is one of `kinds`; `None` when no dep
+/// is of those kinds. A named dep must be of one of `kinds`, or a [`COMMAND_KIND`] stage (the
+/// user vouches for what its command wrote).
 pub fn pick_dep<'d>(
-    deps: &'d BTreeMap<String, PathBuf>,
+    deps: &'d Deps,
     key: &str,
     named: Option<&str>,
-    what: &str,
-    is: impl Fn(&Path) -> bool,
+    kinds: &[&str],
 ) -> Result<Option<(&'d str, &'d Path)>, ParamError> {
+    let wanted = || {
+        kinds
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
     if let Some(name) = named {
-        let (name, dir) = deps.get_key_value(name).ok_or_else(|| {
+        let (name, dep) = deps.get_key_value(name).ok_or_else(|| {
             ParamError::new(
                 [key],
                 format!(
@@ -163,18 +197,22 @@ pub fn pick_dep<'d>(
                 ),
             )
         })?;
-        if !is(dir) {
+        if !kinds.contains(&dep.kind.as_str()) && dep.kind != COMMAND_KIND {
             return Err(ParamError::new(
                 [key],
-                format!("dep `{name}` ({}) is not {what}", dir.display()),
+                format!(
+                    "dep `{name}` is a `{}` stage; `{key}` names a {} stage",
+                    dep.kind,
+                    wanted()
+                ),
             ));
         }
-        return Ok(Some((name.as_str(), dir.as_path())));
+        return Ok(Some((name.as_str(), dep.dir.as_path())));
     }
     let found: Vec<(&str, &Path)> = deps
         .iter()
-        .filter(|(_, d)| is(d))
-        .map(|(n, d)| (n.as_str(), d.as_path()))
+        .filter(|(_, d)| kinds.contains(&d.kind.as_str()))
+        .map(|(n, d)| (n.as_str(), d.dir.as_path()))
         .collect();
     match found.as_slice() {
         [] => Ok(None),
@@ -182,7 +220,8 @@ pub fn pick_dep<'d>(
         many => Err(ParamError::new(
             [key],
             format!(
-                "several deps are {what} ({}); pick one with `{key} = NAME`",
+                "several deps are {} stages ({}); pick one with `{key} = NAME`",
+                wanted(),
                 many.iter().map(|d| d.0).collect::<Vec<_>>().join(", ")
             ),
         )),
@@ -244,6 +283,48 @@ mod tests {
         let e = parse_params::<P>(&t).expect_err("unknown field");
         assert_eq!(e.path, vec!["lrr".to_string()]);
         assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+
+    fn deps() -> Deps {
+        Deps::from([
+            ("c".to_string(), Dep::new("collate", "/a/c")),
+            ("p".to_string(), Dep::new("prep", "/a/p")),
+            ("x".to_string(), Dep::new(COMMAND_KIND, "/a/x")),
+        ])
+    }
+
+    #[test]
+    fn pick_dep_by_kind_and_by_name() {
+        let d = deps();
+        let c = pick_dep(&d, "collate", None, &["collate"]).expect("one collate");
+        assert_eq!(c, Some(("c", Path::new("/a/c"))));
+        assert_eq!(pick_dep(&d, "train", None, &["train"]).expect("none"), None);
+        // A command stage is never picked by kind, but may be named for any role.
+        let x = pick_dep(&d, "collate", Some("x"), &["collate"]).expect("named");
+        assert_eq!(x, Some(("x", Path::new("/a/x"))));
+    }
+
+    #[test]
+    fn pick_dep_errors_name_the_key() {
+        let d = deps();
+        let e = pick_dep(&d, "collate", Some("p"), &["collate"]).expect_err("wrong kind");
+        assert_eq!(e.path, vec!["collate".to_string()]);
+        assert!(e.message.contains("is a `prep` stage"), "{}", e.message);
+        let e = pick_dep(&d, "collate", Some("zz"), &["collate"]).expect_err("absent");
+        assert!(
+            e.message.contains("not among this stage's deps (c, p, x)"),
+            "{}",
+            e.message
+        );
+        let mut two = deps();
+        two.insert("c2".to_string(), Dep::new("collate", "/a/c2"));
+        let e = pick_dep(&two, "collate", None, &["collate"]).expect_err("ambiguous");
+        assert!(
+            e.message
+                .contains("(c, c2); pick one with `collate = NAME`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pipe_stage_api::{
-    Outcome, ParamError, StageContext, StageError, StageKind, dep_names, parse_params,
+    Outcome, ParamError, StageContext, StageError, StageKind, dep_names, parse_params, pick_dep,
 };
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -106,31 +106,16 @@ impl StageKind for Collate {
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
         let p = parse(ctx.params)?;
-        let prep_dir = match &p.prep {
-            Some(name) => ctx.deps.get(name).ok_or_else(|| {
+        let (_, prep_dir) =
+            pick_dep(ctx.deps, "prep", p.prep.as_deref(), &["prep"])?.ok_or_else(|| {
                 ParamError::new(
                     ["prep"],
                     format!(
-                        "`{name}` is not among this stage's deps ({})",
+                        "collate needs a prep dep, or `prep = NAME` to pick one (deps: {})",
                         dep_names(ctx.deps)
                     ),
                 )
-            })?,
-            None if ctx.deps.len() == 1 => ctx
-                .deps
-                .values()
-                .next()
-                .ok_or_else(|| ParamError::new(["prep"], "no deps"))?,
-            None => {
-                return Err(Box::new(ParamError::new(
-                    ["prep"],
-                    format!(
-                        "collate needs one prep dep, or `prep = NAME` to pick one of {}",
-                        dep_names(ctx.deps)
-                    ),
-                )));
-            }
-        };
+            })?;
         Ok(run_with(
             ctx.params,
             ctx.pipeline_dir,

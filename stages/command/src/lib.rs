@@ -94,7 +94,7 @@ fn env_value(v: &toml::Value) -> String {
 
 impl StageKind for Command {
     fn name(&self) -> &'static str {
-        "command"
+        pipe_stage_api::COMMAND_KIND
     }
 
     fn version(&self) -> u32 {
@@ -131,8 +131,8 @@ impl StageKind for Command {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (name, dir) in ctx.deps {
-            process.env(format!("PIPE_DEP_{}", env_name(name)), dir);
+        for (name, dep) in ctx.deps {
+            process.env(format!("PIPE_DEP_{}", env_name(name)), &dep.dir);
         }
         for (k, v) in &p.params {
             process.env(format!("PIPE_PARAM_{}", env_name(k)), env_value(v));
@@ -196,7 +196,10 @@ mod tests {
         std::fs::create_dir(&out).expect("mkdir");
         let mut table: toml::Table = toml::from_str(params).expect("toml");
         table.insert("cmd".into(), cmd.into());
-        let deps = BTreeMap::from([("up-stream".to_string(), dir.path().to_path_buf())]);
+        let deps = BTreeMap::from([(
+            "up-stream".to_string(),
+            pipe_stage_api::Dep::new("prep", dir.path()),
+        )]);
         let ctx = StageContext {
             stage: "s",
             pipeline_dir: dir.path(),

@@ -25,7 +25,9 @@ use pipe_features::{
     Dtype, FORMAT, FeatureWriter, FeaturesError, FeaturesMeta, collate_fingerprint,
     vision_fingerprint,
 };
-use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind, parse_params};
+use pipe_stage_api::{
+    Outcome, ParamError, StageContext, StageError, StageKind, dep_names, parse_params, pick_dep,
+};
 use serde::{Deserialize, Serialize};
 
 /// Why encoding failed.
@@ -128,16 +130,15 @@ impl StageKind for Encode {
 
 fn run(ctx: &StageContext<'_>) -> Result<Outcome, EncodeError> {
     let p = EncodeParams::parse(ctx.params)?;
-    let collate_dir = match ctx.deps.values().collect::<Vec<_>>().as_slice() {
-        [one] => one.as_path(),
-        _ => {
-            return Err(ParamError::new(
-                ["deps"],
-                "encode takes exactly one dep: the collate stage",
-            )
-            .into());
-        }
-    };
+    let (_, collate_dir) = pick_dep(ctx.deps, "deps", None, &["collate"])?.ok_or_else(|| {
+        ParamError::new(
+            ["deps"],
+            format!(
+                "encode needs a collate stage among its deps (deps: {})",
+                dep_names(ctx.deps)
+            ),
+        )
+    })?;
     let backend = resolve(ctx.backend)?;
     tracing::info!(backend = %backend, "encode");
     backend.run(Job {

@@ -39,17 +39,18 @@ impl MeteorParam {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// Which dep is the collate artifact (default: the only dep holding `collate.json`).
+    /// Which dep is the collate artifact (default: the only collate dep).
     pub collate: Option<String>,
     /// A model directory (relative to pipeline.toml) or Hub id; instead of a train dep.
     pub model: Option<String>,
-    /// Which dep holds the model (`model/` or its top level) and its `loss_history.json`.
+    /// Which dep holds the model (`model/` or its top level) and its `loss_history.json`
+    /// (default: the only train dep).
     pub train: Option<String>,
     /// Which dep is the prep artifact the references come from (default: the only prep dep,
     /// else the collate artifact's own copy of the captions).
     pub prep: Option<String>,
     /// Which dep is an encode artifact whose vision features stand in for the vision encoder
-    /// (default: the only dep holding `features.json`, if any). Used when they were computed
+    /// (default: the only encode dep, if any). Used when they were computed
     /// by the evaluated model's vision encoder over this collate artifact; else ignored.
     pub encode: Option<String>,
     /// The split to evaluate: train, val or test.

@@ -24,8 +24,6 @@ use crate::report_html::{Row, write_report};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Evaluate;
 
-/// The files of a model directory in the Hugging Face layout that decoding reads.
-const MODEL_MARKER: &str = "config.json";
 const LOSS_HISTORY: &str = "loss_history.json";
 const PLOT: &str = "train_vs_val_loss.png";
 
@@ -83,21 +81,6 @@ impl StageKind for Evaluate {
     }
 }
 
-fn is_collate(dir: &Path) -> bool {
-    dir.join("collate.json").is_file()
-}
-
-fn is_prep(dir: &Path) -> bool {
-    dir.join("dataset.json").is_file()
-}
-
-/// The model directory inside an artifact: `model/`, else its top level.
-fn model_in(dir: &Path) -> Option<PathBuf> {
-    [dir.join("model"), dir.to_path_buf()]
-        .into_iter()
-        .find(|d| d.join(MODEL_MARKER).is_file())
-}
-
 /// Where the model and (when it comes from a dep) the loss history are.
 struct ModelSource {
     dir: PathBuf,
@@ -115,25 +98,17 @@ fn model_source(p: &Params, ctx: &StageContext<'_>) -> Result<ModelSource, Evalu
             loss_history: None,
         });
     }
-    let is_model = |d: &Path| !is_collate(d) && !is_prep(d) && model_in(d).is_some();
-    let (name, dep) = pick_dep(
-        ctx.deps,
-        "train",
-        p.train.as_deref(),
-        "a model (config.json at its top or in model/)",
-        is_model,
-    )?
-    .ok_or_else(|| {
-        ParamError::new(
-            ["model"],
-            format!(
-                "no model: set `model = \"DIR\"` or add a train dep holding model/ (deps: {})",
-                dep_names(ctx.deps)
-            ),
-        )
-    })?;
-    let dir = model_in(dep)
-        .ok_or_else(|| ParamError::new(["train"], format!("dep `{name}` holds no model")))?;
+    let (name, dep) =
+        pick_dep(ctx.deps, "train", p.train.as_deref(), &["train"])?.ok_or_else(|| {
+            ParamError::new(
+                ["model"],
+                format!(
+                    "no model: set `model = \"DIR\"` or add a train dep (deps: {})",
+                    dep_names(ctx.deps)
+                ),
+            )
+        })?;
+    let dir = ModelDir::in_artifact(dep)?.dir;
     let history = [dep.join(LOSS_HISTORY), dir.join(LOSS_HISTORY)]
         .into_iter()
         .find(|h| h.is_file());
@@ -153,13 +128,7 @@ fn references(
     collated: &Collated,
     indices: &[usize],
 ) -> Result<Vec<Vec<String>>, EvaluateError> {
-    let prep = pick_dep(
-        ctx.deps,
-        "prep",
-        p.prep.as_deref(),
-        "a prep artifact",
-        is_prep,
-    )?;
+    let prep = pick_dep(ctx.deps, "prep", p.prep.as_deref(), &["prep"])?;
     let refs: Vec<Vec<String>> = match prep {
         Some((_, dir)) => {
             let prep = PrepArtifact::open(dir)?;
@@ -205,33 +174,21 @@ fn references(
 fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
     let p = Params::parse(ctx.params)?;
     let split = p.split()?;
-    let (_, collate_dir) = pick_dep(
-        ctx.deps,
-        "collate",
-        p.collate.as_deref(),
-        "a collate artifact (collate.json)",
-        is_collate,
-    )?
-    .ok_or_else(|| {
-        ParamError::new(
-            ["collate"],
-            format!(
-                "evaluate needs a collate dep (deps: {})",
-                dep_names(ctx.deps)
-            ),
-        )
-    })?;
+    let (_, collate_dir) = pick_dep(ctx.deps, "collate", p.collate.as_deref(), &["collate"])?
+        .ok_or_else(|| {
+            ParamError::new(
+                ["collate"],
+                format!(
+                    "evaluate needs a collate dep (deps: {})",
+                    dep_names(ctx.deps)
+                ),
+            )
+        })?;
     let model = model_source(&p, ctx)?;
     let collated = Collated::open(collate_dir)?;
-    let features = pick_dep(
-        ctx.deps,
-        "encode",
-        p.encode.as_deref(),
-        "an encode artifact (features.json)",
-        |d| d.join(pipe_features::META).is_file(),
-    )?
-    .map(|(_, dir)| Features::open(dir))
-    .transpose()?;
+    let features = pick_dep(ctx.deps, "encode", p.encode.as_deref(), &["encode"])?
+        .map(|(_, dir)| Features::open(dir))
+        .transpose()?;
     let indices = collated.split_indices(split);
     if indices.is_empty() {
         return Err(EvaluateError::EmptySplit {

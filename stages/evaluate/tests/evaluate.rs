@@ -1,7 +1,6 @@
 //! The evaluate stage end to end on the blip-tiny fixture and a small collate artifact built
 //! here (skipped when ../shared is absent).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -13,7 +12,7 @@ use pipe_data::prep::Split;
 use pipe_evaluate::{Evaluate, EvaluateError};
 use pipe_metrics::{MeteorMode, MeteorOptions, ScoreOptions};
 use pipe_stage_api::{
-    BackendChoice, Outcome, ParamError, Silent, StageContext, StageError, StageKind,
+    BackendChoice, Dep, Deps, Outcome, ParamError, Silent, StageContext, StageError, StageKind,
 };
 
 const SCRIPT: &str = "a <script>alert(\"x\")</script> & dog";
@@ -124,11 +123,16 @@ fn setup() -> Option<&'static Setup> {
         .as_ref()
 }
 
-fn run(s: &Setup, params: &str, deps: &[(&str, &Path)]) -> (PathBuf, Result<Outcome, StageError>) {
+/// Run evaluate with `deps` as (name, kind, artifact dir).
+fn run(
+    s: &Setup,
+    params: &str,
+    deps: &[(&str, &str, &Path)],
+) -> (PathBuf, Result<Outcome, StageError>) {
     let params: toml::Table = toml::from_str(params).expect("toml");
-    let deps: BTreeMap<String, PathBuf> = deps
+    let deps: Deps = deps
         .iter()
-        .map(|(n, d)| (n.to_string(), d.to_path_buf()))
+        .map(|(n, k, d)| (n.to_string(), Dep::new(*k, *d)))
         .collect();
     let out = tempfile::tempdir_in(&s.root).expect("out").keep();
     let work = tempfile::tempdir_in(&s.root).expect("work").keep();
@@ -159,7 +163,14 @@ fn train_run() -> Option<(&'static Setup, &'static Path, &'static Outcome)> {
     let s = setup()?;
     let (out, outcome) = RUN
         .get_or_init(|| {
-            let (out, r) = run(s, PARAMS, &[("collate", &s.collate), ("train", &s.train)]);
+            let (out, r) = run(
+                s,
+                PARAMS,
+                &[
+                    ("collate", "collate", &s.collate),
+                    ("train", "train", &s.train),
+                ],
+            );
             Some((out, r.expect("evaluate runs")))
         })
         .as_ref()?;
@@ -325,7 +336,7 @@ fn test_loss_matches_an_independent_computation() {
             "{PARAMS}\nbatch_size = 2\nmodel = \"{}\"",
             s.model.display()
         ),
-        &[("collate", &s.collate)],
+        &[("collate", "collate", &s.collate)],
     );
     r.expect("runs with a model param");
     let m2 = json(&out2.join("metrics.json"));
@@ -381,26 +392,33 @@ fn dep_and_param_errors_name_their_keys() {
         return;
     };
     assert_eq!(
-        param_error(run(s, PARAMS, &[("train", &s.train)])),
+        param_error(run(s, PARAMS, &[("train", "train", &s.train)])),
         ["collate"]
     );
     assert_eq!(
         param_error(run(
             s,
             &format!("{PARAMS}\ncollate = \"nope\""),
-            &[("collate", &s.collate), ("train", &s.train)]
+            &[
+                ("collate", "collate", &s.collate),
+                ("train", "train", &s.train)
+            ]
         )),
         ["collate"]
     );
     assert_eq!(
-        param_error(run(s, PARAMS, &[("collate", &s.collate)])),
+        param_error(run(s, PARAMS, &[("collate", "collate", &s.collate)])),
         ["model"]
     );
     assert_eq!(
         param_error(run(
             s,
             PARAMS,
-            &[("collate", &s.collate), ("a", &s.train), ("b", &s.train)]
+            &[
+                ("collate", "collate", &s.collate),
+                ("a", "train", &s.train),
+                ("b", "train", &s.train)
+            ]
         )),
         ["train"]
     );
@@ -408,7 +426,7 @@ fn dep_and_param_errors_name_their_keys() {
         param_error(run(
             s,
             &format!("{PARAMS}\ntrain = \"collate\""),
-            &[("collate", &s.collate), ("t", &s.train)]
+            &[("collate", "collate", &s.collate), ("t", "train", &s.train)]
         )),
         ["train"]
     );

@@ -123,7 +123,7 @@ pub enum InferError {
     #[error("give either `model` or one dep with a model, not {0}")]
     AmbiguousModel(String),
     #[error(
-        "the artifact of dep {dep:?} ({dir}) holds no model (config.json) at its top or in model/"
+        "the artifact of dep {dep:?} ({dir}) holds no model (config.json) in model/ or at its top"
     )]
     DepWithoutModel { dep: String, dir: String },
     #[error(transparent)]
@@ -246,20 +246,19 @@ fn list_images(images: &str, pipeline_dir: &Path) -> Result<Vec<PathBuf>, InferE
     Ok(found)
 }
 
-/// The model directory: `model`, or the single dep's artifact (top level or `model/`).
+/// The model directory: `model`, or the one in the single dep's artifact.
 fn model_dir(p: &Params, ctx: &StageContext<'_>) -> Result<ModelDir, InferError> {
     match (&p.model, ctx.deps.len()) {
         (Some(m), 0) => Ok(ModelDir::resolve_in(m, ctx.pipeline_dir)?),
         (None, 1) => {
-            let (dep, dir) = ctx.deps.iter().next().ok_or(InferError::NoModel)?;
-            let found = [dir.clone(), dir.join("model")]
-                .into_iter()
-                .find(|d| d.join("config.json").is_file());
-            let found = found.ok_or_else(|| InferError::DepWithoutModel {
-                dep: dep.clone(),
-                dir: dir.display().to_string(),
-            })?;
-            Ok(ModelDir::resolve(&found.to_string_lossy())?)
+            let (name, dep) = ctx.deps.iter().next().ok_or(InferError::NoModel)?;
+            ModelDir::in_artifact(&dep.dir).map_err(|e| match e {
+                LoadError::NoModelInArtifact { dir } => InferError::DepWithoutModel {
+                    dep: name.clone(),
+                    dir,
+                },
+                other => other.into(),
+            })
         }
         (None, 0) => Err(InferError::NoModel),
         (Some(_), n) => Err(InferError::AmbiguousModel(format!(

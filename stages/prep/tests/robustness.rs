@@ -506,8 +506,7 @@ fn collate_refuses_an_image_changed_since_prep_and_picks_its_dep() {
     tiny_model(&tmp.path().join("m"));
 
     let params = table("model = 'm'");
-    let run = |deps: &std::collections::BTreeMap<String, std::path::PathBuf>,
-               params: &toml::Table| {
+    let run = |deps: &pipe_stage_api::Deps, params: &toml::Table| {
         let out = tempfile::tempdir_in(tmp.path()).expect("out").keep();
         let ctx = pipe_stage_api::StageContext {
             stage: "collate",
@@ -522,11 +521,17 @@ fn collate_refuses_an_image_changed_since_prep_and_picks_its_dep() {
         };
         Collate.run(&ctx).map(|_| out)
     };
-    let mut deps = std::collections::BTreeMap::new();
-    deps.insert("data".to_string(), prep_dir.clone());
+    let mut deps = pipe_stage_api::Deps::new();
+    deps.insert(
+        "data".to_string(),
+        pipe_stage_api::Dep::new("prep", &prep_dir),
+    );
     let out = run(&deps, &params).expect("collate");
     assert!(out.join("collate.json").is_file());
-    deps.insert("other".to_string(), tmp.path().to_path_buf());
+    deps.insert(
+        "other".to_string(),
+        pipe_stage_api::Dep::new("prep", tmp.path()),
+    );
     let e = run(&deps, &params).expect_err("two deps");
     assert!(e.to_string().contains("`prep = NAME`"), "{e}");
     run(&deps, &table("model = 'm'\nprep = 'data'")).expect("named dep");

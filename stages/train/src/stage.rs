@@ -15,7 +15,6 @@
 //! Artifact: `model/` (merged, HF layout), `adapter/` (PEFT, LoRA only), `loss_history.json`,
 //! `summary.json`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
@@ -25,7 +24,7 @@ use pipe_blip::Blip;
 use pipe_blip::config::BlipConfig;
 use pipe_blip::load::{ModelDir, load_model};
 use pipe_data::collate::Collated;
-use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind, pick_dep};
+use pipe_stage_api::{Deps, Outcome, ParamError, StageContext, StageError, StageKind, pick_dep};
 
 use crate::error::TrainError;
 use crate::export::{write_hf_model, write_json, write_peft_adapter};
@@ -164,28 +163,15 @@ fn open_features<B: Backend>(
     Ok(features)
 }
 
-/// The collate dep (its artifact holds `collate.json`) and the optional encode dep
-/// (`features.json`), by name when `collate`/`encode` say, else by what they hold.
+/// The collate dep and the optional encode dep, by name when `collate`/`encode` say, else by
+/// kind.
 fn pick_deps<'a>(
-    deps: &'a BTreeMap<String, PathBuf>,
+    deps: &'a Deps,
     p: &TrainParams,
 ) -> Result<(&'a Path, Option<&'a Path>), ParamError> {
-    let holds = |file: &'static str| move |d: &Path| d.join(file).is_file();
-    let collate = pick_dep(
-        deps,
-        "collate",
-        p.collate.as_deref(),
-        "collate artifacts",
-        holds("collate.json"),
-    )?
-    .ok_or_else(|| ParamError::new(["deps"], "train needs a collate stage among its deps"))?;
-    let encode = pick_dep(
-        deps,
-        "encode",
-        p.encode.as_deref(),
-        "encode artifacts",
-        holds(pipe_features::META),
-    )?;
+    let collate = pick_dep(deps, "collate", p.collate.as_deref(), &["collate"])?
+        .ok_or_else(|| ParamError::new(["deps"], "train needs a collate stage among its deps"))?;
+    let encode = pick_dep(deps, "encode", p.encode.as_deref(), &["encode"])?;
     Ok((collate.1, encode.map(|(_, d)| d)))
 }
 

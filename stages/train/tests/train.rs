@@ -96,7 +96,10 @@ fn run_on(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     std::fs::create_dir_all(out).expect("out");
     std::fs::create_dir_all(work).expect("work");
-    let deps = BTreeMap::from([("collate".to_string(), collate.to_path_buf())]);
+    let deps = BTreeMap::from([(
+        "collate".to_string(),
+        pipe_stage_api::Dep::new("collate", collate),
+    )]);
     let params = table(params);
     let ctx = StageContext {
         stage: "train",
