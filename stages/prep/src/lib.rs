@@ -184,24 +184,7 @@ fn build(
     limits: &DecodeLimits,
     progress: &dyn pipe_stage_api::Progress,
 ) -> Result<Outcome, PrepError> {
-    let split_source = match &listing.split_source {
-        SplitSource::Dataset(what) => what.clone(),
-        SplitSource::Hash { seed, fractions } => {
-            let (seed, fractions) = (*seed, *fractions);
-            listing.retain_or_skip(|e| {
-                if e.split.is_none() {
-                    e.split = split::hash_split(&e.id, seed, &fractions);
-                }
-                e.split.map(|_| ()).ok_or_else(|| {
-                    "outside the split fractions (they sum to less than 1)".to_string()
-                })
-            });
-            format!(
-                "hash of the image id (seed {seed}; train {}, val {}, test {})",
-                fractions.train, fractions.val, fractions.test
-            )
-        }
-    };
+    let split_source = assign_splits(&mut listing);
     listing.retain_or_skip(|e| {
         if e.captions.is_empty() {
             Err("no non-empty captions".to_string())
@@ -209,120 +192,11 @@ fn build(
             Ok(())
         }
     });
-
-    let root = DatasetRoot::new(&listing.images_root).map_err(|source| PrepError::Read {
-        path: listing.images_root.clone(),
-        source,
-    })?;
-    tracing::info!(images = listing.entries.len(), root = %root.path().display(), "validating images");
-    progress.begin("validating images", Some(listing.entries.len() as u64));
-    let checked: Vec<Result<(String, u32, u32), String>> = listing
-        .entries
-        .par_iter()
-        .map(|e| {
-            let path = root.resolve(&e.id)?;
-            let loaded = load_image(&path, limits).map_err(|i| i.0);
-            progress.advance(1);
-            let loaded = loaded?;
-            Ok((loaded.hash, loaded.rgb.width(), loaded.rgb.height()))
-        })
-        .collect();
-
-    let mut records = Vec::with_capacity(listing.entries.len());
     let mut skipped = std::mem::take(&mut listing.skipped);
-    for (e, result) in listing.entries.iter().zip(checked) {
-        match result {
-            Ok((hash, width, height)) => records.push(ImageRecord {
-                id: e.id.clone(),
-                hash,
-                width,
-                height,
-                // Every entry has a split by now (dataset's own or hashed).
-                split: e.split.unwrap_or(Split::Train),
-                captions: e.captions.clone(),
-            }),
-            Err(reason) => {
-                tracing::warn!(image = %e.id, "skipped: {reason}");
-                skipped.push(Skipped {
-                    image: e.id.clone(),
-                    reason,
-                });
-            }
-        }
-    }
-
-    // The same picture under two names (a copy, a link) must not straddle splits. A split we
-    // made leaves the later copy out; a dataset's own split (official lists) is kept as
-    // published and the overlap is reported.
-    let mut first_by_hash: HashMap<String, (String, Split)> = HashMap::new();
-    let mut duplicates = Vec::new();
+    let mut records = validate_images(&listing, limits, progress, &mut skipped)?;
     let ours = matches!(listing.split_source, SplitSource::Hash { .. });
-    records.retain(|r| match first_by_hash.get(&r.hash) {
-        Some((id, split)) if *split != r.split => {
-            let what = format!("same content as `{id}` (in {split})");
-            tracing::warn!(image = %r.id, split = %r.split, "{what}");
-            if ours {
-                skipped.push(Skipped {
-                    image: r.id.clone(),
-                    reason: format!(
-                        "{what}; left out of {} so the splits stay disjoint",
-                        r.split
-                    ),
-                });
-                false
-            } else {
-                duplicates.push(Skipped {
-                    image: r.id.clone(),
-                    reason: format!("{what}, but the dataset puts it in {}", r.split),
-                });
-                true
-            }
-        }
-        Some(_) => true,
-        None => {
-            first_by_hash.insert(r.hash.clone(), (r.id.clone(), r.split));
-            true
-        }
-    });
-
-    let mut splits: BTreeMap<Split, SplitCounts> = Split::ALL
-        .iter()
-        .map(|s| (*s, SplitCounts::default()))
-        .collect();
-    for r in &records {
-        let c = splits.entry(r.split).or_default();
-        c.images += 1;
-        c.captions += r.captions.len();
-    }
-    for (split, counts) in &splits {
-        let wanted = match &listing.split_source {
-            SplitSource::Hash { fractions, .. } => fractions.get(*split) > 0.0,
-            SplitSource::Dataset(_) => true,
-        };
-        if counts.images == 0 && wanted {
-            let detail = if skipped.is_empty() {
-                format!(
-                    " ({} usable images in all; a larger dataset or other split fractions may help)",
-                    records.len()
-                )
-            } else {
-                let first: Vec<String> = skipped
-                    .iter()
-                    .take(3)
-                    .map(|s| format!("{}: {}", s.image, s.reason))
-                    .collect();
-                format!(
-                    " ({} images skipped, e.g. {})",
-                    skipped.len(),
-                    first.join("; ")
-                )
-            };
-            return Err(PrepError::EmptySplit {
-                split: *split,
-                detail,
-            });
-        }
-    }
+    let duplicates = keep_splits_disjoint(&mut records, &mut skipped, ours);
+    let splits = count_splits(&records, &listing.split_source, &skipped)?;
 
     let images_root = match listing.images_root.strip_prefix(out_dir) {
         Ok(inside) => inside.to_path_buf(),
@@ -356,9 +230,176 @@ fn build(
         skipped = summary.skipped.len(),
         "prep done"
     );
+    Ok(Outcome {
+        metrics: metrics(&summary),
+        results: vec![PathBuf::from("summary.json")],
+    })
+}
 
+/// Give every entry a split: the dataset's own, else one hashed from the image id (entries
+/// outside the fractions are skipped). Returns how the split was made, for the summary.
+fn assign_splits(listing: &mut Listing) -> String {
+    match &listing.split_source {
+        SplitSource::Dataset(what) => what.clone(),
+        SplitSource::Hash { seed, fractions } => {
+            let (seed, fractions) = (*seed, *fractions);
+            listing.retain_or_skip(|e| {
+                if e.split.is_none() {
+                    e.split = split::hash_split(&e.id, seed, &fractions);
+                }
+                e.split.map(|_| ()).ok_or_else(|| {
+                    "outside the split fractions (they sum to less than 1)".to_string()
+                })
+            });
+            format!(
+                "hash of the image id (seed {seed}; train {}, val {}, test {})",
+                fractions.train, fractions.val, fractions.test
+            )
+        }
+    }
+}
+
+/// Decode every entry's image in parallel (within `limits`): a record for each one that
+/// loads, a [`Skipped`] with the reason for each one that does not.
+fn validate_images(
+    listing: &Listing,
+    limits: &DecodeLimits,
+    progress: &dyn pipe_stage_api::Progress,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<ImageRecord>, PrepError> {
+    let root = DatasetRoot::new(&listing.images_root).map_err(|source| PrepError::Read {
+        path: listing.images_root.clone(),
+        source,
+    })?;
+    tracing::info!(images = listing.entries.len(), root = %root.path().display(), "validating images");
+    progress.begin("validating images", Some(listing.entries.len() as u64));
+    let checked: Vec<Result<(String, u32, u32), String>> = listing
+        .entries
+        .par_iter()
+        .map(|e| {
+            let path = root.resolve(&e.id)?;
+            let loaded = load_image(&path, limits).map_err(|i| i.0);
+            progress.advance(1);
+            let loaded = loaded?;
+            Ok((loaded.hash, loaded.rgb.width(), loaded.rgb.height()))
+        })
+        .collect();
+
+    let mut records = Vec::with_capacity(listing.entries.len());
+    for (e, result) in listing.entries.iter().zip(checked) {
+        match result {
+            Ok((hash, width, height)) => records.push(ImageRecord {
+                id: e.id.clone(),
+                hash,
+                width,
+                height,
+                // Every entry has a split by now (dataset's own or hashed).
+                split: e.split.unwrap_or(Split::Train),
+                captions: e.captions.clone(),
+            }),
+            Err(reason) => {
+                tracing::warn!(image = %e.id, "skipped: {reason}");
+                skipped.push(Skipped {
+                    image: e.id.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// The same picture under two names (a copy, a link) must not straddle splits. A split we
+/// made (`ours`) leaves the later copy out (into `skipped`); a dataset's own split (official
+/// lists) is kept as published and the overlaps are returned, to be reported.
+fn keep_splits_disjoint(
+    records: &mut Vec<ImageRecord>,
+    skipped: &mut Vec<Skipped>,
+    ours: bool,
+) -> Vec<Skipped> {
+    let mut first_by_hash: HashMap<String, (String, Split)> = HashMap::new();
+    let mut duplicates = Vec::new();
+    records.retain(|r| match first_by_hash.get(&r.hash) {
+        Some((id, split)) if *split != r.split => {
+            let what = format!("same content as `{id}` (in {split})");
+            tracing::warn!(image = %r.id, split = %r.split, "{what}");
+            if ours {
+                skipped.push(Skipped {
+                    image: r.id.clone(),
+                    reason: format!(
+                        "{what}; left out of {} so the splits stay disjoint",
+                        r.split
+                    ),
+                });
+                false
+            } else {
+                duplicates.push(Skipped {
+                    image: r.id.clone(),
+                    reason: format!("{what}, but the dataset puts it in {}", r.split),
+                });
+                true
+            }
+        }
+        Some(_) => true,
+        None => {
+            first_by_hash.insert(r.hash.clone(), (r.id.clone(), r.split));
+            true
+        }
+    });
+    duplicates
+}
+
+/// Images and captions per split; an error when a split that should have images has none.
+fn count_splits(
+    records: &[ImageRecord],
+    source: &SplitSource,
+    skipped: &[Skipped],
+) -> Result<BTreeMap<Split, SplitCounts>, PrepError> {
+    let mut splits: BTreeMap<Split, SplitCounts> = Split::ALL
+        .iter()
+        .map(|s| (*s, SplitCounts::default()))
+        .collect();
+    for r in records {
+        let c = splits.entry(r.split).or_default();
+        c.images += 1;
+        c.captions += r.captions.len();
+    }
+    for (split, counts) in &splits {
+        let wanted = match source {
+            SplitSource::Hash { fractions, .. } => fractions.get(*split) > 0.0,
+            SplitSource::Dataset(_) => true,
+        };
+        if counts.images == 0 && wanted {
+            let detail = if skipped.is_empty() {
+                format!(
+                    " ({} usable images in all; a larger dataset or other split fractions may help)",
+                    records.len()
+                )
+            } else {
+                let first: Vec<String> = skipped
+                    .iter()
+                    .take(3)
+                    .map(|s| format!("{}: {}", s.image, s.reason))
+                    .collect();
+                format!(
+                    " ({} images skipped, e.g. {})",
+                    skipped.len(),
+                    first.join("; ")
+                )
+            };
+            return Err(PrepError::EmptySplit {
+                split: *split,
+                detail,
+            });
+        }
+    }
+    Ok(splits)
+}
+
+/// The headline numbers `pipe show` prints.
+fn metrics(summary: &Summary) -> serde_json::Map<String, serde_json::Value> {
     let mut metrics = serde_json::Map::new();
-    for (split, c) in &splits {
+    for (split, c) in &summary.splits {
         metrics.insert(format!("{split}_images"), c.images.into());
         metrics.insert(format!("{split}_captions"), c.captions.into());
     }
@@ -368,8 +409,5 @@ fn build(
         "empty_captions_dropped".into(),
         summary.empty_captions_dropped.into(),
     );
-    Ok(Outcome {
-        metrics,
-        results: vec![PathBuf::from("summary.json")],
-    })
+    metrics
 }
