@@ -157,90 +157,12 @@ pub fn run_with(
     let tokenizer = CaptionTokenizer::from_model_dir(&model, p.max_length, &p.prompt)?;
     tracing::info!(images = prep.images.len(), model = %model.display(), "collating");
 
-    // Tokens: per image, in parallel.
-    let tokenized: Vec<(Vec<TokenizedCaption>, usize)> = prep
-        .images
-        .par_iter()
-        .map(|r| {
-            let mut cut = 0;
-            let mut out = Vec::with_capacity(r.captions.len());
-            for c in &r.captions {
-                let t = tokenizer.encode(c)?;
-                if t.ids.len() == p.max_length && tokenizer.truncates(c)? {
-                    cut += 1;
-                }
-                out.push(t);
-            }
-            Ok((out, cut))
-        })
-        .collect::<Result<_, CollateError>>()?;
-
-    // Pixels: decoded and resized in parallel, a chunk at a time, written in order.
+    let tokenized = tokenize_all(&prep, &tokenizer, p.max_length)?;
     let (h, w) = (cfg.size.height, cfg.size.width);
     let image_bytes = u64::from(h) * u64::from(w) * 3;
-    let mut writer = shards::ShardWriter::new(out_dir, p.shard_mb * (1 << 20))?;
-    let limits = DecodeLimits::default();
-    let mut places = Vec::with_capacity(prep.images.len());
-    progress.begin("resizing images", Some(prep.images.len() as u64));
-    for chunk in prep.images.chunks(256) {
-        let resized: Vec<Vec<u8>> = chunk
-            .par_iter()
-            .map(|r| {
-                let path = prep.image_path(r);
-                let bytes = std::fs::read(&path).map_err(|source| CollateError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                if blake3::hash(&bytes).to_hex().as_str() != r.hash {
-                    return Err(CollateError::ImageChanged { path });
-                }
-                let rgb = decode_rgb8(&bytes, &limits)
-                    .map_err(|i| CollateError::Image { path, reason: i.0 })?;
-                Ok(pixels::resize_for(&rgb, &cfg).into_raw())
-            })
-            .collect::<Result<_, CollateError>>()?;
-        progress.advance(resized.len() as u64);
-        for px in resized {
-            places.push(writer.push(&px)?);
-        }
-    }
-    let shard_list = writer.finish()?;
-
-    let mut splits: BTreeMap<Split, SplitCounts> = Split::ALL
-        .iter()
-        .map(|s| (*s, SplitCounts::default()))
-        .collect();
-    let mut truncated = 0;
-    let mut max_tokens = 0;
-    let list_path = out_dir.join("images.jsonl");
-    let werr = |source| CollateError::Write {
-        path: list_path.clone(),
-        source,
-    };
-    let mut list = std::io::BufWriter::new(std::fs::File::create(&list_path).map_err(werr)?);
-    for ((r, (captions, cut)), (shard, offset)) in prep.images.iter().zip(tokenized).zip(places) {
-        let c = splits.entry(r.split).or_default();
-        c.images += 1;
-        c.captions += captions.len();
-        truncated += cut;
-        max_tokens = captions
-            .iter()
-            .map(|t| t.ids.len())
-            .fold(max_tokens, usize::max);
-        let im = CollatedImage {
-            id: r.id.clone(),
-            split: r.split,
-            shard,
-            offset,
-            captions,
-        };
-        let line = serde_json::to_string(&im).map_err(|source| CollateError::Json {
-            path: list_path.clone(),
-            source,
-        })?;
-        writeln!(list, "{line}").map_err(werr)?;
-    }
-    list.flush().map_err(werr)?;
+    let (places, shard_list) = write_pixels(&prep, &cfg, out_dir, p.shard_mb, progress)?;
+    let listed = write_image_list(&prep, tokenized, places, &out_dir.join("images.jsonl"))?;
+    let (splits, truncated, max_tokens) = (listed.splits, listed.truncated, listed.max_tokens);
 
     let pixel_bytes: u64 = shard_list.iter().map(|s| s.bytes).sum();
     let meta = CollateMeta {
@@ -280,6 +202,123 @@ pub fn run_with(
     Ok(Outcome {
         metrics,
         results: vec![PathBuf::from("summary.json")],
+    })
+}
+
+/// Every image's captions as token ids (in parallel), with how many of them were cut at
+/// `max_length`.
+fn tokenize_all(
+    prep: &PrepArtifact,
+    tokenizer: &CaptionTokenizer,
+    max_length: usize,
+) -> Result<Vec<(Vec<TokenizedCaption>, usize)>, CollateError> {
+    prep.images
+        .par_iter()
+        .map(|r| {
+            let mut cut = 0;
+            let mut out = Vec::with_capacity(r.captions.len());
+            for c in &r.captions {
+                let t = tokenizer.encode(c)?;
+                if t.ids.len() == max_length && tokenizer.truncates(c)? {
+                    cut += 1;
+                }
+                out.push(t);
+            }
+            Ok((out, cut))
+        })
+        .collect()
+}
+
+/// Every image decoded (checked against prep's hash) and resized in parallel, a chunk at a
+/// time, and written in order into pixel shards: each image's (shard, offset), and the shards.
+fn write_pixels(
+    prep: &PrepArtifact,
+    cfg: &PreprocessorConfig,
+    out_dir: &Path,
+    shard_mb: u64,
+    progress: &dyn pipe_stage_api::Progress,
+) -> Result<(Vec<(usize, u64)>, Vec<shards::ShardInfo>), CollateError> {
+    let mut writer = shards::ShardWriter::new(out_dir, shard_mb * (1 << 20))?;
+    let limits = DecodeLimits::default();
+    let mut places = Vec::with_capacity(prep.images.len());
+    progress.begin("resizing images", Some(prep.images.len() as u64));
+    for chunk in prep.images.chunks(256) {
+        let resized: Vec<Vec<u8>> = chunk
+            .par_iter()
+            .map(|r| {
+                let path = prep.image_path(r);
+                let bytes = std::fs::read(&path).map_err(|source| CollateError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                if blake3::hash(&bytes).to_hex().as_str() != r.hash {
+                    return Err(CollateError::ImageChanged { path });
+                }
+                let rgb = decode_rgb8(&bytes, &limits)
+                    .map_err(|i| CollateError::Image { path, reason: i.0 })?;
+                Ok(pixels::resize_for(&rgb, cfg).into_raw())
+            })
+            .collect::<Result<_, CollateError>>()?;
+        progress.advance(resized.len() as u64);
+        for px in resized {
+            places.push(writer.push(&px)?);
+        }
+    }
+    Ok((places, writer.finish()?))
+}
+
+/// What writing `images.jsonl` counted.
+struct ImageList {
+    splits: BTreeMap<Split, SplitCounts>,
+    truncated: usize,
+    max_tokens: usize,
+}
+
+/// `images.jsonl`: one line per image with its split, pixel place and tokenized captions.
+fn write_image_list(
+    prep: &PrepArtifact,
+    tokenized: Vec<(Vec<TokenizedCaption>, usize)>,
+    places: Vec<(usize, u64)>,
+    list_path: &Path,
+) -> Result<ImageList, CollateError> {
+    let mut splits: BTreeMap<Split, SplitCounts> = Split::ALL
+        .iter()
+        .map(|s| (*s, SplitCounts::default()))
+        .collect();
+    let mut truncated = 0;
+    let mut max_tokens = 0;
+    let werr = |source| CollateError::Write {
+        path: list_path.to_path_buf(),
+        source,
+    };
+    let mut list = std::io::BufWriter::new(std::fs::File::create(list_path).map_err(werr)?);
+    for ((r, (captions, cut)), (shard, offset)) in prep.images.iter().zip(tokenized).zip(places) {
+        let c = splits.entry(r.split).or_default();
+        c.images += 1;
+        c.captions += captions.len();
+        truncated += cut;
+        max_tokens = captions
+            .iter()
+            .map(|t| t.ids.len())
+            .fold(max_tokens, usize::max);
+        let im = CollatedImage {
+            id: r.id.clone(),
+            split: r.split,
+            shard,
+            offset,
+            captions,
+        };
+        let line = serde_json::to_string(&im).map_err(|source| CollateError::Json {
+            path: list_path.to_path_buf(),
+            source,
+        })?;
+        writeln!(list, "{line}").map_err(werr)?;
+    }
+    list.flush().map_err(werr)?;
+    Ok(ImageList {
+        splits,
+        truncated,
+        max_tokens,
     })
 }
 
