@@ -18,7 +18,7 @@ use crate::cache::{Artifact, Manifest, SCHEME, short};
 use crate::dag::{UnknownStage, select};
 use crate::error_chain;
 use crate::hash::hash_tree_uncached;
-use crate::plan::{Planner, State};
+use crate::plan::{Planner, StageKey, State};
 use crate::schedule::{self, Event, Scheduler};
 use crate::spec::StageSpec;
 
@@ -303,69 +303,7 @@ fn run_stage(
     bar.set_message(format!("running ({})", stage.kind.name()));
     tracing::info!("running stage `{}` ({})", stage.name, short(&keyed.key));
     let started = Instant::now();
-    let started_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    let result = (|| -> Result<Artifact, Box<dyn std::error::Error + Send + Sync>> {
-        let scratch = cache.new_scratch(&keyed.key)?;
-        let work = cache.work_dir(&keyed.key)?;
-        let dep_dirs: Deps = deps
-            .iter()
-            .map(|(n, a)| {
-                let kind = planner.spec.stage(n).map_or("", |s| s.kind.name());
-                (n.clone(), Dep::new(kind, a.out()))
-            })
-            .collect();
-        let ctx = StageContext {
-            stage: &stage.name,
-            pipeline_dir: &planner.spec.dir,
-            out_dir: &scratch.out,
-            work_dir: &work,
-            deps: &dep_dirs,
-            params: &stage.params,
-            seed: planner.spec.seed,
-            backend: planner.spec.backend,
-            progress: &BarProgress(bar),
-        };
-        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| stage.kind.run(&ctx))) {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(e)) => {
-                let _ = crate::cache::remove_tree(&scratch.dir);
-                return Err(e);
-            }
-            Err(_) => {
-                let _ = crate::cache::remove_tree(&scratch.dir);
-                return Err(format!(
-                    "stage `{}` panicked (a bug in the `{}` kind)",
-                    stage.name,
-                    stage.kind.name()
-                )
-                .into());
-            }
-        };
-        bar.set_message("publishing");
-        let tree = hash_tree_uncached(&scratch.out)?;
-        let manifest = Manifest {
-            scheme: SCHEME,
-            key: keyed.key.clone(),
-            stage: stage.name.clone(),
-            kind: stage.kind.name().to_string(),
-            content: tree.digest.clone(),
-            files: tree.entries.len() as u64,
-            bytes: tree.bytes(),
-            started: started_unix,
-            duration_s: started.elapsed().as_secs_f64(),
-            metrics: outcome.metrics,
-            results: outcome
-                .results
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect(),
-            pipe_version: env!("CARGO_PKG_VERSION").to_string(),
-        };
-        Ok(cache.publish(scratch, &keyed.preimage, &keyed.inputs, &manifest)?)
-    })();
+    let result = produce(planner, stage, deps, &keyed, bar);
     match result {
         Ok(_) => {
             report.action = Action::Ran;
@@ -378,6 +316,80 @@ fn run_stage(
             report
         }
     }
+}
+
+/// Run `stage` for `keyed` into a fresh scratch directory and publish its artifact: the one
+/// step that produces a key (the rest of [`run_stage`] decides whether it is needed).
+fn produce(
+    planner: &Planner,
+    stage: &StageSpec,
+    deps: &BTreeMap<String, Artifact>,
+    keyed: &StageKey,
+    bar: &ProgressBar,
+) -> Result<Artifact, Box<dyn std::error::Error + Send + Sync>> {
+    let cache = planner.cache;
+    let started = Instant::now();
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let scratch = cache.new_scratch(&keyed.key)?;
+    let work = cache.work_dir(&keyed.key)?;
+    let dep_dirs: Deps = deps
+        .iter()
+        .map(|(n, a)| {
+            let kind = planner.spec.stage(n).map_or("", |s| s.kind.name());
+            (n.clone(), Dep::new(kind, a.out()))
+        })
+        .collect();
+    let ctx = StageContext {
+        stage: &stage.name,
+        pipeline_dir: &planner.spec.dir,
+        out_dir: &scratch.out,
+        work_dir: &work,
+        deps: &dep_dirs,
+        params: &stage.params,
+        seed: planner.spec.seed,
+        backend: planner.spec.backend,
+        progress: &BarProgress(bar),
+    };
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| stage.kind.run(&ctx))) {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => {
+            let _ = crate::cache::remove_tree(&scratch.dir);
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = crate::cache::remove_tree(&scratch.dir);
+            return Err(format!(
+                "stage `{}` panicked (a bug in the `{}` kind)",
+                stage.name,
+                stage.kind.name()
+            )
+            .into());
+        }
+    };
+    bar.set_message("publishing");
+    let tree = hash_tree_uncached(&scratch.out)?;
+    let manifest = Manifest {
+        scheme: SCHEME,
+        key: keyed.key.clone(),
+        stage: stage.name.clone(),
+        kind: stage.kind.name().to_string(),
+        content: tree.digest.clone(),
+        files: tree.entries.len() as u64,
+        bytes: tree.bytes(),
+        started: started_unix,
+        duration_s: started.elapsed().as_secs_f64(),
+        metrics: outcome.metrics,
+        results: outcome
+            .results
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        pipe_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    Ok(cache.publish(scratch, &keyed.preimage, &keyed.inputs, &manifest)?)
 }
 
 fn finish(planner: &Planner, mut report: StageReport) -> StageReport {
