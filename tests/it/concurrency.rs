@@ -57,6 +57,58 @@ cmd = "echo started > $PIPE_OUT/partial; echo slow >> runs.log; if [ -f hang ]; 
     assert_eq!(leftovers, 0, "the killed run's scratch dir was cleaned");
 }
 
+/// Whether process `pid` still runs (a zombie has ended), waiting up to 10 s for it to end.
+fn still_runs(pid: &str) -> bool {
+    let stat = Path::new("/proc").join(pid.trim()).join("stat");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        match std::fs::read_to_string(&stat) {
+            Err(_) => return false,
+            Ok(s)
+                if s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+            {
+                return false;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    true
+}
+
+#[test]
+fn a_stage_dies_with_a_killed_pipe() {
+    // `kill -9` of pipe alone (not its process group), as the OOM killer does: before, the
+    // stage's processes ran on under PID 1 and the next run started a second copy.
+    let p = Project::new(
+        r#"
+[stages.long]
+kind = "command"
+cmd = "sleep 77 & echo $! > sleeper.pid; wait"
+"#,
+    );
+    let mut child = p
+        .command(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(
+        wait_for(&p.path("sleeper.pid"), Duration::from_secs(30)),
+        "stage started"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill().expect("SIGKILL pipe");
+    let _ = child.wait();
+    let pid = p.read("sleeper.pid");
+    assert!(
+        !still_runs(&pid),
+        "the stage's `sleep 77` ({}) outlived pipe",
+        pid.trim()
+    );
+}
+
 #[test]
 fn two_concurrent_runs_share_the_work_and_both_finish() {
     let p = Project::new(

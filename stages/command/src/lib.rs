@@ -10,11 +10,20 @@
 //! ```
 //! The command also sees `$PIPE_STAGE`, `$PIPE_SEED` and `$PIPE_WORK` (a directory that
 //! survives failed runs of the same stage key, for resumable work).
+//!
+//! The command runs in a process group of its own with a watchdog beside it: when the command
+//! exits, whatever it left running in the background is killed, and if `pipe` itself dies
+//! (`kill -9`, the OOM killer) the watchdog kills the whole group, so no stage outlives its
+//! run. (A process that leaves the group on purpose, with `setsid`, is not followed.) Its
+//! output is read as bytes (invalid UTF-8 is shown as `\u{FFFD}`), `\r` redraws a line as a
+//! terminal does, and a line longer than [`MAX_LINE`] bytes is cut, so memory stays bounded
+//! whatever it prints.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
+use std::process::{Child, Command as Process, Stdio};
 
 use pipe_stage_api::{
     Outcome, ParamError, StageContext, StageError, StageKind, env_name, parse_params,
@@ -23,6 +32,14 @@ use serde::Deserialize;
 
 /// How many trailing lines of stderr a failure shows.
 const TAIL_LINES: usize = 40;
+
+/// Longer output lines are cut to this many bytes (logged and kept with a mark).
+pub const MAX_LINE: usize = 2048;
+
+/// The watchdog: it reads its stdin, a pipe whose only writer is this process, and kills its
+/// process group (the command's) when that pipe closes, i.e. when the command has exited and
+/// the stage closes it, or when `pipe` dies.
+const WATCHDOG: &str = "read _; kill -KILL 0";
 
 pub struct Command;
 
@@ -50,6 +67,8 @@ pub enum CommandError {
     Killed { signal: i32, stderr: Vec<String> },
     #[error("cannot wait for the command")]
     Wait(#[source] std::io::Error),
+    #[error("cannot start the command's watchdog (`sh -c {WATCHDOG:?}`)")]
+    Watchdog(#[source] std::io::Error),
 }
 
 fn tail(lines: &[String]) -> String {
@@ -119,10 +138,21 @@ impl StageKind for Command {
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
         let p = params(ctx.params)?;
+        // The watchdog first: it leads the group, so the command is never without it.
+        let mut watchdog = Process::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(CommandError::Watchdog)?;
         let mut process = Process::new("sh");
         process
             .arg("-c")
             .arg(&p.cmd)
+            .process_group(watchdog.id() as i32)
             .current_dir(ctx.pipeline_dir)
             .env("PIPE_OUT", ctx.out_dir)
             .env("PIPE_WORK", ctx.work_dir)
@@ -137,27 +167,18 @@ impl StageKind for Command {
         for (k, v) in &p.params {
             process.env(format!("PIPE_PARAM_{}", env_name(k)), env_value(v));
         }
-        let mut child = process.spawn().map_err(|source| CommandError::Spawn {
-            cmd: p.cmd.clone(),
-            source,
-        })?;
-        let stage = ctx.stage.to_string();
-        let stdout = child.stdout.take().map(|out| {
-            let stage = stage.clone();
-            std::thread::spawn(move || forward(out, &stage, usize::MAX))
-        });
-        let stderr = child
-            .stderr
-            .take()
-            .map(|err| std::thread::spawn(move || forward(err, &stage, TAIL_LINES)));
-        let status = child.wait().map_err(CommandError::Wait)?;
-        if let Some(t) = stdout {
-            let _ = t.join();
-        }
-        let stderr: Vec<String> = stderr
-            .and_then(|t| t.join().ok())
-            .map(Vec::from)
-            .unwrap_or_default();
+        let child = match process.spawn() {
+            Ok(child) => child,
+            Err(source) => {
+                stop_group(&mut watchdog);
+                return Err(CommandError::Spawn {
+                    cmd: p.cmd.clone(),
+                    source,
+                }
+                .into());
+            }
+        };
+        let (status, stderr) = wait_forwarding(child, &mut watchdog, ctx.stage)?;
         if status.success() {
             return Ok(Outcome::default());
         }
@@ -170,19 +191,119 @@ impl StageKind for Command {
     }
 }
 
-/// Log each line of a child's stream (shown with `-v`) and keep the last `keep` lines.
-fn forward(stream: impl Read, stage: &str, keep: usize) -> VecDeque<String> {
-    let mut last = VecDeque::new();
-    for line in BufReader::new(stream).lines().map_while(Result::ok) {
-        tracing::info!(target: "pipe::stage", "[{stage}] {line}");
-        if keep != usize::MAX {
-            if last.len() == keep {
-                last.pop_front();
+/// Wait for the command while its output is logged, then stop what it left running; its exit
+/// status and the end of its stderr.
+fn wait_forwarding(
+    mut child: Child,
+    watchdog: &mut Child,
+    stage: &str,
+) -> Result<(std::process::ExitStatus, Vec<String>), CommandError> {
+    let stdout = child.stdout.take().map(|out| {
+        let stage = stage.to_string();
+        std::thread::spawn(move || forward(out, &stage, 0))
+    });
+    let stderr = child.stderr.take().map(|err| {
+        let stage = stage.to_string();
+        std::thread::spawn(move || forward(err, &stage, TAIL_LINES))
+    });
+    let status = child.wait();
+    // Background processes may still hold the output pipes: they go with the group, and then
+    // the readers see the end of their streams.
+    stop_group(watchdog);
+    if let Some(t) = stdout {
+        let _ = t.join();
+    }
+    let tail = stderr
+        .and_then(|t| t.join().ok())
+        .map(Vec::from)
+        .unwrap_or_default();
+    Ok((status.map_err(CommandError::Wait)?, tail))
+}
+
+/// Close the watchdog's stdin: it kills the command's process group (itself included); then
+/// reap it.
+fn stop_group(watchdog: &mut Child) {
+    drop(watchdog.stdin.take());
+    if let Err(e) = watchdog.wait() {
+        tracing::warn!("cannot wait for a command's watchdog: {e}");
+    }
+}
+
+/// A child's output stream, line by line: each line logged (shown with `-v`), the last `keep`
+/// kept. Bytes, not text: invalid UTF-8 is replaced, never a reason to stop reading (which
+/// would kill the writer with SIGPIPE). `\r` starts the line over (a progress bar), and a
+/// line is cut at [`MAX_LINE`] bytes, so memory is bounded by `keep` × [`MAX_LINE`].
+fn forward(mut stream: impl Read, stage: &str, keep: usize) -> VecDeque<String> {
+    let mut lines = Lines {
+        stage,
+        keep,
+        tail: VecDeque::new(),
+        line: Vec::with_capacity(256),
+        cut: 0,
+        after_cr: false,
+    };
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => buf[..n].iter().for_each(|&b| lines.push(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!("[{stage}] cannot read the command's output: {e}");
+                break;
             }
-            last.push_back(line);
         }
     }
-    last
+    if !lines.line.is_empty() || lines.cut > 0 {
+        lines.end_line();
+    }
+    lines.tail
+}
+
+/// The line being read and the tail kept, for [`forward`].
+struct Lines<'a> {
+    stage: &'a str,
+    keep: usize,
+    tail: VecDeque<String>,
+    line: Vec<u8>,
+    /// Bytes of the current line dropped past [`MAX_LINE`].
+    cut: u64,
+    /// The previous byte was `\r`: a `\n` now ends the line (CRLF), anything else redraws it.
+    after_cr: bool,
+}
+
+impl Lines<'_> {
+    fn push(&mut self, b: u8) {
+        if self.after_cr {
+            self.after_cr = false;
+            if b != b'\n' {
+                self.line.clear();
+                self.cut = 0;
+            }
+        }
+        match b {
+            b'\n' => self.end_line(),
+            b'\r' => self.after_cr = true,
+            _ if self.line.len() < MAX_LINE => self.line.push(b),
+            _ => self.cut += 1,
+        }
+    }
+
+    fn end_line(&mut self) {
+        let mut text = String::from_utf8_lossy(&self.line).into_owned();
+        if self.cut > 0 {
+            text.push_str(&format!(" … ({} more bytes)", self.cut));
+        }
+        tracing::info!(target: "pipe::stage", "[{}] {text}", self.stage);
+        if self.keep > 0 {
+            if self.tail.len() == self.keep {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(text);
+        }
+        self.line.clear();
+        self.cut = 0;
+    }
 }
 
 #[cfg(test)]
@@ -246,5 +367,82 @@ mod tests {
                 .message
                 .contains("cmd")
         );
+    }
+
+    #[test]
+    fn invalid_utf8_output_neither_stops_the_reader_nor_kills_the_command() {
+        // Before: the reader stopped at the bad byte and the next write died of SIGPIPE.
+        let (r, dir) = run(
+            r"printf 'caf\351\n'; printf 'caf\351\n' >&2; sleep 0.2; echo ok; echo ok >&2; echo done > $PIPE_OUT/x",
+            "",
+        );
+        r.expect("command succeeds");
+        assert!(dir.path().join("out/x").is_file());
+        let (r, _dir) = run(r"printf 'caf\351 bad\n' >&2; exit 3", "");
+        let e = r.expect_err("fails").to_string();
+        assert!(e.contains("caf\u{FFFD} bad"), "{e}");
+    }
+
+    #[test]
+    fn the_stderr_tail_is_bounded_whatever_the_command_prints() {
+        // 8 MB without a newline, then a carriage-return progress bar.
+        let (r, _dir) = run(
+            "head -c 8000000 /dev/zero | tr '\\0' x >&2; echo >&2; \
+             i=0; while [ $i -lt 3000 ]; do i=$((i+1)); printf '\\r%d%%' $i >&2; done; exit 1",
+            "",
+        );
+        let e = r.expect_err("fails").to_string();
+        assert!(e.len() < TAIL_LINES * (MAX_LINE + 64), "{} bytes", e.len());
+        assert!(
+            e.contains(&format!("({} more bytes)", 8_000_000 - MAX_LINE)),
+            "{}",
+            &e[..200]
+        );
+        // A redrawn line shows what a terminal would: its last state.
+        assert!(
+            e.ends_with("3000%"),
+            "{}",
+            &e[e.len().saturating_sub(200)..]
+        );
+    }
+
+    /// Whether `pid` runs (a zombie has ended: only its parent has not reaped it), waiting up
+    /// to 5 s for a kill to take effect.
+    fn alive(pid: &str) -> bool {
+        let stat = Path::new("/proc").join(pid.trim()).join("stat");
+        for _ in 0..100 {
+            match std::fs::read_to_string(&stat) {
+                Err(_) => return false,
+                Ok(s)
+                    if s.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+                {
+                    return false;
+                }
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn background_processes_do_not_outlive_the_command() {
+        // Neither one that lets go of the pipes (it would run on) nor one that holds them (the
+        // stage would wait for it).
+        let (r, dir) = run(
+            "sleep 30 >/dev/null 2>&1 & echo $! > $PIPE_OUT/detached; \
+             sleep 30 & echo $! > $PIPE_OUT/holding",
+            "",
+        );
+        r.expect("command succeeds");
+        for f in ["detached", "holding"] {
+            let pid = std::fs::read_to_string(dir.path().join("out").join(f)).expect("pid");
+            assert!(
+                !alive(&pid),
+                "`{f}` background process {} still runs",
+                pid.trim()
+            );
+        }
     }
 }
