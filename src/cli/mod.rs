@@ -3,6 +3,21 @@
 //! Exit codes: 0 success; 1 a stage failed (run) or corruption was found (verify);
 //! 2 bad usage or an invalid pipeline; 3 an I/O or cache error.
 
+/// `println!` for the binary's stdout: a closed stdout (`pipe run | head -1`) stops the
+/// output, never the work (`println!` would panic on EPIPE and abort the run).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` with the same rule as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod model;
 mod output;
 mod score;
@@ -17,6 +32,24 @@ use pipe::plan::{Planner, State};
 use pipe::results::{self, ResultsError};
 use pipe::run::{self, RunOptions};
 use pipe::spec::{self, Override, Spec, SpecError};
+
+/// Set once stdout is gone: nothing more is written to it.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Write to stdout, and flush; after the first failure (a closed pipe, a full disk) stop
+/// writing to it, with one debug line.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        tracing::debug!("stdout is closed, output stops here: {e}");
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -232,7 +265,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
         }
         Command::Dag { format } => {
             let spec = load(&[])?;
-            print!("{}", dag::render(&spec, format));
+            out!("{}", dag::render(&spec, format));
             Ok(Exit::Ok)
         }
         Command::Gc { dry_run, json } => {
@@ -262,7 +295,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
         Command::Serve(serve_args) => model::serve(&args.pipeline, &serve_args),
         Command::Kinds => {
             for k in crate::REGISTRY.kinds {
-                println!("{:10} {}", k.name(), k.about());
+                outln!("{:10} {}", k.name(), k.about());
             }
             Ok(Exit::Ok)
         }

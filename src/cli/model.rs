@@ -167,13 +167,13 @@ pub fn caption(pipeline: &Path, args: &CaptionArgs) -> Result<Exit, CliError> {
             .zip(&captions)
             .map(|(image, c)| serde_json::json!({ "image": image, "caption": c.text, "tokens": c.tokens }))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()
         );
     } else {
         for (image, c) in args.images.iter().zip(&captions) {
-            println!("{}\t{}", image.display(), c.text);
+            outln!("{}\t{}", image.display(), c.text);
         }
     }
     Ok(Exit::Ok)

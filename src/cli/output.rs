@@ -7,7 +7,7 @@ use pipe::spec::StageSpec;
 use serde_json::json;
 
 fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 pub fn status(statuses: &[StageStatus], as_json: bool) {
@@ -28,9 +28,9 @@ pub fn status(statuses: &[StageStatus], as_json: bool) {
     for s in statuses {
         let key = s.key.as_deref().map_or("-", short);
         let line = format!("{:width$}  {:8} {key}", s.name, s.state.as_str());
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end());
         for r in &s.reasons {
-            println!("{:width$}    {r}", "");
+            outln!("{:width$}    {r}", "");
         }
     }
 }
@@ -49,14 +49,14 @@ pub fn run_line(r: &StageReport) {
         .map(|d| format!("  {d:.1}s"))
         .unwrap_or_default();
     let line = format!("{mark} {:12} {:9} {key}{took}", r.stage, r.action.as_str());
-    println!("{}", line.trim_end());
+    outln!("{}", line.trim_end());
     if r.action != Action::Cached {
         for reason in &r.reasons {
-            println!("      {reason}");
+            outln!("      {reason}");
         }
     }
     if let Some(e) = &r.error {
-        println!("      error: {e}");
+        outln!("      error: {e}");
     }
 }
 
@@ -75,7 +75,7 @@ pub fn run_summary(reports: &[StageReport]) {
             parts.push(format!("{n} {}", a.as_str()));
         }
     }
-    println!(
+    outln!(
         "{} stage{}: {}",
         reports.len(),
         if reports.len() == 1 { "" } else { "s" },
@@ -128,7 +128,7 @@ pub fn show(planner: &Planner, stage: &StageSpec, status: &StageStatus, as_json:
         }));
         return;
     }
-    let row = |k: &str, v: &str| println!("{k:9} {v}");
+    let row = |k: &str, v: &str| outln!("{k:9} {v}");
     row("stage", &format!("{} [{}]", stage.name, stage.kind.name()));
     row("status", status.state.as_str());
     for r in &status.reasons {
@@ -183,10 +183,10 @@ pub fn gc(report: &GcReport, dry_run: bool, as_json: bool) {
     }
     let verb = if dry_run { "would remove" } else { "removed" };
     for (key, size) in &report.removed {
-        println!("{verb} {}  {}", short(key), bytes(*size));
+        outln!("{verb} {}  {}", short(key), bytes(*size));
     }
     let total: u64 = report.removed.iter().map(|(_, b)| b).sum();
-    println!(
+    outln!(
         "{verb} {} artifact{} ({}), {} work dir{}; kept {}",
         report.removed.len(),
         if report.removed.len() == 1 { "" } else { "s" },
@@ -208,14 +208,14 @@ pub fn verify(checked: usize, problems: &[VerifyProblem], dry_run: bool, as_json
     }
     for p in problems {
         let action = if dry_run { "" } else { " (evicted)" };
-        println!(
+        outln!(
             "corrupt {} [{}]: {}{action}",
             short(&p.key),
             p.stage,
             p.problem
         );
     }
-    println!(
+    outln!(
         "checked {checked} artifact{}: {} problem{}",
         if checked == 1 { "" } else { "s" },
         problems.len(),

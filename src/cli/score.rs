@@ -53,12 +53,12 @@ pub fn run(args: &ScoreArgs) -> Result<Exit, CliError> {
     };
     let report = pipe_metrics::score_files(&args.predictions, &args.references, &opts)?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
         );
     } else {
-        print!("{}", report.to_text());
+        out!("{}", report.to_text());
     }
     Ok(Exit::Ok)
 }

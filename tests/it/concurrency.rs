@@ -110,6 +110,44 @@ cmd = "sleep 77 & echo $! > sleeper.pid; wait"
 }
 
 #[test]
+fn a_closed_stdout_stops_the_output_not_the_run() {
+    // `pipe run | head -1`: before, the second line panicked on EPIPE (exit 101) and the
+    // remaining stages never ran.
+    let p = Project::new(
+        r#"
+[stages.a]
+kind = "command"
+cmd = "echo a > $PIPE_OUT/x"
+[stages.b]
+kind = "command"
+deps = ["a"]
+cmd = "sleep 0.5; echo b > $PIPE_OUT/x"
+[stages.c]
+kind = "command"
+deps = ["b"]
+cmd = "echo c > $PIPE_OUT/x"
+"#,
+    );
+    let mut child = p
+        .command(&["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut stdout, &mut first).expect("some output");
+    drop(stdout);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    assert_eq!(p.read("results/c/x").trim(), "c");
+    assert_eq!(
+        p.statuses(),
+        pairs(&[("a", "fresh"), ("b", "fresh"), ("c", "fresh")])
+    );
+}
+
+#[test]
 fn two_concurrent_runs_share_the_work_and_both_finish() {
     let p = Project::new(
         r#"
