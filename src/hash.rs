@@ -28,6 +28,11 @@ pub enum HashError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "{path} is a {what}: only regular files, directories and links to them can be hashed \
+         (a stage's output and its inputs are files)"
+    )]
+    Special { path: PathBuf, what: &'static str },
     #[error("cannot walk {path}")]
     Walk {
         path: PathBuf,
@@ -149,8 +154,16 @@ pub fn hash_tree(root: &Path, cache: &Mutex<StatCache>) -> Result<Tree, HashErro
                 path: root.to_path_buf(),
                 source,
             })?;
-            if !item.file_type().is_file() {
+            let kind = item.file_type();
+            if kind.is_dir() {
                 continue;
+            }
+            if !kind.is_file() {
+                // Never opened: reading a FIFO would wait forever for a writer.
+                return Err(HashError::Special {
+                    path: item.path().to_path_buf(),
+                    what: special_kind(&kind),
+                });
             }
             let rel = item.path().strip_prefix(root).unwrap_or(item.path());
             let rel = rel
@@ -209,6 +222,20 @@ pub fn hash_tree(root: &Path, cache: &Mutex<StatCache>) -> Result<Tree, HashErro
         digest: digest_of(&entries),
         entries,
     })
+}
+
+/// What a file that is neither regular nor a directory is, for messages.
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "device node"
+    } else {
+        "special file"
+    }
 }
 
 /// Hash a tree without any stat cache (for artifacts and `verify`).

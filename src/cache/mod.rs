@@ -80,10 +80,23 @@ impl Artifact {
     }
 }
 
-/// A run in progress: write into `out`, then [`Cache::publish`].
+/// A run in progress: write into `out`, then [`Cache::publish`]. Dropped unpublished (the
+/// stage failed, its output was refused), it removes its directory.
 pub struct Scratch {
     pub dir: PathBuf,
     pub out: PathBuf,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // After a publish the directory has been renamed away: nothing left to remove.
+        if let Err(e) = remove_tree(&self.dir) {
+            tracing::warn!(
+                "cannot remove the scratch directory {}: {e}",
+                self.dir.display()
+            );
+        }
+    }
 }
 
 pub struct Cache {

@@ -89,3 +89,52 @@ fn a_missing_input_fails_the_stage_naming_the_path() {
         text(&out.stdout)
     );
 }
+
+/// Run pipe, killing it if it has not finished within `limit` (a hang is a failure).
+fn within(cmd: &mut std::process::Command, limit: std::time::Duration) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("pipe hung for {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn special_files_in_an_output_or_an_input_are_refused_not_opened() {
+    // Before: a FIFO in $PIPE_OUT hung `pipe run` in results::update, holding the meta lock.
+    let p = Project::new(
+        "[stages.fifo]\nkind = \"command\"\ncmd = \"mkfifo $PIPE_OUT/p; echo x > $PIPE_OUT/x\"\n",
+    );
+    let limit = std::time::Duration::from_secs(60);
+    let out = within(&mut p.command(&["run"]), limit);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("is a FIFO (named pipe)") && said.contains("/out/p"),
+        "{said}"
+    );
+    assert!(artifact_dirs(&p).is_empty(), "nothing published");
+    let scratch = std::fs::read_dir(p.path("cache/v1/tmp")).map_or(0, |d| d.count());
+    assert_eq!(scratch, 0, "the refused output's scratch dir is removed");
+    // The same for an input: named, not read.
+    let q = Project::new("[stages.a]\nkind = \"command\"\ninputs = [\"data\"]\ncmd = \"true\"\n");
+    std::fs::create_dir(q.path("data")).expect("mkdir");
+    let status = std::process::Command::new("mkfifo")
+        .arg(q.path("data/pipe"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let out = within(&mut q.command(&["run"]), limit);
+    assert_ne!(out.status.code(), Some(0));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(said.contains("data/pipe is a FIFO"), "{said}");
+}
