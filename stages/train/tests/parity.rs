@@ -31,10 +31,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use pipe_backend::{CpuBackend, CpuDevice};
 use pipe_blip::load::{ModelDir, load_model};
+use pipe_blip::loss::summed_loss;
 use pipe_data::collate::{CaptionTokenizer, TokenizedCaption, pad_batch};
 use pipe_train::data::{BatchImages, ImageBatch};
 use pipe_train::lora::{LoraAdapter, LoraLayer, LoraSpec, Trainable, set_require_grad, targeted};
-use pipe_train::loss::{batch_logits, summed_loss};
+use pipe_train::loss::batch_logits;
 use pipe_train::optim::adamw;
 
 type Ad = Autodiff<CpuBackend>;
