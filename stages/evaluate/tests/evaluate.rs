@@ -15,13 +15,9 @@ use pipe_metrics::{MeteorMode, MeteorOptions, ScoreOptions};
 use pipe_stage_api::{
     BackendChoice, Outcome, ParamError, Silent, StageContext, StageError, StageKind,
 };
+use pipe_test_support::fixture;
 
 const SCRIPT: &str = "a <script>alert(\"x\")</script> & dog";
-
-fn fixture() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/blip-tiny");
-    dir.is_dir().then_some(dir)
-}
 
 /// (id, split, captions): one train and one val image, six test images.
 fn dataset() -> Vec<(String, &'static str, Vec<String>)> {
