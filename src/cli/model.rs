@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use pipe::cache::{Artifact, Cache};
 use pipe::dag;
 use pipe::plan::{Planner, State};
-use pipe_blip::{GenerationConfig, ModelDir};
+use pipe_blip::{DecodeParams, ModelDir};
 use pipe_infer::{CaptionSettings, caption_files};
 use pipe_stage_api::{BackendChoice, Silent};
 
@@ -48,9 +48,10 @@ pub struct CaptionArgs {
     /// Image files to caption.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    #[arg(long, default_value_t = 3)]
+    // The infer stage's defaults.
+    #[arg(long, default_value_t = DecodeParams::default().num_beams)]
     num_beams: usize,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = DecodeParams::default().max_new_tokens)]
     max_new_tokens: usize,
     /// Text every caption starts with, e.g. "a picture of".
     #[arg(long)]
@@ -92,9 +93,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5)]
     batch_window_ms: u64,
     /// Default beams for requests that do not say.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = pipe_serve::ServeOptions::default().decode.num_beams)]
     num_beams: usize,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = pipe_serve::ServeOptions::default().decode.max_new_tokens)]
     max_new_tokens: usize,
     /// Example images offered on the page (files or folders).
     #[arg(long, num_args = 1..)]
@@ -144,11 +145,12 @@ fn resolve(
 pub fn caption(pipeline: &Path, args: &CaptionArgs) -> Result<Exit, CliError> {
     let (model, _) = resolve(pipeline, &args.source)?;
     let settings = CaptionSettings {
-        generation: GenerationConfig {
+        generation: DecodeParams {
             num_beams: args.num_beams,
             max_new_tokens: args.max_new_tokens,
-            ..GenerationConfig::default()
-        },
+            ..DecodeParams::default()
+        }
+        .generation(),
         prompt: args.prompt.clone(),
         batch_size: args.batch_size,
     };
@@ -194,8 +196,8 @@ pub fn serve(pipeline: &Path, args: &ServeArgs) -> Result<Exit, CliError> {
         examples: args.examples.clone(),
         ..Default::default()
     };
-    opts.generation.num_beams = args.num_beams;
-    opts.generation.max_new_tokens = args.max_new_tokens;
+    opts.decode.num_beams = args.num_beams;
+    opts.decode.max_new_tokens = args.max_new_tokens;
     opts.info.source = args
         .source
         .model

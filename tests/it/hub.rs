@@ -3,7 +3,7 @@
 //! a no-op; `pipe status` never touches the network.
 
 use super::*;
-use crate::mock_hub::{Mock, fixture_files};
+use pipe_test_support::mock_hub::{Mock, fixture_files};
 
 #[test]
 fn a_hub_model_is_fetched_before_planning_and_the_next_run_is_cached() {

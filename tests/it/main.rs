@@ -7,8 +7,6 @@ mod encode;
 mod errors;
 mod hub;
 mod inspect;
-#[path = "../../crates/blip/tests/mock_hub/mod.rs"]
-mod mock_hub;
 mod model;
 mod parse_props;
 mod quickstart;
@@ -17,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::cargo::CommandCargoExt;
+/// `../shared/fixtures/blip-tiny` (a BLIP checkpoint made by transformers), or `None` with a
+/// note: tests that need it then skip.
+pub use pipe_test_support::fixture;
 
 /// A temp project with a pipeline.toml, run through the real binary.
 pub struct Project {
@@ -105,18 +106,6 @@ fn stage_column(v: &serde_json::Value, field: &str) -> Vec<(String, String)> {
         .iter()
         .map(|s| (get(s, "stage"), get(s, field)))
         .collect()
-}
-
-/// `../shared/fixtures/blip-tiny` (a BLIP checkpoint made by transformers), or `None` with a
-/// note: tests that need it then skip.
-pub fn fixture() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/blip-tiny");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: ../shared/fixtures/blip-tiny is absent");
-        None
-    }
 }
 
 pub fn text(bytes: &[u8]) -> String {

@@ -20,7 +20,7 @@ pub mod vision;
 
 pub use caption::{Caption, CaptionError, Captioner};
 pub use config::BlipConfig;
-pub use decode::{EarlyStopping, GenerationConfig};
+pub use decode::{DecodeParams, EarlyStopping, GenerationConfig};
 pub use load::{LoadError, ModelDir};
 pub use model::Blip;
 

@@ -7,8 +7,9 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{Cpu, fixture, reference_tensor, rewrite};
+use common::{Cpu, reference_tensor, rewrite};
 use pipe_blip::{Captioner, GenerationConfig};
+use pipe_test_support::reference_fixture;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -30,7 +31,9 @@ struct Case {
 
 #[test]
 fn decoding_options_match_transformers() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/decode_reference.json"

@@ -4,23 +4,15 @@
 //! `X-Repo-Commit`).
 
 mod common;
-mod mock_hub;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use common::Cpu;
-use mock_hub::{COMMIT, Mock, Seen};
 use pipe_blip::load::{HubOptions, LoadError, ModelDir, load_model};
-
-fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/blip-tiny")
-}
-
-fn fixture_files(dir: &Path) -> Option<(PathBuf, HashMap<String, Vec<u8>>)> {
-    mock_hub::fixture_files(dir)
-}
+use pipe_test_support::fixture_dir;
+use pipe_test_support::mock_hub::{COMMIT, Mock, Seen, fixture_files};
 
 fn requested(seen: &[Seen], file: &str) -> bool {
     seen.iter().any(|s| s.path.ends_with(&format!("/{file}")))

@@ -5,9 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{Cpu, fixture, rewrite};
+use common::{Cpu, rewrite};
 use pipe_blip::load::{LoadError, load_weights};
 use pipe_blip::{Blip, BlipConfig};
+use pipe_test_support::reference_fixture;
 
 fn load(dir: &Path, weights: &Path) -> Result<Blip<Cpu>, LoadError> {
     let config = BlipConfig::from_file(&dir.join("config.json")).expect("config");
@@ -16,7 +17,9 @@ fn load(dir: &Path, weights: &Path) -> Result<Blip<Cpu>, LoadError> {
 
 #[test]
 fn missing_tensor_is_named() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("m.safetensors");
     let name = "text_decoder.bert.encoder.layer.1.crossattention.self.value.weight";
@@ -28,7 +31,9 @@ fn missing_tensor_is_named() {
 
 #[test]
 fn unused_tensor_is_named() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("m.safetensors");
     rewrite(&dir, &out, |t| {
@@ -46,7 +51,9 @@ fn unused_tensor_is_named() {
 
 #[test]
 fn misshaped_tensor_is_named() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("m.safetensors");
     let name = "vision_model.encoder.layers.0.mlp.fc1.bias";
@@ -63,7 +70,9 @@ fn misshaped_tensor_is_named() {
 
 #[test]
 fn stored_tied_decoder_weight_is_accepted() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("m.safetensors");
     rewrite(&dir, &out, |t| {

@@ -6,9 +6,10 @@
 mod common;
 
 use burn::tensor::{Int, Tensor};
-use common::{Cpu, fixture, max_abs_diff, reference_tensor};
+use common::{Cpu, max_abs_diff, reference_tensor};
+use pipe_test_support::reference_fixture;
 
-use pipe_blip::loss::caption_loss;
+use pipe_blip::loss::summed_loss;
 use pipe_blip::{Captioner, GenerationConfig};
 
 fn ref_json(dir: &std::path::Path) -> serde_json::Value {
@@ -41,13 +42,17 @@ fn texts(v: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn image_embeds_logits_and_loss_match_transformers() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     check_forward(&dir);
 }
 
 #[test]
 fn greedy_and_beam3_match_transformers() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     check_decoding(&dir);
 }
 
@@ -95,7 +100,10 @@ fn check_forward(dir: &std::path::Path) {
     assert!(max < 5e-4, "logits differ by {max}");
     assert!(mean < 1e-5, "logits differ by {mean} on average");
 
-    let loss: f32 = caption_loss(logits, input_ids, mask, 0.0).into_scalar();
+    // transformers' labels: the input ids, -100 on padding.
+    let labels = input_ids.mask_fill(mask.equal_elem(0), -100);
+    let (sum, count) = summed_loss(logits, labels, 0.0);
+    let loss: f32 = (sum / count).into_scalar();
     let ref_loss = ref_json(&dir)["loss"].as_f64().expect("loss");
     eprintln!("loss {loss} vs {ref_loss}");
     assert!(
@@ -130,7 +138,9 @@ fn check_decoding(dir: &std::path::Path) {
 
 #[test]
 fn batching_does_not_change_captions() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let device = Default::default();
     let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load fixture");
     let pixels: Tensor<Cpu, 4> = reference_tensor(&dir, "pixel_values", &device);
@@ -150,7 +160,9 @@ fn batching_does_not_change_captions() {
 
 #[test]
 fn wrong_pixel_size_is_an_error() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let device = Default::default();
     let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load fixture");
     let pixels = Tensor::<Cpu, 4>::zeros([1, 3, 32, 32], &device);
@@ -162,7 +174,9 @@ fn wrong_pixel_size_is_an_error() {
 
 #[test]
 fn prompt_is_tokenized_like_transformers() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let device = Default::default();
     let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load fixture");
     // "a picture of" → a(1037) picture(3861) of(1997)
@@ -196,7 +210,9 @@ fn tensor_from<B: burn::tensor::backend::Backend, const D: usize>(
 fn in_f64_embeddings_and_logits_equal_transformers() {
     use burn::tensor::DType;
     type F64 = burn::backend::NdArray<f64>;
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let device = Default::default();
     let captioner = Captioner::<F64>::load(&dir, &device).expect("load fixture in f64");
     let reference = dir.join("reference/reference.safetensors");

@@ -1,24 +1,13 @@
 //! Parity with transformers 5.24 on the BLIP fixture in ../shared (skipped when absent):
 //! token ids identical, pixel values within a stated tolerance.
 
-use std::path::{Path, PathBuf};
-
 use pipe_data::collate::{
     Arithmetic, CaptionTokenizer, Filter, Normalizer, PreprocessorConfig, pad_batch,
     preprocess_file, resize_rgb8_with,
 };
 use pipe_data::images::{DecodeLimits, decode_rgb8};
+use pipe_test_support::reference_fixture;
 use safetensors::{Dtype, SafeTensors};
-
-fn fixture() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/blip-tiny");
-    if dir.join("reference/reference.safetensors").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("note: ../shared/fixtures/blip-tiny is absent; parity test skipped");
-        None
-    }
-}
 
 fn tensor_f32(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f32>) {
     let t = st.tensor(name).expect("tensor present");
@@ -51,7 +40,9 @@ fn tensor_i64(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<i64>) {
 
 #[test]
 fn input_ids_match_transformers() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let bytes = std::fs::read(dir.join("reference/reference.safetensors")).expect("read");
     let st = SafeTensors::deserialize(&bytes).expect("safetensors");
     let (shape, ids) = tensor_i64(&st, "input_ids");
@@ -93,7 +84,9 @@ fn input_ids_match_transformers() {
 
 #[test]
 fn pixel_values_match_transformers() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let bytes = std::fs::read(dir.join("reference/reference.safetensors")).expect("read");
     let st = SafeTensors::deserialize(&bytes).expect("safetensors");
     let (shape, reference) = tensor_f32(&st, "pixel_values");

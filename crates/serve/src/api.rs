@@ -51,10 +51,11 @@ pub struct RequestLimits {
     pub generation: GenerationConfig,
 }
 
-/// Decoding options a request may set (query string or multipart fields).
+/// Decoding options a request may set (query string or multipart fields), over the server's
+/// defaults ([`crate::ServeOptions::decode`]).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DecodeParams {
+pub struct CaptionQuery {
     pub num_beams: Option<usize>,
     pub max_new_tokens: Option<usize>,
 }
@@ -144,7 +145,7 @@ pub async fn method_not_allowed(uri: Uri) -> ApiError {
 /// `POST /api/caption`: the image as multipart field `image` or as the raw body.
 pub async fn caption(
     State(s): State<Arc<AppState>>,
-    query: Result<Query<DecodeParams>, QueryRejection>,
+    query: Result<Query<CaptionQuery>, QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
@@ -184,7 +185,7 @@ pub async fn caption(
 
 async fn serve_caption(
     s: &AppState,
-    mut params: DecodeParams,
+    mut params: CaptionQuery,
     request: Request,
 ) -> Result<CaptionResponse, ApiError> {
     let bytes = read_image(request, &mut params, s.limits.max_body_bytes).await?;
@@ -293,7 +294,7 @@ fn body_too_large(max_body: usize) -> ApiError {
 /// The image bytes, from multipart field `image` (other fields: decoding options) or the body.
 async fn read_image(
     request: Request,
-    params: &mut DecodeParams,
+    params: &mut CaptionQuery,
     max_body: usize,
 ) -> Result<Bytes, ApiError> {
     let (parts, body) = request.into_parts();
@@ -343,7 +344,7 @@ fn parse_count(name: &str, text: &str) -> Result<usize, ApiError> {
 
 /// The request's decoding options, defaulted and bounded.
 pub fn generation_for(
-    params: &DecodeParams,
+    params: &CaptionQuery,
     limits: &RequestLimits,
 ) -> Result<GenerationConfig, ApiError> {
     let mut g = limits.generation.clone();

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pipe_blip::GenerationConfig;
+use pipe_blip::DecodeParams;
 
 /// Everything configurable about the server. [`Default`] is safe to leave running: loopback
 /// only, no CORS, 10 MB bodies, a bounded queue.
@@ -32,8 +32,9 @@ pub struct ServeOptions {
     pub batch_window: Duration,
     /// Send `Access-Control-Allow-Origin: *` on the API (default off).
     pub cors: bool,
-    /// Decoding defaults for requests that do not say (`num_beams`, `max_new_tokens`, …).
-    pub generation: GenerationConfig,
+    /// Decoding defaults for requests that do not say (`num_beams`, `max_new_tokens`, …;
+    /// default: greedy, 20 new tokens).
+    pub decode: DecodeParams,
     /// Most beams a request may ask for (default 8).
     pub max_beams: usize,
     /// Most new tokens a request may ask for (default 64; also capped by the model's
@@ -63,7 +64,10 @@ impl Default for ServeOptions {
             max_batch: 8,
             batch_window: Duration::from_millis(5),
             cors: false,
-            generation: GenerationConfig::default(),
+            decode: DecodeParams {
+                num_beams: 1,
+                ..DecodeParams::default()
+            },
             max_beams: 8,
             max_new_tokens_limit: 64,
             examples: Vec::new(),

@@ -125,10 +125,10 @@ fn check(opts: &ServeOptions) -> Result<(), ServeError> {
     if opts.request_timeout.is_zero() {
         return bad("request_timeout must be positive");
     }
-    if opts.max_beams == 0 || opts.generation.num_beams == 0 {
+    if opts.max_beams == 0 || opts.decode.num_beams == 0 {
         return bad("num_beams must be at least 1");
     }
-    if opts.generation.num_beams > opts.max_beams {
+    if opts.decode.num_beams > opts.max_beams {
         return bad("the default num_beams is above max_beams");
     }
     Ok(())
@@ -166,17 +166,16 @@ fn start(
             height: size.height,
         });
     }
-    // prompt + new - 1 positions are used (see GenerationConfig::validate).
-    let token_cap = opts.max_new_tokens_limit.min(
-        facts
-            .max_positions
-            .saturating_sub(opts.generation.prompt_ids.len()),
-    );
-    if opts.generation.max_new_tokens == 0 || opts.generation.max_new_tokens > token_cap {
+    // [DEC] + new - 1 positions are used (see GenerationConfig::validate): no prompt here.
+    let token_cap = opts.max_new_tokens_limit.min(facts.max_positions);
+    if opts.decode.max_new_tokens == 0 || opts.decode.max_new_tokens > token_cap {
         return Err(ServeError::Options(format!(
             "the default max_new_tokens must be between 1 and {token_cap} for this model"
         )));
     }
+    opts.decode
+        .check()
+        .map_err(|e| ServeError::Options(format!("decoding option `{}`: {}", e.key, e.message)))?;
 
     let info = serde_json::json!({
         "model": {
@@ -189,8 +188,8 @@ fn start(
             "image_size": facts.image_size,
         },
         "defaults": {
-            "num_beams": opts.generation.num_beams,
-            "max_new_tokens": opts.generation.max_new_tokens,
+            "num_beams": opts.decode.num_beams,
+            "max_new_tokens": opts.decode.max_new_tokens,
         },
         "limits": {
             "max_beams": opts.max_beams,
@@ -223,7 +222,7 @@ fn start(
             queue_capacity: opts.queue_capacity,
             max_beams: opts.max_beams,
             max_new_tokens: token_cap,
-            generation: opts.generation.clone(),
+            generation: opts.decode.generation(),
         },
         stats: Arc::clone(&stats),
         worker: Arc::new(worker.thread),

@@ -4,8 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{expect_error, fixture, form, options, probe_bytes, start, stop, url};
+use common::{expect_error, form, options, probe_bytes, start, stop, url};
 use pipe_serve::{CaptionResponse, Health, ServeOptions};
+use pipe_test_support::model_fixture;
+use pipe_test_support::png::header_only;
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -21,41 +23,9 @@ async fn caption_ok(resp: reqwest::Response) -> CaptionResponse {
     serde_json::from_str(&text).expect("caption json")
 }
 
-/// A PNG that is only a header claiming `w × h` pixels: a decompression bomb's first bytes.
-fn png_header_only(w: u32, h: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
-    out.extend_from_slice(&13u32.to_be_bytes());
-    out.extend_from_slice(&ihdr);
-    out.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    // An IDAT of a few zero bytes: a real bomb would inflate here.
-    let idat = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01".to_vec();
-    out.extend_from_slice(&8u32.to_be_bytes());
-    out.extend_from_slice(&idat);
-    out.extend_from_slice(&crc32(&idat).to_be_bytes());
-    out
-}
-
 #[tokio::test]
 async fn caption_200_multipart_and_raw_body_agree_with_transformers() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let server = start(&dir, options()).await;
     let c = client();
     let reference: serde_json::Value = serde_json::from_slice(
@@ -117,7 +87,7 @@ async fn caption_200_multipart_and_raw_body_agree_with_transformers() {
 
 #[tokio::test]
 async fn health_info_page_and_examples() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let mut opts = options();
     opts.examples = vec![dir.join("reference/images"), dir.join("config.json")];
     opts.info.stage = Some("train".into());
@@ -209,7 +179,7 @@ async fn health_info_page_and_examples() {
 
 #[tokio::test]
 async fn unknown_paths_are_404_and_nothing_outside_the_assets_is_served() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let server = start(&dir, options()).await;
     let c = client();
     for path in [
@@ -237,7 +207,7 @@ async fn unknown_paths_are_404_and_nothing_outside_the_assets_is_served() {
 
 #[tokio::test]
 async fn malformed_requests_are_400() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let server = start(&dir, options()).await;
     let c = client();
     let post = |q: &str| c.post(url(&server, &format!("/api/caption{q}")));
@@ -305,7 +275,7 @@ async fn malformed_requests_are_400() {
 
 #[tokio::test]
 async fn not_an_image_is_415_with_a_message() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let server = start(&dir, options()).await;
     let c = client();
     let post = || c.post(url(&server, "/api/caption"));
@@ -336,7 +306,7 @@ async fn not_an_image_is_415_with_a_message() {
 
 #[tokio::test]
 async fn too_large_bodies_and_images_are_413() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let mut opts = options();
     opts.max_body_bytes = 20_000;
     opts.max_pixels = 40_000; // probe0 is 200x200 = 40,000; probe1 237x177 = 41,949
@@ -370,7 +340,7 @@ async fn too_large_bodies_and_images_are_413() {
     .await;
     assert!(t.contains("237x177"), "{t}");
     // A decompression bomb: a few bytes claiming 100,000 x 100,000 pixels, refused unread.
-    let bomb = png_header_only(100_000, 100_000);
+    let bomb = header_only(100_000, 100_000);
     assert!(bomb.len() < 100);
     let t = expect_error(post().body(bomb).send().await.expect("send"), 413).await;
     assert!(t.contains("100000x100000"), "{t}");
@@ -379,13 +349,13 @@ async fn too_large_bodies_and_images_are_413() {
 
 #[tokio::test]
 async fn a_bomb_under_default_limits_is_refused_without_allocating() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let server = start(&dir, options()).await;
     let c = client();
     // 60,000 x 60,000 = 3.6 G pixels (10.8 GB decoded): refused from the header.
     let r = c
         .post(url(&server, "/api/caption"))
-        .body(png_header_only(60_000, 60_000))
+        .body(header_only(60_000, 60_000))
         .send()
         .await
         .expect("send");
@@ -393,7 +363,7 @@ async fn a_bomb_under_default_limits_is_refused_without_allocating() {
     // A header within the limits whose data is missing: a decode error, not a crash.
     let r = c
         .post(url(&server, "/api/caption"))
-        .body(png_header_only(4_000, 4_000))
+        .body(header_only(4_000, 4_000))
         .send()
         .await
         .expect("send");
@@ -403,7 +373,7 @@ async fn a_bomb_under_default_limits_is_refused_without_allocating() {
 
 #[tokio::test]
 async fn a_full_queue_is_429() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let mut opts = options();
     opts.queue_capacity = 2;
     opts.max_batch = 1;
@@ -445,7 +415,7 @@ async fn a_full_queue_is_429() {
 
 #[tokio::test]
 async fn a_slow_request_times_out_with_504() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let mut opts = options();
     opts.request_timeout = Duration::from_millis(300);
     opts.debug_model_delay = Duration::from_millis(1500);
@@ -476,7 +446,7 @@ async fn a_slow_request_times_out_with_504() {
 
 #[tokio::test]
 async fn concurrent_requests_are_micro_batched() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let mut opts = options();
     opts.max_batch = 8;
     opts.batch_window = Duration::from_millis(300);
@@ -527,7 +497,7 @@ async fn concurrent_requests_are_micro_batched() {
 
 #[tokio::test]
 async fn cors_only_when_enabled() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let c = client();
     for cors in [false, true] {
         let server = start(&dir, ServeOptions { cors, ..options() }).await;
@@ -560,7 +530,7 @@ fn start_up_errors_are_typed() {
         .err()
         .expect("no model there");
     assert!(matches!(e, pipe_serve::ServeError::Load(_)), "{e}");
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let mut opts = options();
     opts.examples = vec![dir.join("no-such-examples")];
     let e = pipe_serve::Server::start(&dir, pipe_stage_api::BackendChoice::Cpu, opts)

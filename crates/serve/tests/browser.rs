@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fixture, form, options, probe, start, stop, url};
+use common::{form, options, probe, start, stop, url};
 use fantoccini::{ClientBuilder, Locator};
 use pipe_serve::CaptionResponse;
+use pipe_test_support::model_fixture;
 
 fn find_binary(var: &str, names: &[&str]) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(var) {
@@ -137,7 +138,7 @@ async fn wait_for_caption(client: &fantoccini::Client, want: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_captions_an_uploaded_image_in_chromium() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let chromium = find_binary(
         "CHROMIUM",
         &["chromium", "chromium-browser", "google-chrome"],

@@ -255,6 +255,90 @@ pub fn parse_params<T: DeserializeOwned>(params: &toml::Table) -> Result<T, Para
     })
 }
 
+/// [`parse_params`] for a table whose keys belong to two structs: the keys `S` declares (e.g.
+/// the decoding options several kinds share) go to `S`, the others to `T`; both use
+/// `#[serde(deny_unknown_fields)]`. (`#[serde(flatten)]` would lose `deny_unknown_fields`.)
+///
+/// A key neither knows is reported as one table's unknown field, located at the key, with
+/// every key of both in the "expected one of" list.
+pub fn parse_params_split<T: DeserializeOwned, S: DeserializeOwned>(
+    params: &toml::Table,
+) -> Result<(T, S), ParamError> {
+    let shared = struct_fields::<S>();
+    let (mut own, mut rest) = (toml::Table::new(), toml::Table::new());
+    for (k, v) in params {
+        let part = if shared.contains(&k.as_str()) {
+            &mut own
+        } else {
+            &mut rest
+        };
+        part.insert(k.clone(), v.clone());
+    }
+    let t = parse_params::<T>(&rest).map_err(|mut e| {
+        if let [key] = e.path.as_slice()
+            && e.message.starts_with("unknown field")
+        {
+            let expected: Vec<String> = struct_fields::<T>()
+                .iter()
+                .chain(shared)
+                .map(|f| format!("`{f}`"))
+                .collect();
+            e.message = format!(
+                "unknown field `{key}`, expected one of {}",
+                expected.join(", ")
+            );
+        }
+        e
+    })?;
+    Ok((t, parse_params::<S>(&own)?))
+}
+
+/// The field names a `#[derive(Deserialize)]` struct accepts (its serde `FIELDS`).
+fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    use std::cell::Cell;
+
+    use serde::de::{Deserializer, Visitor};
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("probe")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+    /// A deserializer that only records the fields it is asked for.
+    struct Probe<'a>(&'a Cell<&'static [&'static str]>);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0.set(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let fields = Cell::new(&[][..]);
+    let _ = T::deserialize(Probe(&fields));
+    fields.get()
+}
+
 /// serde reports an unknown field as "unknown field `x`, expected one of ..." without a path;
 /// recover `x` so the orchestrator can locate it.
 fn unknown_field(message: &str) -> Option<String> {
@@ -325,6 +409,45 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Shared {
+        beams: usize,
+        tokens: usize,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Own {
+        lr: f64,
+        #[serde(skip)]
+        shared: Shared,
+    }
+
+    #[test]
+    fn split_tables_go_to_their_structs() {
+        let t: toml::Table = toml::from_str("lr = 0.5\nbeams = 3").expect("valid toml");
+        let (own, shared) = parse_params_split::<Own, Shared>(&t).expect("parses");
+        assert_eq!((own.lr, shared.beams, shared.tokens), (0.5, 3, 0));
+        assert_eq!(own.shared.beams, 0, "skipped: the caller fills it");
+    }
+
+    #[test]
+    fn split_unknown_field_is_located_and_lists_every_key() {
+        let t: toml::Table = toml::from_str("lr = 0.5\nbeam = 3").expect("valid toml");
+        let e = parse_params_split::<Own, Shared>(&t).expect_err("unknown field");
+        assert_eq!(e.path, vec!["beam".to_string()]);
+        assert_eq!(
+            e.message,
+            "unknown field `beam`, expected one of `lr`, `beams`, `tokens`"
+        );
+        let t: toml::Table = toml::from_str("beams = 3").expect("valid toml");
+        let e = parse_params_split::<Own, Shared>(&t).expect_err("missing lr");
+        assert!(e.message.contains("missing field `lr`"), "{}", e.message);
+        let t: toml::Table = toml::from_str("lr = 1.0\nbeams = \"x\"").expect("valid toml");
+        assert!(parse_params_split::<Own, Shared>(&t).is_err());
     }
 
     #[test]

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use pipe_blip::{EarlyStopping, GenerationConfig};
+use pipe_blip::{DecodeParams, GenerationConfig};
 use pipe_data::prep::Split;
 use pipe_metrics::{MeteorMode, MeteorOptions, ScoreOptions};
-use pipe_stage_api::{ParamError, parse_params};
+use pipe_stage_api::{ParamError, parse_params_split};
 use serde::{Deserialize, Serialize};
 
 /// How METEOR is obtained (`meteor = "..."`).
@@ -35,7 +35,8 @@ impl MeteorParam {
     }
 }
 
-/// The stage's parameters.
+/// The stage's parameters: these keys and the decoding options ([`DecodeParams`]), side by
+/// side in the one table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -56,20 +57,6 @@ pub struct Params {
     /// The split to evaluate: train, val or test.
     #[serde(default = "default_split")]
     pub split: String,
-    #[serde(default = "default_beams")]
-    pub num_beams: usize,
-    #[serde(default = "default_new_tokens")]
-    pub max_new_tokens: usize,
-    #[serde(default)]
-    pub min_new_tokens: usize,
-    #[serde(default = "one")]
-    pub length_penalty: f32,
-    #[serde(default)]
-    pub no_repeat_ngram_size: usize,
-    #[serde(default = "one")]
-    pub repetition_penalty: f32,
-    #[serde(default)]
-    pub early_stopping: EarlyStopping,
     /// Images per batch (the loss batch holds all their captions).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -77,22 +64,16 @@ pub struct Params {
     pub meteor: MeteorParam,
     /// `meteor-1.5.jar` (relative to pipeline.toml); default: pycocoevalcap's, if installed.
     pub meteor_jar: Option<PathBuf>,
+    /// `num_beams`, `max_new_tokens`, ...: the table's other keys.
+    #[serde(skip)]
+    pub decode: DecodeParams,
 }
 
 fn default_split() -> String {
     "test".to_string()
 }
-fn default_beams() -> usize {
-    3
-}
-fn default_new_tokens() -> usize {
-    20
-}
 fn default_batch() -> usize {
     8
-}
-fn one() -> f32 {
-    1.0
 }
 
 impl Params {
@@ -109,7 +90,8 @@ impl Params {
                 ));
             }
         }
-        let p: Params = parse_params(table)?;
+        let (mut p, decode): (Params, DecodeParams) = parse_params_split(table)?;
+        p.decode = decode;
         p.split()?;
         if p.batch_size == 0 {
             return Err(ParamError::new(["batch_size"], "must be at least 1"));
@@ -136,7 +118,9 @@ impl Params {
                 return Err(ParamError::new([key], "must not be empty"));
             }
         }
-        p.check_generation()?;
+        p.decode
+            .check()
+            .map_err(|e| ParamError::new([e.key], e.message))?;
         Ok(p)
     }
 
@@ -155,40 +139,7 @@ impl Params {
 
     /// The decoding options (without a prompt).
     pub fn generation(&self) -> GenerationConfig {
-        GenerationConfig {
-            num_beams: self.num_beams,
-            max_new_tokens: self.max_new_tokens,
-            min_new_tokens: self.min_new_tokens,
-            length_penalty: self.length_penalty,
-            no_repeat_ngram_size: self.no_repeat_ngram_size,
-            repetition_penalty: self.repetition_penalty,
-            early_stopping: self.early_stopping,
-            prompt_ids: Vec::new(),
-        }
-    }
-
-    /// Limits that need the model (positions, vocabulary) are checked once it is loaded.
-    fn check_generation(&self) -> Result<(), ParamError> {
-        use pipe_blip::decode::GenerationError as G;
-        self.generation()
-            .validate(usize::MAX, usize::MAX)
-            .map_err(|e| {
-                let key = match e {
-                    G::NoBeams => "num_beams",
-                    G::NoTokens | G::TooLong { .. } => "max_new_tokens",
-                    G::MinAboveMax { .. } => "min_new_tokens",
-                    G::Penalty(_) => "repetition_penalty",
-                    G::PromptToken { .. } => "model",
-                };
-                ParamError::new([key], e.to_string())
-            })?;
-        if !self.length_penalty.is_finite() {
-            return Err(ParamError::new(
-                ["length_penalty"],
-                "must be a finite number",
-            ));
-        }
-        Ok(())
+        self.decode.generation()
     }
 
     /// The scoring options, with `meteor_jar` resolved against pipeline.toml's directory.
@@ -204,14 +155,15 @@ impl Params {
 
     /// The decoding settings as recorded in metrics.json.
     pub fn decoding_json(&self) -> serde_json::Value {
+        let d = &self.decode;
         serde_json::json!({
-            "num_beams": self.num_beams,
-            "max_new_tokens": self.max_new_tokens,
-            "min_new_tokens": self.min_new_tokens,
-            "length_penalty": self.length_penalty,
-            "no_repeat_ngram_size": self.no_repeat_ngram_size,
-            "repetition_penalty": self.repetition_penalty,
-            "early_stopping": self.early_stopping,
+            "num_beams": d.num_beams,
+            "max_new_tokens": d.max_new_tokens,
+            "min_new_tokens": d.min_new_tokens,
+            "length_penalty": d.length_penalty,
+            "no_repeat_ngram_size": d.no_repeat_ngram_size,
+            "repetition_penalty": d.repetition_penalty,
+            "early_stopping": d.early_stopping,
             "batch_size": self.batch_size,
         })
     }
@@ -230,7 +182,10 @@ mod tests {
     fn defaults() {
         let p = Params::parse(&toml::Table::new()).expect("empty table is fine");
         assert_eq!(p.split().expect("split"), Split::Test);
-        assert_eq!((p.num_beams, p.max_new_tokens, p.batch_size), (3, 20, 8));
+        assert_eq!(
+            (p.decode.num_beams, p.decode.max_new_tokens, p.batch_size),
+            (3, 20, 8)
+        );
         assert_eq!(p.meteor, MeteorParam::Auto);
     }
 

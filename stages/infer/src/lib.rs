@@ -25,20 +25,22 @@ use burn::tensor::{Tensor, TensorData};
 use pipe_data::collate::{CollateError, PreprocessorConfig, preprocess_file};
 use pipe_data::images::has_image_extension;
 use pipe_stage_api::{
-    BackendChoice, Outcome, ParamError, Progress, StageContext, StageError, StageKind, parse_params,
+    BackendChoice, Outcome, ParamError, Progress, StageContext, StageError, StageKind,
+    parse_params_split,
 };
 use serde::Deserialize;
 
 use pipe_backend::{BackendError, OnBackend, ResolvedBackend, resolve};
 use pipe_blip::caption::{Caption, CaptionError, Captioner};
-use pipe_blip::decode::{EarlyStopping, GenerationConfig};
+use pipe_blip::decode::{DecodeParams, GenerationConfig};
 use pipe_blip::load::{LoadError, ModelDir};
 
 /// The `infer` kind.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Infer;
 
-/// `[stages.<name>]` of kind `infer`.
+/// `[stages.<name>]` of kind `infer`: these keys and the decoding options ([`DecodeParams`]),
+/// side by side in the one table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Params {
@@ -54,20 +56,9 @@ struct Params {
     /// Text every caption starts with, e.g. "a picture of" (kept in the caption, as in
     /// transformers).
     prompt: Option<String>,
-    #[serde(default = "default_beams")]
-    num_beams: usize,
-    #[serde(default = "default_new_tokens")]
-    max_new_tokens: usize,
-    #[serde(default)]
-    min_new_tokens: usize,
-    #[serde(default = "one")]
-    length_penalty: f32,
-    #[serde(default)]
-    no_repeat_ngram_size: usize,
-    #[serde(default = "one")]
-    repetition_penalty: f32,
-    #[serde(default)]
-    early_stopping: EarlyStopping,
+    /// `num_beams`, `max_new_tokens`, ...: the table's other keys.
+    #[serde(skip)]
+    decode: DecodeParams,
 }
 
 fn default_batch() -> usize {
@@ -76,28 +67,12 @@ fn default_batch() -> usize {
 fn default_gallery() -> usize {
     100
 }
-fn default_beams() -> usize {
-    3
-}
-fn default_new_tokens() -> usize {
-    20
-}
-fn one() -> f32 {
-    1.0
-}
 
 impl Params {
-    fn generation(&self) -> GenerationConfig {
-        GenerationConfig {
-            num_beams: self.num_beams,
-            max_new_tokens: self.max_new_tokens,
-            min_new_tokens: self.min_new_tokens,
-            length_penalty: self.length_penalty,
-            no_repeat_ngram_size: self.no_repeat_ngram_size,
-            repetition_penalty: self.repetition_penalty,
-            early_stopping: self.early_stopping,
-            prompt_ids: Vec::new(),
-        }
+    fn parse(table: &toml::Table) -> Result<Self, ParamError> {
+        let (mut p, decode): (Params, DecodeParams) = parse_params_split(table)?;
+        p.decode = decode;
+        Ok(p)
     }
 }
 
@@ -157,7 +132,7 @@ impl StageKind for Infer {
     }
 
     fn check(&self, params: &toml::Table) -> Result<(), ParamError> {
-        let p: Params = parse_params(params)?;
+        let p = Params::parse(params)?;
         if p.images.trim().is_empty() {
             return Err(ParamError::new(["images"], "must name a folder or a glob"));
         }
@@ -165,9 +140,9 @@ impl StageKind for Infer {
             return Err(ParamError::new(["batch_size"], "must be at least 1"));
         }
         // Limits that need the model (positions, vocabulary) are checked when it is loaded.
-        p.generation()
-            .validate(usize::MAX, usize::MAX)
-            .map_err(|e| ParamError::new(Vec::<String>::new(), e.to_string()))
+        p.decode
+            .check()
+            .map_err(|e| ParamError::new([e.key], e.message))
     }
 
     fn inputs(
@@ -175,7 +150,7 @@ impl StageKind for Infer {
         params: &toml::Table,
         pipeline_dir: &Path,
     ) -> Result<Vec<PathBuf>, ParamError> {
-        let p: Params = parse_params(params)?;
+        let p = Params::parse(params)?;
         let mut inputs = image_inputs(&p.images, pipeline_dir)
             .map_err(|e| ParamError::new(["images"], e.to_string()))?;
         if let Some(model) = &p.model {
@@ -188,7 +163,7 @@ impl StageKind for Infer {
     }
 
     fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
-        let p: Params = parse_params(params)?;
+        let p = Params::parse(params)?;
         if let Some(model) = &p.model {
             ModelDir::fetch_in(model, pipeline_dir)?;
         }
@@ -269,7 +244,7 @@ fn model_dir(p: &Params, ctx: &StageContext<'_>) -> Result<ModelDir, InferError>
 }
 
 fn run(ctx: &StageContext<'_>) -> Result<Outcome, InferError> {
-    let p: Params = parse_params(ctx.params)?;
+    let p = Params::parse(ctx.params)?;
     let images = list_images(&p.images, ctx.pipeline_dir)?;
     let model = model_dir(&p, ctx)?;
     let backend = resolve(ctx.backend)?;
@@ -282,7 +257,7 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, InferError> {
         &model,
         &images,
         &CaptionSettings {
-            generation: p.generation(),
+            generation: p.decode.generation(),
             prompt: p.prompt.clone(),
             batch_size: p.batch_size,
         },
@@ -521,6 +496,9 @@ mod tests {
         assert_eq!(e.path, vec!["num_beam".to_string()]);
         let t: toml::Table = toml::from_str("images = \"x\"\nnum_beams = 0").expect("toml");
         assert!(Infer.check(&t).is_err());
+        assert_eq!(Infer.check(&t).expect_err("0 beams").path, ["num_beams"]);
+        let e = Infer.check(&t).expect_err("0 beams");
+        assert_eq!(e.message, "num_beams must be at least 1");
         let t: toml::Table =
             toml::from_str("images = \"x\"\nearly_stopping = \"never\"").expect("toml");
         assert!(Infer.check(&t).is_ok());

@@ -1,22 +1,23 @@
 //! The `infer` stage on the tiny fixture, and preprocessing parity: the probe PNGs through the
 //! collate stage's preprocessing give transformers' greedy tokens.
 
-#[path = "../../../crates/blip/tests/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::{Tensor, TensorData};
-use common::{Cpu, fixture};
 use pipe_blip::{Captioner, GenerationConfig};
 use pipe_data::collate::{PreprocessorConfig, preprocess_file};
 use pipe_infer::Infer;
 use pipe_stage_api::{BackendChoice, Silent, StageContext, StageKind};
+use pipe_test_support::reference_fixture;
+
+type Cpu = pipe_backend::CpuBackend;
 
 #[test]
 fn probe_pngs_through_our_preprocessing_give_the_reference_greedy_tokens() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let device = Default::default();
     let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load");
     let pre = PreprocessorConfig::from_file(&dir.join("preprocessor_config.json")).expect("pre");
@@ -73,7 +74,9 @@ fn run_stage(
 
 #[test]
 fn infer_writes_jsonl_csv_and_gallery() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let root = tempfile::tempdir().expect("root");
     let photos = root.path().join("photos");
     std::fs::create_dir(&photos).expect("mkdir");
@@ -125,7 +128,9 @@ fn infer_writes_jsonl_csv_and_gallery() {
 
 #[test]
 fn a_corrupt_image_is_named() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
     let root = tempfile::tempdir().expect("root");
     std::fs::create_dir(root.path().join("photos")).expect("mkdir");
     std::fs::write(

@@ -36,29 +36,10 @@ fn jpeg(w: u32, h: u32, exif: Option<Vec<u8>>) -> Vec<u8> {
     buf
 }
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 /// A valid small PNG whose header claims 100000 × 100000 pixels.
 fn bomb_png() -> Vec<u8> {
     let mut b = noisy_png(8, 8);
-    // IHDR data starts at byte 16 (8 signature + 4 length + 4 type).
-    b[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-    b[20..24].copy_from_slice(&100_000u32.to_be_bytes());
-    let crc = crc32(&b[12..29]);
-    b[29..33].copy_from_slice(&crc.to_be_bytes());
+    pipe_test_support::png::claim_size(&mut b, 100_000, 100_000);
     b
 }
 

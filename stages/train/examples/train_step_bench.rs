@@ -24,11 +24,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use pipe_backend::CpuBackend;
 use pipe_blip::load::{ModelDir, load_model};
+use pipe_blip::loss::summed_loss;
 use pipe_train::data::{BatchImages, ImageBatch};
 use pipe_train::lora::{
     LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted,
 };
-use pipe_train::loss::{batch_logits, summed_loss};
+use pipe_train::loss::batch_logits;
 use pipe_train::optim::adamw;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 

@@ -21,10 +21,11 @@ use crate::checkpoint::{self, Contents, History, TrainPoint, TrainState, ValPoin
 use crate::data::load_batch;
 use crate::error::TrainError;
 use crate::lora::{LoraSpec, Trainable};
-use crate::loss::{batch_logits, summed_loss};
+use crate::loss::batch_logits;
 use crate::optim::{GroupedAdamW, clip_global_norm};
 use crate::params::TrainParams;
 use crate::schedule::lr_at;
+use pipe_blip::loss::summed_loss;
 use pipe_features::Features;
 
 /// What the loop needs besides the model and data.

@@ -1,38 +1,12 @@
-//! The captioning loss as transformers computes it from `labels`: logits at t score label t+1,
-//! -100 labels (the [DEC] start, a prompt, padding) are ignored, optional label smoothing as
-//! `torch.nn.CrossEntropyLoss(label_smoothing=ε)`.
+//! The teacher-forced logits a training batch is scored on; the loss over them is
+//! [`pipe_blip::loss::summed_loss`], the one evaluate's test loss uses too.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use pipe_blip::Blip;
 use pipe_blip::text::KvCache;
 
 use crate::data::{BatchImages, ImageBatch};
-
-/// Summed loss over the scored tokens and their number: `(Σ loss [1], count [1])`.
-pub fn summed_loss<B: Backend>(
-    logits: Tensor<B, 3>,
-    labels: Tensor<B, 2, Int>,
-    label_smoothing: f64,
-) -> (Tensor<B, 1>, Tensor<B, 1>) {
-    let [r, l, _] = logits.dims();
-    let logp = log_softmax(logits.narrow(1, 0, l - 1), 2); // [R, L-1, V]
-    let targets = labels.narrow(1, 1, l - 1); // [R, L-1]
-    let keep = targets.clone().greater_equal_elem(0).float(); // [R, L-1]
-    let safe = targets.clamp_min(0);
-    let nll = -logp
-        .clone()
-        .gather(2, safe.reshape([r, l - 1, 1]))
-        .reshape([r, l - 1]);
-    let per_token = if label_smoothing > 0.0 {
-        let uniform = -logp.mean_dim(2).reshape([r, l - 1]);
-        nll * (1.0 - label_smoothing) + uniform * label_smoothing
-    } else {
-        nll
-    };
-    ((per_token * keep.clone()).sum(), keep.sum())
-}
 
 /// Teacher-forced logits `[R, L, V]` of a batch: the vision encoder once per image, the
 /// cross-attention keys/values once per image, shared by its caption rows.

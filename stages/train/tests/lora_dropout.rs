@@ -10,10 +10,11 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use pipe_backend::{CpuBackend, CpuDevice};
+use pipe_blip::loss::summed_loss;
 use pipe_blip::{Blip, BlipConfig};
 use pipe_train::data::{BatchImages, ImageBatch};
 use pipe_train::lora::{LoraAdapter, LoraSpec, Trainable, set_require_grad, targeted};
-use pipe_train::loss::{batch_logits, summed_loss};
+use pipe_train::loss::batch_logits;
 
 type Ad = Autodiff<CpuBackend>;
 

@@ -31,10 +31,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use pipe_backend::{CpuBackend, CpuDevice};
 use pipe_blip::load::{ModelDir, load_model};
+use pipe_blip::loss::summed_loss;
 use pipe_data::collate::{CaptionTokenizer, TokenizedCaption, pad_batch};
+use pipe_test_support::model_fixture;
 use pipe_train::data::{BatchImages, ImageBatch};
 use pipe_train::lora::{LoraAdapter, LoraLayer, LoraSpec, Trainable, set_require_grad, targeted};
-use pipe_train::loss::{batch_logits, summed_loss};
+use pipe_train::loss::batch_logits;
 use pipe_train::optim::adamw;
 
 type Ad = Autodiff<CpuBackend>;
@@ -42,16 +44,6 @@ type Ad = Autodiff<CpuBackend>;
 const LOSS_TOL: f64 = 1e-5;
 const GRAD_REL_TOL: f64 = 3e-4;
 const STEP_REL_TOL: f64 = 1e-5;
-
-fn fixture() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/blip-tiny");
-    if dir.join("model.safetensors").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is absent", dir.display());
-        None
-    }
-}
 
 fn reference_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -181,7 +173,7 @@ fn loss_of<B: Backend>(
 
 #[test]
 fn one_lora_step_matches_transformers_and_peft() {
-    let Some(dir) = fixture() else { return };
+    let Some(dir) = model_fixture() else { return };
     let reference = load_reference();
     let device = CpuDevice::default();
 

@@ -53,6 +53,97 @@ impl Default for GenerationConfig {
     }
 }
 
+/// The decoding options a user sets, under the same names everywhere: the `infer` and
+/// `evaluate` stage tables of pipeline.toml (keys at the top of the table), `pipe caption` and
+/// `pipe serve`. [`GenerationConfig`] less the prompt, whose ids come from the tokenizer.
+///
+/// Defaults: 3 beams and 20 new tokens (what BLIP's authors evaluate with), otherwise
+/// transformers' (`pipe serve` answers greedily by default: it sets `num_beams = 1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecodeParams {
+    /// 1: greedy search; more: beam search.
+    pub num_beams: usize,
+    /// Tokens generated after the prompt at most (the `[SEP]` included).
+    pub max_new_tokens: usize,
+    /// `[SEP]` is forbidden until this many tokens have been generated.
+    pub min_new_tokens: usize,
+    /// Finished beams score `sum log p / generated_len ^ length_penalty`.
+    pub length_penalty: f32,
+    /// An n-gram of this size may occur once per sequence (0: off).
+    pub no_repeat_ngram_size: usize,
+    /// Scores of tokens already in the sequence are divided (if positive) or multiplied (if
+    /// negative) by this (1.0: off).
+    pub repetition_penalty: f32,
+    /// When beam search stops (`false`, `true` or `"never"`).
+    pub early_stopping: EarlyStopping,
+}
+
+impl Default for DecodeParams {
+    fn default() -> Self {
+        let g = GenerationConfig::default();
+        Self {
+            num_beams: 3,
+            max_new_tokens: g.max_new_tokens,
+            min_new_tokens: g.min_new_tokens,
+            length_penalty: g.length_penalty,
+            no_repeat_ngram_size: g.no_repeat_ngram_size,
+            repetition_penalty: g.repetition_penalty,
+            early_stopping: g.early_stopping,
+        }
+    }
+}
+
+/// A decoding option that cannot work, and the key that set it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct DecodeParamError {
+    /// The option at fault (`num_beams`, `max_new_tokens`, ...).
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl DecodeParams {
+    /// The generation settings, without a prompt.
+    pub fn generation(&self) -> GenerationConfig {
+        GenerationConfig {
+            num_beams: self.num_beams,
+            max_new_tokens: self.max_new_tokens,
+            min_new_tokens: self.min_new_tokens,
+            length_penalty: self.length_penalty,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            repetition_penalty: self.repetition_penalty,
+            early_stopping: self.early_stopping,
+            prompt_ids: Vec::new(),
+        }
+    }
+
+    /// Check what can be checked without the model (its positions and vocabulary are checked
+    /// by [`GenerationConfig::validate`] once it is loaded); the error names the key.
+    pub fn check(&self) -> Result<(), DecodeParamError> {
+        use GenerationError as G;
+        self.generation()
+            .validate(usize::MAX, usize::MAX)
+            .map_err(|e| DecodeParamError {
+                key: match e {
+                    G::NoBeams => "num_beams",
+                    G::NoTokens | G::TooLong { .. } => "max_new_tokens",
+                    G::PromptToken { .. } => "prompt",
+                    G::MinAboveMax { .. } => "min_new_tokens",
+                    G::Penalty(_) => "repetition_penalty",
+                },
+                message: e.to_string(),
+            })?;
+        if !self.length_penalty.is_finite() {
+            return Err(DecodeParamError {
+                key: "length_penalty",
+                message: "must be a finite number".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// transformers' `early_stopping`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(from = "EarlyStoppingRepr", into = "EarlyStoppingRepr")]
@@ -270,6 +361,60 @@ pub enum DecodeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_params_defaults_and_checks_name_their_key() {
+        let d: DecodeParams = serde_json::from_str("{}").expect("all defaulted");
+        assert_eq!(d, DecodeParams::default());
+        assert_eq!((d.num_beams, d.max_new_tokens), (3, 20));
+        let g = d.generation();
+        assert_eq!(
+            g,
+            GenerationConfig {
+                num_beams: 3,
+                ..GenerationConfig::default()
+            }
+        );
+        let key = |d: DecodeParams| d.check().expect_err("rejected").key;
+        let base = DecodeParams::default;
+        assert_eq!(
+            key(DecodeParams {
+                num_beams: 0,
+                ..base()
+            }),
+            "num_beams"
+        );
+        assert_eq!(
+            key(DecodeParams {
+                max_new_tokens: 0,
+                ..base()
+            }),
+            "max_new_tokens"
+        );
+        assert_eq!(
+            key(DecodeParams {
+                min_new_tokens: 21,
+                ..base()
+            }),
+            "min_new_tokens"
+        );
+        assert_eq!(
+            key(DecodeParams {
+                repetition_penalty: 0.0,
+                ..base()
+            }),
+            "repetition_penalty"
+        );
+        assert_eq!(
+            key(DecodeParams {
+                length_penalty: f32::NAN,
+                ..base()
+            }),
+            "length_penalty"
+        );
+        let e = serde_json::from_str::<DecodeParams>(r#"{"num_beam": 2}"#).expect_err("typo");
+        assert!(e.to_string().contains("unknown field `num_beam`"), "{e}");
+    }
 
     fn procs(rep: f32, ngram: usize, min_new: usize) -> Processors {
         let g = GenerationConfig {

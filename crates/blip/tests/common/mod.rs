@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: the fixture's location and reference tensors.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Map, Value};
 
@@ -9,18 +9,6 @@ use burn::store::{ModuleStore, SafetensorsStore};
 use burn::tensor::{DType, Tensor};
 
 pub type Cpu = pipe_backend::CpuBackend;
-
-/// `../shared/fixtures/blip-tiny` from the project root, or `None` (the test then skips).
-pub fn fixture() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = root.join("../shared/fixtures/blip-tiny");
-    if dir.join("reference/reference.safetensors").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is absent", dir.display());
-        None
-    }
-}
 
 /// A tensor of reference.safetensors as f32.
 pub fn reference_tensor<const D: usize>(

@@ -6,18 +6,6 @@ use std::path::{Path, PathBuf};
 use pipe_serve::{ServeOptions, Server};
 use pipe_stage_api::BackendChoice;
 
-/// `../shared/fixtures/blip-tiny` from the project root, or `None` (the test then skips).
-pub fn fixture() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = root.join("../shared/fixtures/blip-tiny");
-    if dir.join("model.safetensors").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is absent", dir.display());
-        None
-    }
-}
-
 /// A probe image of the fixture.
 pub fn probe(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("reference/images/probe{i}.png"))

@@ -2,8 +2,6 @@
 //! the way huggingface.co serves it (`/ORG/NAME/resolve/REV/FILE`, ranged GETs answered with
 //! `Content-Range`, `ETag` and `X-Repo-Commit`). Shared by pipe-blip's tests and the binary's.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,0 +1,50 @@
+//! Helpers for the workspace's tests (a dev-dependency only): where the shared blip-tiny
+//! fixture is, PNG bytes with a chosen header, and a mock Hugging Face Hub.
+//!
+//! The fixture (`../shared/fixtures/blip-tiny` from the project root: a BLIP checkpoint and
+//! transformers' reference outputs, made by `bench/`) is not in the repository: a test that
+//! needs it gets `None` with a printed reason and returns early, so a checkout without it
+//! still passes.
+
+pub mod mock_hub;
+pub mod png;
+
+use std::path::PathBuf;
+
+/// `../shared/fixtures/blip-tiny` from the project root, whether or not it exists.
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/blip-tiny")
+}
+
+/// The fixture directory if it exists, else `None` after printing why (the test then skips).
+pub fn fixture() -> Option<PathBuf> {
+    let dir = fixture_dir();
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: {} is absent", dir.display());
+        None
+    }
+}
+
+/// The fixture directory if it holds `model.safetensors`, else `None` after printing why.
+pub fn model_fixture() -> Option<PathBuf> {
+    fixture_holding("model.safetensors")
+}
+
+/// The fixture directory if it holds transformers' outputs
+/// (`reference/reference.safetensors`, what the parity tests compare with), else `None` after
+/// printing why.
+pub fn reference_fixture() -> Option<PathBuf> {
+    fixture_holding("reference/reference.safetensors")
+}
+
+fn fixture_holding(file: &str) -> Option<PathBuf> {
+    let dir = fixture_dir();
+    if dir.join(file).is_file() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: {} is absent", dir.join(file).display());
+        None
+    }
+}
