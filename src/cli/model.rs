@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use pipe::cache::{Artifact, Cache};
 use pipe::dag;
 use pipe::plan::{Planner, State};
-use pipe_blip::{GenerationConfig, ModelDir};
+use pipe_blip::GenerationConfig;
+use pipe_hub::{HubOptions, ModelDir};
 use pipe_infer::{CaptionSettings, caption_files};
 use pipe_stage_api::{BackendChoice, Silent};
 
@@ -112,7 +113,11 @@ fn resolve(
     source: &ModelSource,
 ) -> Result<(ModelDir, Option<(String, Artifact)>), CliError> {
     if let Some(model) = &source.model {
-        return Ok((ModelDir::resolve(model)?, None));
+        let hub = HubOptions::from_env();
+        return Ok((
+            pipe_hub::ModelSource::parse(model, &hub)?.resolve(&hub)?,
+            None,
+        ));
     }
     let Some(stage) = &source.stage else {
         return Err(CliError::Model(
@@ -149,7 +154,7 @@ fn resolve(
             dir.display()
         )));
     }
-    let model = ModelDir::resolve(&dir.to_string_lossy())?;
+    let model = ModelDir::open(dir)?;
     Ok((model, Some((stage.clone(), artifact))))
 }
 

@@ -7,7 +7,7 @@ mod encode;
 mod errors;
 mod hub;
 mod inspect;
-#[path = "../../crates/blip/tests/mock_hub/mod.rs"]
+#[path = "../../crates/hub/tests/mock_hub/mod.rs"]
 mod mock_hub;
 mod model;
 mod parse_props;
