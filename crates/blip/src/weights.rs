@@ -124,8 +124,6 @@ pub enum LoadError {
     Unused { path: String, names: Vec<String> },
 }
 
-/// Where and how Hub ids are looked up and downloaded. [`HubOptions::from_env`] reads the
-
 /// Read the config and the weights of `dir` onto `device`.
 pub fn load_model<B: Backend>(
     dir: &ModelDir,
