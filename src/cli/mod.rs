@@ -164,6 +164,8 @@ pub enum CliError {
     #[error(transparent)]
     Load(#[from] pipe_blip::LoadError),
     #[error(transparent)]
+    Hub(#[from] pipe_hub::HubError),
+    #[error(transparent)]
     Caption(Box<pipe_infer::InferError>),
     #[error(transparent)]
     Serve(#[from] pipe_serve::ServeError),
@@ -177,7 +179,7 @@ impl CliError {
             CliError::Cache(_) | CliError::Results(_) => 3,
             CliError::Metrics(pipe_metrics::MetricsError::Io { .. }) => 3,
             CliError::Metrics(_) => 2,
-            CliError::Model(_) | CliError::Load(_) => 2,
+            CliError::Model(_) | CliError::Load(_) | CliError::Hub(_) => 2,
             CliError::Caption(_) => 3,
             CliError::Serve(pipe_serve::ServeError::Options(_)) => 2,
             CliError::Serve(_) => 3,

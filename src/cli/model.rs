@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use pipe::cache::{Artifact, Cache};
 use pipe::dag;
 use pipe::plan::{Planner, State};
-use pipe_blip::{DecodeParams, ModelDir};
+use pipe_blip::DecodeParams;
+use pipe_hub::{HubOptions, ModelDir};
 use pipe_infer::{CaptionSettings, caption_files};
 use pipe_stage_api::{BackendChoice, Silent};
 
@@ -113,7 +114,11 @@ fn resolve(
     source: &ModelSource,
 ) -> Result<(ModelDir, Option<(String, Artifact)>), CliError> {
     if let Some(model) = &source.model {
-        return Ok((ModelDir::resolve(model)?, None));
+        let hub = HubOptions::from_env();
+        return Ok((
+            pipe_hub::ModelSource::parse(model, &hub)?.resolve(&hub)?,
+            None,
+        ));
     }
     let Some(stage) = &source.stage else {
         return Err(CliError::Model(

@@ -8,8 +8,9 @@ use tokenizers::Tokenizer;
 
 use crate::config::BlipConfig;
 use crate::decode::{DecodeError, GenerationConfig, SpecialTokens, beam, greedy};
-use crate::load::{LoadError, ModelDir, load_model};
 use crate::model::Blip;
+use crate::weights::{LoadError, load_model};
+use pipe_hub::ModelDir;
 
 /// One image's caption.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -25,6 +26,8 @@ pub struct Caption {
 pub enum CaptionError {
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Hub(#[from] pipe_hub::HubError),
     #[error("cannot read the tokenizer {path}: {message}")]
     Tokenizer { path: String, message: String },
     #[error("cannot decode token ids: {0}")]
@@ -46,11 +49,10 @@ pub struct Captioner<B: Backend> {
 }
 
 impl<B: Backend> Captioner<B> {
-    /// Load a checkpoint directory (or a Hub id, from the Hugging Face cache or downloaded,
-    /// see [`ModelDir::resolve`]) with its `tokenizer.json`.
-    pub fn load(source: impl AsRef<Path>, device: &B::Device) -> Result<Self, CaptionError> {
-        let source = source.as_ref().to_string_lossy().into_owned();
-        let dir = ModelDir::resolve(&source)?;
+    /// Load a checkpoint directory (a Hub id is `pipe_hub::ModelSource`'s to find) with its
+    /// `tokenizer.json`.
+    pub fn load(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, CaptionError> {
+        let dir = ModelDir::open(dir.as_ref())?;
         let tokenizer_path = dir.tokenizer_path();
         let tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| CaptionError::Tokenizer {

@@ -2,7 +2,9 @@
 //!
 //! - [`config`]: `config.json` as typed structs; every size comes from it.
 //! - [`vision`], [`text`], [`model`]: the modules, named after the checkpoint's tensors.
-//! - [`load`]: finding a checkpoint and loading `model.safetensors` through burn-store.
+//! - [`weights`]: loading `model.safetensors` through burn-store, and the checkpoint names of
+//!   the module tree (one rename table, both directions). Finding a checkpoint (a directory or
+//!   a Hub id) is `pipe_hub`'s.
 //! - [`decode`]: greedy and beam search with transformers' semantics.
 //! - [`caption`]: [`Captioner`], the entry point.
 //! - [`loss`]: the captioning loss (teacher forcing).
@@ -12,17 +14,17 @@ pub mod caption;
 pub mod config;
 pub mod decode;
 mod layers;
-pub mod load;
 pub mod loss;
 pub mod model;
 pub mod text;
 pub mod vision;
+pub mod weights;
 
 pub use caption::{Caption, CaptionError, Captioner};
 pub use config::BlipConfig;
 pub use decode::{DecodeParams, EarlyStopping, GenerationConfig};
-pub use load::{LoadError, ModelDir};
 pub use model::Blip;
+pub use weights::LoadError;
 
 /// The model source that means "no checkpoint: random initialisation" (train from scratch).
 pub const SCRATCH: &str = "scratch";

@@ -1,5 +1,5 @@
 //! BlipForConditionalGeneration: the vision encoder and the text decoder side by side, with the
-//! module tree named after the checkpoint's tensors (`vision_model.*`, `text_decoder.*`).
+//! module tree named after the checkpoint's tensors (`weights::RENAMES` lists the exceptions) (`vision_model.*`, `text_decoder.*`).
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -10,7 +10,7 @@ use crate::text::{KvCache, TextDecoder};
 use crate::vision::VisionModel;
 
 /// The captioning model. Build it with [`Blip::new`] (zero, lazily allocated parameters) and
-/// fill it with [`crate::load::load_weights`], or use [`crate::load::load_model`].
+/// fill it with [`crate::weights::load_weights`], or use [`crate::weights::load_model`].
 #[derive(Module, Debug)]
 pub struct Blip<B: Backend> {
     pub vision_model: VisionModel<B>,

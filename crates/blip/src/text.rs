@@ -9,9 +9,6 @@
 //! Caches live outside the modules: [`SelfKv`] (grows by T each call, reordered between beams)
 //! and [`CrossKv`] (the image's keys/values, computed once per image and read by all its rows).
 
-// Field names are the checkpoint's tensor names (`LayerNorm`), also inside derived code.
-#![allow(non_snake_case)]
-
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear};
 use burn::tensor::activation::softmax;
@@ -41,7 +38,7 @@ pub struct TextModel<B: Backend> {
 pub struct TextEmbeddings<B: Backend> {
     pub word_embeddings: Embedding<B>,
     pub position_embeddings: Embedding<B>,
-    pub LayerNorm: LayerNorm<B>,
+    pub layer_norm: LayerNorm<B>,
 }
 
 /// `text_decoder.bert.encoder`.
@@ -63,8 +60,8 @@ pub struct TextLayer<B: Backend> {
 /// `…{attention|crossattention}`.
 #[derive(Module, Debug)]
 pub struct TextAttention<B: Backend> {
-    /// The checkpoint calls this `self`, a Rust keyword: `load.rs` maps `.self.` ↔ `.self_.`.
-    pub self_: QkvProjections<B>,
+    /// The checkpoint's `self` (a Rust keyword; `weights::RENAMES` maps the name).
+    pub projections: QkvProjections<B>,
     pub output: AddNorm<B>,
 }
 
@@ -134,7 +131,7 @@ fn project<B: Backend>(
 #[derive(Module, Debug)]
 pub struct AddNorm<B: Backend> {
     pub dense: Linear<B>,
-    pub LayerNorm: LayerNorm<B>,
+    pub layer_norm: LayerNorm<B>,
 }
 
 /// `…intermediate`: dense (D → 4D) then the activation.
@@ -165,7 +162,7 @@ pub struct LmPredictions<B: Backend> {
 #[derive(Module, Debug)]
 pub struct LmTransform<B: Backend> {
     pub dense: Linear<B>,
-    pub LayerNorm: LayerNorm<B>,
+    pub layer_norm: LayerNorm<B>,
     #[module(skip)]
     pub act: Activation,
 }
@@ -226,7 +223,7 @@ impl<B: Backend> TextDecoder<B> {
         };
         let add_norm = |d_in: usize| AddNorm {
             dense: linear(d_in, d, device),
-            LayerNorm: layer_norm(d, eps, device),
+            layer_norm: layer_norm(d, eps, device),
         };
         let qkv = |d_kv: usize| QkvProjections {
             query: linear(d, d, device),
@@ -238,11 +235,11 @@ impl<B: Backend> TextDecoder<B> {
         let layer = (0..c.num_hidden_layers)
             .map(|_| TextLayer {
                 attention: TextAttention {
-                    self_: qkv(d),
+                    projections: qkv(d),
                     output: add_norm(d),
                 },
                 crossattention: TextAttention {
-                    self_: qkv(c.encoder_hidden_size),
+                    projections: qkv(c.encoder_hidden_size),
                     output: add_norm(d),
                 },
                 intermediate: Intermediate {
@@ -257,7 +254,7 @@ impl<B: Backend> TextDecoder<B> {
                 embeddings: TextEmbeddings {
                     word_embeddings: embedding(c.vocab_size),
                     position_embeddings: embedding(c.max_position_embeddings),
-                    LayerNorm: layer_norm(d, eps, device),
+                    layer_norm: layer_norm(d, eps, device),
                 },
                 encoder: TextEncoder { layer },
             },
@@ -265,7 +262,7 @@ impl<B: Backend> TextDecoder<B> {
                 predictions: LmPredictions {
                     transform: LmTransform {
                         dense: linear(d, d, device),
-                        LayerNorm: layer_norm(d, eps, device),
+                        layer_norm: layer_norm(d, eps, device),
                         act: c.hidden_act,
                     },
                     bias: Initializer::Zeros.init([c.vocab_size], device),
@@ -287,7 +284,7 @@ impl<B: Backend> TextDecoder<B> {
             .layer
             .iter()
             .map(|layer| {
-                let p = &layer.crossattention.self_;
+                let p = &layer.crossattention.projections;
                 CrossKv {
                     k: split_heads(p.key(image_embeds.clone()), p.num_heads),
                     v: split_heads(p.value(image_embeds.clone()), p.num_heads),
@@ -321,7 +318,7 @@ impl<B: Backend> TextDecoder<B> {
         let positions =
             Tensor::<B, 1, Int>::arange(past as i64..(past + t) as i64, &device).reshape([1, t]);
         let x = emb.word_embeddings.forward(input_ids) + emb.position_embeddings.forward(positions);
-        let mut x = emb.LayerNorm.forward(x);
+        let mut x = emb.layer_norm.forward(x);
 
         // Mask over [T queries, P+T keys]: query i sits at absolute position P+i and may see
         // keys 0..=P+i. Only needed when T > 1 or keys are padded.
@@ -334,16 +331,17 @@ impl<B: Backend> TextDecoder<B> {
             } else {
                 cache.layers.get(i).cloned()
             };
-            let (y, kv) = layer
-                .attention
-                .self_
-                .self_attention(x.clone(), past_kv, mask.clone());
-            x = layer.attention.output.forward(y, x);
-            let y =
+            let (y, kv) =
                 layer
-                    .crossattention
-                    .self_
-                    .cross_attention(x.clone(), &cross[i], rows_per_image);
+                    .attention
+                    .projections
+                    .self_attention(x.clone(), past_kv, mask.clone());
+            x = layer.attention.output.forward(y, x);
+            let y = layer.crossattention.projections.cross_attention(
+                x.clone(),
+                &cross[i],
+                rows_per_image,
+            );
             x = layer.crossattention.output.forward(y, x);
             let y = activate(
                 linear_rows(&layer.intermediate.dense, x.clone()),
@@ -363,7 +361,7 @@ impl<B: Backend> TextDecoder<B> {
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let p = &self.cls.predictions;
         let h = linear_rows(&p.transform.dense, hidden);
-        let h = p.transform.LayerNorm.forward(activate(h, p.transform.act));
+        let h = p.transform.layer_norm.forward(activate(h, p.transform.act));
         let [r, t, d] = h.dims();
         // Tied decoder: word_embeddings is [V, D]; logits = h · Wᵀ + b.
         let w = self.bert.embeddings.word_embeddings.weight.val(); // [V, D]
@@ -488,7 +486,7 @@ impl<B: Backend> QkvProjections<B> {
 impl<B: Backend> AddNorm<B> {
     /// LN(residual + dense(x)).
     fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.LayerNorm
+        self.layer_norm
             .forward(linear_rows(&self.dense, x) + residual)
     }
 }

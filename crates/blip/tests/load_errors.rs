@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::{Cpu, rewrite};
-use pipe_blip::load::{LoadError, load_weights};
+use pipe_blip::weights::{LoadError, load_weights};
 use pipe_blip::{Blip, BlipConfig};
 use pipe_test_support::reference_fixture;
 
@@ -85,35 +85,4 @@ fn stored_tied_decoder_weight_is_accepted() {
         t.push(w);
     });
     load(&dir, &out).expect("tied copy is fine");
-}
-
-#[test]
-fn unknown_source_says_how_to_get_it() {
-    let cache = tempfile::tempdir().expect("tmp");
-    let hub = pipe_blip::load::HubOptions {
-        offline: true,
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..pipe_blip::load::HubOptions::from_env()
-    };
-    let e =
-        pipe_blip::ModelDir::resolve_with("no-such-org/no-such-model", &hub).expect_err("absent");
-    let msg = e.to_string();
-    assert!(msg.contains("download"), "{msg}");
-}
-
-#[test]
-fn a_missing_relative_directory_is_not_taken_for_a_hub_id() {
-    let base = tempfile::tempdir().expect("tmp");
-    let e = pipe_blip::ModelDir::resolve_in("./models/blip", base.path()).expect_err("absent");
-    assert!(
-        matches!(e, pipe_blip::LoadError::NoDirectory { .. }),
-        "{e:?}"
-    );
-    let msg = e.to_string();
-    let want = base.path().join("models/blip");
-    assert!(
-        msg.contains(&format!("--local-dir {}", want.display())),
-        "{msg}"
-    );
-    assert!(pipe_blip::ModelDir::find_in("./models/blip", base.path()).is_none());
 }

@@ -10,8 +10,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::{get, post};
-use pipe_blip::ModelDir;
 use pipe_data::collate::PreprocessorConfig;
+use pipe_hub::{HubOptions, ModelSource};
 use pipe_stage_api::BackendChoice;
 use tokio::sync::{Semaphore, oneshot};
 use tower_http::cors::{Any, CorsLayer};
@@ -141,8 +141,10 @@ fn start(
     until_signal: bool,
 ) -> Result<Server, ServeError> {
     check(&opts)?;
-    let dir =
-        ModelDir::resolve(&model_dir.to_string_lossy()).map_err(|e| ServeError::Load(e.into()))?;
+    let hub = HubOptions::from_env();
+    let dir = ModelSource::parse(&model_dir.to_string_lossy(), &hub)
+        .and_then(|source| source.resolve(&hub))
+        .map_err(|e| ServeError::Load(e.into()))?;
     let preprocessor = PreprocessorConfig::from_model_dir(&dir.dir)?;
     let examples = page::load_examples(&opts.examples, opts.max_examples, opts.max_body_bytes)?;
     let resolved = pipe_backend::resolve(backend)?;

@@ -1,6 +1,6 @@
 //! A mock Hugging Face Hub on 127.0.0.1 for tests: one repo (any name, any revision) served
 //! the way huggingface.co serves it (`/ORG/NAME/resolve/REV/FILE`, ranged GETs answered with
-//! `Content-Range`, `ETag` and `X-Repo-Commit`). Shared by pipe-blip's tests and the binary's.
+//! `Content-Range`, `ETag` and `X-Repo-Commit`). Shared by pipe-hub's tests and the binary's.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use pipe_blip::load::HubOptions;
+use pipe_hub::HubOptions;
 
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 

@@ -19,12 +19,13 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use pipe_backend::{BackendError, OnBackend, resolve};
-use pipe_blip::load::{LoadError, ModelDir, load_model};
+use pipe_blip::weights::{LoadError, load_model};
 use pipe_data::collate::{CollateError, Collated};
 use pipe_features::{
     Dtype, FORMAT, FeatureWriter, FeaturesError, FeaturesMeta, collate_fingerprint,
     vision_fingerprint,
 };
+use pipe_hub::{HubError, HubOptions, ModelSource};
 use pipe_stage_api::{
     Outcome, ParamError, StageContext, StageError, StageKind, dep_names, parse_params, pick_dep,
 };
@@ -39,6 +40,8 @@ pub enum EncodeError {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Hub(#[from] HubError),
     #[error(transparent)]
     Collate(#[from] CollateError),
     #[error(transparent)]
@@ -111,12 +114,12 @@ impl StageKind for Encode {
         pipeline_dir: &Path,
     ) -> Result<Vec<PathBuf>, ParamError> {
         let p = EncodeParams::parse(params)?;
-        Ok(ModelDir::inputs_in(&p.model, pipeline_dir))
+        Ok(ModelSource::in_pipeline(&p.model, pipeline_dir).key_files())
     }
 
     fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
         let p = EncodeParams::parse(params)?;
-        Ok(ModelDir::fetch_in(&p.model, pipeline_dir)?)
+        Ok(ModelSource::in_pipeline(&p.model, pipeline_dir).fetch()?)
     }
 
     fn uses_accelerator(&self) -> bool {
@@ -165,7 +168,8 @@ impl OnBackend for Job<'_> {
 fn encode<B: Backend>(job: Job<'_>, device: &B::Device) -> Result<Outcome, EncodeError> {
     let (ctx, p) = (job.ctx, job.params);
     let col = Collated::open(job.collate_dir)?;
-    let dir = ModelDir::resolve_in(&p.model, ctx.pipeline_dir)?;
+    let dir =
+        ModelSource::in_pipeline(&p.model, ctx.pipeline_dir).resolve(&HubOptions::from_env())?;
     let (config, model) = load_model::<B>(&dir, device)?;
     let (h, w) = col.image_size();
     let (h, w) = (h as usize, w as usize);

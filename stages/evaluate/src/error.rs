@@ -29,6 +29,8 @@ pub enum EvaluateError {
     #[error(transparent)]
     Load(#[from] pipe_blip::LoadError),
     #[error(transparent)]
+    Hub(#[from] pipe_hub::HubError),
+    #[error(transparent)]
     Caption(#[from] pipe_blip::CaptionError),
     #[error(transparent)]
     Collate(#[from] pipe_data::collate::CollateError),

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use pipe_backend::resolve;
-use pipe_blip::ModelDir;
 use pipe_data::collate::Collated;
 use pipe_data::prep::PrepArtifact;
 use pipe_features::Features;
+use pipe_hub::{HubOptions, ModelDir, ModelSource};
 use pipe_stage_api::{
     Outcome, ParamError, StageContext, StageError, StageKind, dep_names, pick_dep,
 };
@@ -54,7 +54,7 @@ impl StageKind for Evaluate {
         let mut inputs = Vec::new();
         if let Some(model) = &p.model {
             // Not local yet: `pipe run` fetches it first, and the stage says how to get it.
-            if let Some(dir) = ModelDir::find_in(model, pipeline_dir) {
+            if let Some(dir) = ModelSource::in_pipeline(model, pipeline_dir).find() {
                 inputs.push(dir.dir);
             }
         }
@@ -67,7 +67,7 @@ impl StageKind for Evaluate {
     fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
         let p = Params::parse(params)?;
         if let Some(model) = &p.model {
-            ModelDir::fetch_in(model, pipeline_dir)?;
+            ModelSource::in_pipeline(model, pipeline_dir).fetch()?;
         }
         Ok(())
     }
@@ -82,17 +82,18 @@ impl StageKind for Evaluate {
 }
 
 /// Where the model and (when it comes from a dep) the loss history are.
-struct ModelSource {
+struct EvaluatedModel {
     dir: PathBuf,
     /// How the model is named in the outputs.
     label: String,
     loss_history: Option<PathBuf>,
 }
 
-fn model_source(p: &Params, ctx: &StageContext<'_>) -> Result<ModelSource, EvaluateError> {
+fn model_source(p: &Params, ctx: &StageContext<'_>) -> Result<EvaluatedModel, EvaluateError> {
     if let Some(model) = &p.model {
-        let dir = ModelDir::resolve_in(model, ctx.pipeline_dir)?;
-        return Ok(ModelSource {
+        let dir =
+            ModelSource::in_pipeline(model, ctx.pipeline_dir).resolve(&HubOptions::from_env())?;
+        return Ok(EvaluatedModel {
             dir: dir.dir,
             label: model.clone(),
             loss_history: None,
@@ -112,7 +113,7 @@ fn model_source(p: &Params, ctx: &StageContext<'_>) -> Result<ModelSource, Evalu
     let history = [dep.join(LOSS_HISTORY), dir.join(LOSS_HISTORY)]
         .into_iter()
         .find(|h| h.is_file());
-    Ok(ModelSource {
+    Ok(EvaluatedModel {
         dir,
         label: format!("dep {name}"),
         loss_history: history,

@@ -31,9 +31,10 @@ use pipe_stage_api::{
 use serde::Deserialize;
 
 use pipe_backend::{BackendError, OnBackend, ResolvedBackend, resolve};
+use pipe_blip::LoadError;
 use pipe_blip::caption::{Caption, CaptionError, Captioner};
 use pipe_blip::decode::{DecodeParams, GenerationConfig};
-use pipe_blip::load::{LoadError, ModelDir};
+use pipe_hub::{HubError, HubOptions, ModelDir, ModelSource};
 
 /// The `infer` kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -106,6 +107,8 @@ pub enum InferError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
+    Hub(#[from] HubError),
+    #[error(transparent)]
     Caption(#[from] CaptionError),
     #[error("{path}: the preprocessor config is not usable by BLIP: {what}")]
     Preprocessor { path: String, what: String },
@@ -155,7 +158,7 @@ impl StageKind for Infer {
             .map_err(|e| ParamError::new(["images"], e.to_string()))?;
         if let Some(model) = &p.model {
             // Not local yet: `pipe run` fetches it first, and the stage says how to get it.
-            if let Some(dir) = ModelDir::find_in(model, pipeline_dir) {
+            if let Some(dir) = ModelSource::in_pipeline(model, pipeline_dir).find() {
                 inputs.push(dir.dir);
             }
         }
@@ -165,7 +168,7 @@ impl StageKind for Infer {
     fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
         let p = Params::parse(params)?;
         if let Some(model) = &p.model {
-            ModelDir::fetch_in(model, pipeline_dir)?;
+            ModelSource::in_pipeline(model, pipeline_dir).fetch()?;
         }
         Ok(())
     }
@@ -224,11 +227,13 @@ fn list_images(images: &str, pipeline_dir: &Path) -> Result<Vec<PathBuf>, InferE
 /// The model directory: `model`, or the one in the single dep's artifact.
 fn model_dir(p: &Params, ctx: &StageContext<'_>) -> Result<ModelDir, InferError> {
     match (&p.model, ctx.deps.len()) {
-        (Some(m), 0) => Ok(ModelDir::resolve_in(m, ctx.pipeline_dir)?),
+        (Some(m), 0) => {
+            Ok(ModelSource::in_pipeline(m, ctx.pipeline_dir).resolve(&HubOptions::from_env())?)
+        }
         (None, 1) => {
             let (name, dep) = ctx.deps.iter().next().ok_or(InferError::NoModel)?;
             ModelDir::in_artifact(&dep.dir).map_err(|e| match e {
-                LoadError::NoModelInArtifact { dir } => InferError::DepWithoutModel {
+                HubError::NoModelInArtifact { dir } => InferError::DepWithoutModel {
                     dep: name.clone(),
                     dir,
                 },

@@ -23,8 +23,9 @@ use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use pipe_backend::CpuBackend;
-use pipe_blip::load::{ModelDir, load_model};
 use pipe_blip::loss::summed_loss;
+use pipe_blip::weights::load_model;
+use pipe_hub::ModelDir;
 use pipe_train::data::{BatchImages, ImageBatch};
 use pipe_train::lora::{
     LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted,
@@ -82,7 +83,7 @@ fn main() {
 
     let device = Default::default();
     <Ad as Backend>::seed(&device, seed);
-    let model_dir = ModelDir::resolve(dir).expect("model dir");
+    let model_dir = ModelDir::open(dir).expect("model dir");
     let t0 = Instant::now();
     let (config, model) = load_model::<Ad>(&model_dir, &device).expect("load model");
     let load_s = t0.elapsed().as_secs_f64();

@@ -12,6 +12,8 @@ pub enum TrainError {
     #[error(transparent)]
     Load(#[from] pipe_blip::LoadError),
     #[error(transparent)]
+    Hub(#[from] pipe_hub::HubError),
+    #[error(transparent)]
     Config(#[from] pipe_blip::config::ConfigError),
     #[error(transparent)]
     Collate(#[from] pipe_data::collate::CollateError),

@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
 use pipe_blip::Blip;
+use pipe_blip::weights::checkpoint_tensors;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::TrainError;
@@ -55,15 +55,8 @@ pub fn write_safetensors(
 
 /// The model's tensors under their HF names, in PyTorch layout.
 pub fn hf_tensors<B: Backend>(model: &Blip<B>) -> Result<BTreeMap<String, HostTensor>, String> {
-    let snaps = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false);
     let mut out = BTreeMap::new();
-    for s in snaps {
-        let name = s.full_path().replace(".self_.", ".self.");
-        let name = match name.rsplit_once('.') {
-            Some((m, "gamma")) => format!("{m}.weight"),
-            Some((m, "beta")) => format!("{m}.bias"),
-            _ => name,
-        };
+    for (name, s) in checkpoint_tensors(model) {
         let data = s
             .to_data()
             .map_err(|e| format!("{name}: {e:?}"))?

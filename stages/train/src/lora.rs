@@ -80,9 +80,9 @@ pub fn linears<B: Backend>(m: &Blip<B>) -> Vec<(String, &Linear<B>)> {
             ("attention", &l.attention),
             ("crossattention", &l.crossattention),
         ] {
-            out.push((format!("{p}.{kind}.self.query"), &att.self_.query));
-            out.push((format!("{p}.{kind}.self.key"), &att.self_.key));
-            out.push((format!("{p}.{kind}.self.value"), &att.self_.value));
+            out.push((format!("{p}.{kind}.self.query"), &att.projections.query));
+            out.push((format!("{p}.{kind}.self.key"), &att.projections.key));
+            out.push((format!("{p}.{kind}.self.value"), &att.projections.value));
             out.push((format!("{p}.{kind}.output.dense"), &att.output.dense));
         }
         out.push((format!("{p}.intermediate.dense"), &l.intermediate.dense));
@@ -117,9 +117,9 @@ fn linear_mut<'a, B: Backend>(m: &'a mut Blip<B>, name: &str) -> Option<&'a mut 
             [kind, block, proj] => {
                 let att = text_attention_mut(m, i, kind)?;
                 match (*block, *proj) {
-                    ("self", "query") => Some(&mut att.self_.query),
-                    ("self", "key") => Some(&mut att.self_.key),
-                    ("self", "value") => Some(&mut att.self_.value),
+                    ("self", "query") => Some(&mut att.projections.query),
+                    ("self", "key") => Some(&mut att.projections.key),
+                    ("self", "value") => Some(&mut att.projections.value),
                     ("output", "dense") => Some(&mut att.output.dense),
                     _ => None,
                 }
@@ -205,7 +205,7 @@ fn qkv_slot<'a, B: Backend>(
     name: &str,
 ) -> Option<(&'a mut QkvProjections<B>, &'static str)> {
     let (i, kind, proj) = qkv_name(name)?;
-    Some((&mut text_attention_mut(m, i, kind)?.self_, proj))
+    Some((&mut text_attention_mut(m, i, kind)?.projections, proj))
 }
 
 /// Text decoder layer `i` (a name component).

@@ -143,7 +143,7 @@ mod tests {
         let layer = &t.model.text_decoder.bert.encoder.layer[0];
         let (w, gamma) = (
             &layer.intermediate.dense.weight,
-            &layer.output.LayerNorm.gamma,
+            &layer.output.layer_norm.gamma,
         );
         let (w0, g0) = (w.val().inner(), gamma.val().inner());
         let (w_id, g_id) = (w.id, gamma.id);
@@ -155,7 +155,7 @@ mod tests {
         let t = optim.step(0.1, t, grads);
         let layer = &t.model.text_decoder.bert.encoder.layer[0];
         let w1 = layer.intermediate.dense.weight.val().inner();
-        let g1 = layer.output.LayerNorm.gamma.val().inner();
+        let g1 = layer.output.layer_norm.gamma.val().inner();
         let decayed: f32 = (w1 - w0.mul_scalar(0.95)).abs().max().into_scalar();
         assert!(decayed < 1e-7, "matrices decay by lr·wd: {decayed}");
         let spared: f32 = (g1 - g0).abs().max().into_scalar();

@@ -22,8 +22,9 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use pipe_backend::{OnBackend, resolve};
 use pipe_blip::Blip;
 use pipe_blip::config::BlipConfig;
-use pipe_blip::load::{ModelDir, load_model};
+use pipe_blip::weights::load_model;
 use pipe_data::collate::Collated;
+use pipe_hub::{HubOptions, ModelDir, ModelSource};
 use pipe_stage_api::{Deps, Outcome, ParamError, StageContext, StageError, StageKind, pick_dep};
 
 use crate::error::TrainError;
@@ -77,14 +78,14 @@ impl StageKind for Train {
                 dir: pipeline_dir.join(c),
             }
             .key_files(false),
-            _ => ModelDir::inputs_in(&p.model, pipeline_dir),
+            _ => ModelSource::in_pipeline(&p.model, pipeline_dir).key_files(),
         })
     }
 
     fn fetch(&self, params: &toml::Table, pipeline_dir: &Path) -> Result<(), StageError> {
         let p = TrainParams::parse(params)?;
         if !p.is_scratch() {
-            ModelDir::fetch_in(&p.model, pipeline_dir)?;
+            ModelSource::in_pipeline(&p.model, pipeline_dir).fetch()?;
         }
         Ok(())
     }
@@ -206,7 +207,8 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
         tracing::info!(config = %dir.display(), "random initialisation (training from scratch)");
         (dir, model)
     } else {
-        let dir = ModelDir::resolve_in(&p.model, ctx.pipeline_dir)?;
+        let dir =
+            ModelSource::in_pipeline(&p.model, ctx.pipeline_dir).resolve(&HubOptions::from_env())?;
         let (_, model) = load_model::<B>(&dir, device)?;
         (dir.dir, model)
     };

@@ -128,7 +128,7 @@ fn with_dropout_the_gradients_reach_the_adapter_only() {
     assert_eq!(with_grad, 16);
     let w = &t.model.text_decoder.bert.encoder.layer[0]
         .attention
-        .self_
+        .projections
         .query
         .weight;
     assert!(

@@ -1,58 +1,15 @@
-//! Finding a checkpoint and loading `model.safetensors` into [`Blip`] through burn-store.
+//! Model sources: a local checkpoint directory or a Hub id (`ORG/NAME[@REVISION]`), looked up
+//! in the Hugging Face cache and, when it is not there and the network is allowed, downloaded
+//! into it with hf-hub's blocking client ([`ModelSource`], [`HubOptions`], [`ModelDir`]).
 //!
-//! A model source is a local directory or a Hub id (`ORG/NAME[@REVISION]`): looked up in the
-//! Hugging Face cache and, when it is not there and the network is allowed, downloaded into it
-//! with hf-hub's blocking client ([`ModelDir::resolve`], [`HubOptions`]).
-//!
-//! The module tree carries the checkpoint's own tensor names, with one rename Rust forces:
-//! `…attention.self.query` is `…attention.self_.query` here (`self` is a keyword). burn-store's
-//! PyTorch adapter transposes Linear weights (`[out, in]` → `[in, out]`) and maps LayerNorm
-//! `weight/bias` to Burn's `gamma/beta`. Every parameter must be found with its exact shape and
-//! every tensor of the file must be used, except the ones listed in [`IGNORED`].
+//! Reading the weights is the model's business (`pipe_blip::weights`); this crate only finds
+//! the files.
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use hf_hub::api::Progress;
 use hf_hub::api::sync::{Api, ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Cache, CacheRepo, Repo, RepoType};
-
-use burn::store::{
-    KeyRemapper, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
-    TensorSnapshot,
-};
-use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Element};
-
-use crate::config::{BlipConfig, ConfigError};
-use crate::model::Blip;
-
-/// Tensors a checkpoint may hold that the model deliberately does not read:
-/// - the LM head's `decoder` is tied to `word_embeddings` (and its bias to `predictions.bias`);
-///   files saved with tied weights omit it, others store a copy;
-/// - `position_ids` buffers that older transformers versions saved.
-pub const IGNORED: &[&str] = &[
-    "text_decoder.cls.predictions.decoder.weight",
-    "text_decoder.cls.predictions.decoder.bias",
-    "text_decoder.bert.embeddings.position_ids",
-];
-
-/// Checkpoint name → module path, applied before matching:
-/// - `self` is a Rust keyword, so the attention's `self` block is the field `self_`;
-/// - Burn's LayerNorm calls its affine parameters `gamma`/`beta` (PyTorch: `weight`/`bias`).
-///   Renaming here (rather than through the adapter's fallback lookup) keeps burn-store's
-///   "unused tensor" report exact.
-const RENAMES: &[(&str, &str)] = &[
-    (r"\.self\.", ".self_."),
-    (
-        r"(LayerNorm|layer_norm1|layer_norm2|post_layernorm)\.weight$",
-        "$1.gamma",
-    ),
-    (
-        r"(LayerNorm|layer_norm1|layer_norm2|post_layernorm)\.bias$",
-        "$1.beta",
-    ),
-];
 
 /// The files a snapshot must hold to be loaded (and to count as complete in the cache).
 pub const REQUIRED_FILES: [&str; 2] = ["config.json", "model.safetensors"];
@@ -75,9 +32,9 @@ const RETRIES: usize = 3;
 /// Files at least this large get progress lines while they download.
 const PROGRESS_ABOVE: usize = 64 << 20;
 
-/// Why a model could not be loaded.
+/// Why a model source could not be found or downloaded.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub enum HubError {
     #[error(
         "model {source_name:?} is neither a local directory nor in the Hugging Face cache \
          ({cache}); download it first, e.g. `huggingface-cli download {source_name}` \
@@ -152,30 +109,6 @@ pub enum LoadError {
         first: String,
         second: String,
     },
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("cannot read weights from {path}")]
-    Store {
-        path: String,
-        source: burn::store::SafetensorsStoreError,
-    },
-    #[error("{path}: tensor {name} has shape {found:?}, the model expects {expected:?}")]
-    Shape {
-        path: String,
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
-    #[error("{path}: cannot load tensor {name}: {message}")]
-    Tensor {
-        path: String,
-        name: String,
-        message: String,
-    },
-    #[error("{path}: missing tensor(s) {}", .names.join(", "))]
-    Missing { path: String, names: Vec<String> },
-    #[error("{path}: unused tensor(s) {} (not a BlipForConditionalGeneration checkpoint of this config?)", .names.join(", "))]
-    Unused { path: String, names: Vec<String> },
 }
 
 /// Where and how Hub ids are looked up and downloaded. [`HubOptions::from_env`] reads the
@@ -244,117 +177,39 @@ impl HubOptions {
     }
 }
 
-/// A checkpoint directory in the Hugging Face layout.
+/// A checkpoint directory in the Hugging Face layout (it holds [`REQUIRED_FILES`]).
 #[derive(Debug, Clone)]
 pub struct ModelDir {
     pub dir: PathBuf,
 }
 
 impl ModelDir {
-    /// Resolve a model source: a local directory, or a Hub id (`ORG/NAME`, optionally
-    /// `ORG/NAME@REVISION`) found in the local Hugging Face cache or, unless `HF_HUB_OFFLINE`
-    /// is set, downloaded into it. See [`HubOptions::from_env`] for the variables read.
-    pub fn resolve(source: &str) -> Result<Self, LoadError> {
-        Self::resolve_with(source, &HubOptions::from_env())
-    }
-
-    /// [`ModelDir::resolve`] with explicit Hub settings instead of the environment's.
-    pub fn resolve_with(source: &str, hub: &HubOptions) -> Result<Self, LoadError> {
-        let path = Path::new(source);
-        if path.is_dir() {
-            return Self::checked(path.to_path_buf());
+    /// `dir` as a checkpoint directory, when it holds every one of [`REQUIRED_FILES`].
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, HubError> {
+        let dir = dir.into();
+        for file in REQUIRED_FILES {
+            if !dir.join(file).is_file() {
+                return Err(HubError::MissingFile {
+                    dir: dir.display().to_string(),
+                    file,
+                });
+            }
         }
-        let not_found = || LoadError::NotFound {
-            source_name: source.to_string(),
-            cache: hub.cache_dir.as_ref().map_or_else(
-                || "no cache directory".to_string(),
-                |c| c.display().to_string(),
-            ),
-        };
-        let (Some(id), Some(cache)) = (HubId::parse(source), hub.cache_dir.as_deref()) else {
-            return Err(not_found());
-        };
-        if let Some(dir) = find_in_hf_cache(cache, &id) {
-            tracing::info!(model = source, dir = %dir.display(), "using the Hugging Face cache");
-            return Self::checked(dir);
-        }
-        if hub.offline {
-            return Err(not_found());
-        }
-        Self::checked(download(&id, cache, hub)?)
-    }
-
-    /// A model source as a pipeline names it: a directory relative to `base` (the pipeline's
-    /// directory) when one is there, else [`ModelDir::resolve`] (which may download).
-    pub fn resolve_in(source: &str, base: &Path) -> Result<Self, LoadError> {
-        let local = base.join(source);
-        if local.is_dir() {
-            Self::resolve(&local.to_string_lossy())
-        } else if HubId::parse(source).is_none() {
-            Err(LoadError::NoDirectory {
-                // `components` drops inner `.`s: /project/./models/x → /project/models/x.
-                path: local
-                    .components()
-                    .collect::<PathBuf>()
-                    .display()
-                    .to_string(),
-            })
-        } else {
-            Self::resolve(source)
-        }
-    }
-
-    /// [`ModelDir::resolve_in`] without the network: a local directory or a complete copy in
-    /// the Hugging Face cache, else `None`. Planning uses this, so `pipe status` never
-    /// downloads.
-    pub fn find_in(source: &str, base: &Path) -> Option<Self> {
-        let local = base.join(source);
-        // Only the cache is read: no endpoint, no token (planning runs this for every stage).
-        let hub = HubOptions {
-            endpoint: String::new(),
-            cache_dir: hf_cache_dir(),
-            offline: true,
-            token: None,
-        };
-        if local.is_dir() {
-            Self::resolve_with(&local.to_string_lossy(), &hub).ok()
-        } else {
-            Self::resolve_with(source, &hub).ok()
-        }
-    }
-
-    /// Download `source` into the Hugging Face cache when it is a Hub id not yet there (a
-    /// no-op for directories and cached ids). `pipe run` calls this before planning, so a
-    /// stage's key covers the downloaded files from its first run on.
-    pub fn fetch_in(source: &str, base: &Path) -> Result<(), LoadError> {
-        if Self::find_in(source, base).is_some()
-            || base.join(source).exists()
-            || HubId::parse(source).is_none()
-        {
-            return Ok(());
-        }
-        Self::resolve(source).map(|_| ())
-    }
-
-    /// [`ModelDir::key_files`] (with the weights) of `source` when it is local or cached, else
-    /// none: `pipe run` fetches it before the stage's key, and a stage that cannot get it says
-    /// how when it runs.
-    pub fn inputs_in(source: &str, base: &Path) -> Vec<PathBuf> {
-        Self::find_in(source, base).map_or_else(Vec::new, |d| d.key_files(true))
+        Ok(Self { dir })
     }
 
     /// The model a stage artifact holds: its `model/` directory (what train writes), else its
     /// top level (a command stage that wrote a checkpoint). The one lookup every user of an
     /// upstream model goes through.
-    pub fn in_artifact(artifact: &Path) -> Result<Self, LoadError> {
+    pub fn in_artifact(artifact: &Path) -> Result<Self, HubError> {
         let inner = artifact.join("model");
         let dir = [inner.as_path(), artifact]
             .into_iter()
             .find(|d| d.join("config.json").is_file())
-            .ok_or_else(|| LoadError::NoModelInArtifact {
+            .ok_or_else(|| HubError::NoModelInArtifact {
                 dir: artifact.display().to_string(),
             })?;
-        Self::checked(dir.to_path_buf())
+        Self::open(dir)
     }
 
     /// The files that decide what this model computes, for a stage's cache key: the config,
@@ -373,18 +228,6 @@ impl ModelDir {
         files
     }
 
-    fn checked(dir: PathBuf) -> Result<Self, LoadError> {
-        for file in REQUIRED_FILES {
-            if !dir.join(file).is_file() {
-                return Err(LoadError::MissingFile {
-                    dir: dir.display().to_string(),
-                    file,
-                });
-            }
-        }
-        Ok(Self { dir })
-    }
-
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")
     }
@@ -393,6 +236,116 @@ impl ModelDir {
     }
     pub fn tokenizer_path(&self) -> PathBuf {
         self.dir.join("tokenizer.json")
+    }
+}
+
+/// Where a model comes from: a local directory or a Hub id (`ORG/NAME`, optionally
+/// `ORG/NAME@REVISION`) found in the Hugging Face cache or downloaded into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Local(PathBuf),
+    Hub(HubId),
+}
+
+impl ModelSource {
+    /// A source as a command line names it: an existing directory, else a Hub id. Anything
+    /// else is [`HubError::NotFound`] (it says how to download a model).
+    pub fn parse(source: &str, hub: &HubOptions) -> Result<Self, HubError> {
+        let path = Path::new(source);
+        if path.is_dir() {
+            return Ok(Self::Local(path.to_path_buf()));
+        }
+        HubId::parse(source)
+            .map(Self::Hub)
+            .ok_or_else(|| not_found(source, hub))
+    }
+
+    /// A source as a pipeline names it: a directory relative to `base` (the pipeline's
+    /// directory) when one is there or when the string is no Hub id, else the Hub id.
+    pub fn in_pipeline(source: &str, base: &Path) -> Self {
+        let local = base.join(source);
+        match HubId::parse(source) {
+            Some(id) if !local.is_dir() => Self::Hub(id),
+            _ => Self::Local(local),
+        }
+    }
+
+    /// The checkpoint without the network: a local directory or a complete copy in the
+    /// Hugging Face cache, else `None`. Planning uses this, so `pipe status` never downloads.
+    pub fn find(&self) -> Option<ModelDir> {
+        // Only the cache is read: no endpoint, no token (planning runs this for every stage).
+        let hub = HubOptions {
+            endpoint: String::new(),
+            cache_dir: hf_cache_dir(),
+            offline: true,
+            token: None,
+        };
+        self.resolve(&hub).ok()
+    }
+
+    /// [`ModelDir::key_files`] (with the weights) when the model is local or cached, else
+    /// none: `pipe run` fetches it before the stage's key, and a stage that cannot get it says
+    /// how when it runs.
+    pub fn key_files(&self) -> Vec<PathBuf> {
+        self.find().map_or_else(Vec::new, |d| d.key_files(true))
+    }
+
+    /// Download a Hub id into the Hugging Face cache when it is not there yet (a no-op for
+    /// directories and cached ids; a missing directory is reported when the stage runs).
+    /// `pipe run` calls this before planning, so a stage's key covers the downloaded files
+    /// from its first run on. See [`HubOptions::from_env`] for the variables read.
+    pub fn fetch(&self) -> Result<(), HubError> {
+        match self {
+            Self::Local(_) => Ok(()),
+            Self::Hub(_) if self.find().is_some() => Ok(()),
+            Self::Hub(_) => self.resolve(&HubOptions::from_env()).map(|_| ()),
+        }
+    }
+
+    /// The checkpoint directory: the local one, or the Hub id's snapshot in the cache,
+    /// downloaded unless `hub.offline`.
+    pub fn resolve(&self, hub: &HubOptions) -> Result<ModelDir, HubError> {
+        let id = match self {
+            Self::Local(dir) if dir.is_dir() => return ModelDir::open(dir.clone()),
+            Self::Local(dir) => {
+                return Err(HubError::NoDirectory {
+                    // `components` drops inner `.`s: /project/./models/x → /project/models/x.
+                    path: dir.components().collect::<PathBuf>().display().to_string(),
+                });
+            }
+            Self::Hub(id) => id,
+        };
+        let Some(cache) = hub.cache_dir.as_deref() else {
+            return Err(not_found(&id.to_string(), hub));
+        };
+        if let Some(dir) = find_in_hf_cache(cache, id) {
+            tracing::info!(model = %id, dir = %dir.display(), "using the Hugging Face cache");
+            return ModelDir::open(dir);
+        }
+        if hub.offline {
+            return Err(not_found(&id.to_string(), hub));
+        }
+        ModelDir::open(download(id, cache, hub)?)
+    }
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(dir) => write!(f, "{}", dir.display()),
+            Self::Hub(id) => id.fmt(f),
+        }
+    }
+}
+
+/// [`HubError::NotFound`] for `source`.
+fn not_found(source: &str, hub: &HubOptions) -> HubError {
+    HubError::NotFound {
+        source_name: source.to_string(),
+        cache: hub.cache_dir.as_ref().map_or_else(
+            || "no cache directory".to_string(),
+            |c| c.display().to_string(),
+        ),
     }
 }
 
@@ -413,13 +366,15 @@ fn hf_cache_dir() -> Option<PathBuf> {
 
 /// A Hub model id, `ORG/NAME[@REVISION]` (revision `main` when absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct HubId {
-    repo: String,
-    revision: String,
+pub struct HubId {
+    /// `ORG/NAME`.
+    pub repo: String,
+    /// A branch, tag or commit; `main` when the id names none.
+    pub revision: String,
 }
 
 impl HubId {
-    fn parse(source: &str) -> Option<Self> {
+    pub fn parse(source: &str) -> Option<Self> {
         let (repo, revision) = source.split_once('@').unwrap_or((source, "main"));
         // One safe path component: letters, digits, `-`, `_`, `.`; not `.` or `..`.
         let component = |s: &str| {
@@ -524,8 +479,8 @@ enum Fetched {
 }
 
 impl Download<'_> {
-    fn error(&self, file: &str, source: ApiError) -> LoadError {
-        LoadError::Download {
+    fn error(&self, file: &str, source: ApiError) -> HubError {
+        HubError::Download {
             model: self.id.to_string(),
             file: file.to_string(),
             endpoint: self.hub.endpoint.clone(),
@@ -536,7 +491,7 @@ impl Download<'_> {
 
     /// Download `file` into the cache (unless this commit's copy is there already) and check
     /// its size against what the Hub announced.
-    fn fetch(&self, file: &str) -> Result<Fetched, LoadError> {
+    fn fetch(&self, file: &str) -> Result<Fetched, HubError> {
         let meta = match self.api.metadata(&self.remote.url(file)) {
             Ok(meta) => meta,
             Err(e) if http_status(&e) == Some(404) => return Ok(Fetched::Absent(e)),
@@ -557,7 +512,7 @@ impl Download<'_> {
         let found = file_len(&path).unwrap_or(0);
         if found != expected {
             discard(&path);
-            return Err(LoadError::Truncated {
+            return Err(HubError::Truncated {
                 model: self.id.to_string(),
                 file: file.to_string(),
                 endpoint: self.hub.endpoint.clone(),
@@ -584,7 +539,7 @@ impl Download<'_> {
 /// optional files, and config.json last. A snapshot only counts as complete with both
 /// config.json and model.safetensors ([`find_in_hf_cache`]), so a failed run never leaves one
 /// that looks like a model; a rerun reuses the files already downloaded.
-fn download(id: &HubId, cache: &Path, hub: &HubOptions) -> Result<PathBuf, LoadError> {
+fn download(id: &HubId, cache: &Path, hub: &HubOptions) -> Result<PathBuf, HubError> {
     let repo = Repo::with_revision(id.repo.clone(), RepoType::Model, id.revision.clone());
     let api = ApiBuilder::from_cache(Cache::new(cache.to_path_buf()))
         .with_endpoint(hub.endpoint.clone())
@@ -604,7 +559,7 @@ fn download(id: &HubId, cache: &Path, hub: &HubOptions) -> Result<PathBuf, LoadE
     let d = match api {
         Ok(api) => ctx(api),
         Err(e) => {
-            return Err(LoadError::Download {
+            return Err(HubError::Download {
                 model: id.to_string(),
                 file: "config.json".to_string(),
                 endpoint: hub.endpoint.clone(),
@@ -620,7 +575,7 @@ fn download(id: &HubId, cache: &Path, hub: &HubOptions) -> Result<PathBuf, LoadE
         "not in the Hugging Face cache: downloading from the Hub"
     );
 
-    let not_on_hub = |status: u16, source: ApiError| LoadError::NotOnHub {
+    let not_on_hub = |status: u16, source: ApiError| HubError::NotOnHub {
         model: id.to_string(),
         endpoint: hub.endpoint.clone(),
         status,
@@ -639,7 +594,7 @@ fn download(id: &HubId, cache: &Path, hub: &HubOptions) -> Result<PathBuf, LoadE
     let weights = match d.fetch("model.safetensors")? {
         Fetched::File(path) => path,
         Fetched::Absent(_) => {
-            return Err(LoadError::NoSafetensors {
+            return Err(HubError::NoSafetensors {
                 model: id.to_string(),
                 endpoint: hub.endpoint.clone(),
             });
@@ -666,7 +621,7 @@ fn download(id: &HubId, cache: &Path, hub: &HubOptions) -> Result<PathBuf, LoadE
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         };
-        return Err(LoadError::MixedCommits {
+        return Err(HubError::MixedCommits {
             model: id.to_string(),
             first: name(&dir),
             second: name(&other),
@@ -741,115 +696,6 @@ impl Progress for LogProgress {
     }
 
     fn finish(&mut self) {}
-}
-
-/// Read the config and the weights of `dir` onto `device`.
-pub fn load_model<B: Backend>(
-    dir: &ModelDir,
-    device: &B::Device,
-) -> Result<(BlipConfig, Blip<B>), LoadError> {
-    let config = BlipConfig::from_file(&dir.config_path())?;
-    let model = load_weights(Blip::new(&config, device), &dir.weights_path())?;
-    Ok((config, model))
-}
-
-/// Fill `model` from a safetensors file in the Hugging Face layout.
-pub fn load_weights<B: Backend>(mut model: Blip<B>, path: &Path) -> Result<Blip<B>, LoadError> {
-    let shown = path.display().to_string();
-    let remap = KeyRemapper::from_patterns(RENAMES.to_vec()).map_err(|e| LoadError::Tensor {
-        path: shown.clone(),
-        name: String::new(),
-        message: e.to_string(),
-    })?;
-    let mut store = SafetensorsStore::from_file(path)
-        .remap(remap)
-        .with_from_adapter(PyTorchToBurnAdapter.chain(ToDType(<B::FloatElem as Element>::dtype())))
-        .allow_partial(true) // missing/unused are reported below, by name
-        .validate(false);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|source| LoadError::Store {
-            path: shown.clone(),
-            source,
-        })?;
-
-    // Report in the checkpoint's names.
-    let hf = |n: &str| {
-        let n = n.replace(".self_.", ".self.");
-        match n.rsplit_once('.') {
-            Some((m, "gamma")) => format!("{m}.weight"),
-            Some((m, "beta")) => format!("{m}.bias"),
-            _ => n,
-        }
-    };
-    if let Some(e) = result.errors.first() {
-        return Err(match e {
-            burn::store::ApplyError::ShapeMismatch {
-                path: name,
-                expected,
-                found,
-            } => LoadError::Shape {
-                path: shown,
-                name: hf(name),
-                // Burn's layout: Linear weights are [in, out], PyTorch's transposed.
-                expected: expected.to_vec(),
-                found: found.to_vec(),
-            },
-            other => LoadError::Tensor {
-                path: shown,
-                name: String::new(),
-                message: other.to_string(),
-            },
-        });
-    }
-    if !result.missing.is_empty() {
-        let names = result.missing.iter().map(|(n, _)| hf(n)).collect();
-        return Err(LoadError::Missing { path: shown, names });
-    }
-    let unused: Vec<String> = result
-        .unused
-        .iter()
-        .map(|n| hf(n))
-        .filter(|n| !IGNORED.contains(&n.as_str()))
-        .collect();
-    if !unused.is_empty() {
-        return Err(LoadError::Unused {
-            path: shown,
-            names: unused,
-        });
-    }
-    tracing::debug!(tensors = result.applied.len(), path = %shown, "loaded weights");
-    Ok(model)
-}
-
-/// Casts float tensors to the backend's float type (e.g. an f16/bf16 checkpoint onto the f32
-/// CPU backend), so every parameter has the dtype the model computes in.
-#[derive(Debug, Clone)]
-struct ToDType(DType);
-
-impl ModuleAdapter for ToDType {
-    fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
-        let is_float = matches!(
-            snapshot.dtype,
-            DType::F16 | DType::BF16 | DType::F32 | DType::F64
-        );
-        if !is_float || snapshot.dtype == self.0 {
-            return snapshot.clone();
-        }
-        let (data, target) = (snapshot.clone_data_fn(), self.0);
-        TensorSnapshot::from_closure(
-            Rc::new(move || Ok(data()?.convert_dtype(target))),
-            target,
-            snapshot.shape.clone(),
-            snapshot.path_stack.clone().unwrap_or_default(),
-            snapshot.container_stack.clone().unwrap_or_default(),
-            snapshot.tensor_id.unwrap_or_default(),
-        )
-    }
-
-    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
-        Box::new(self.clone())
-    }
 }
 
 #[cfg(test)]

@@ -3,16 +3,21 @@
 //! (`/ORG/NAME/resolve/REV/FILE`, ranged GETs answered with `Content-Range`, `ETag` and
 //! `X-Repo-Commit`).
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-use common::Cpu;
-use pipe_blip::load::{HubOptions, LoadError, ModelDir, load_model};
+use pipe_blip::weights::load_model;
+use pipe_hub::{HubError, HubOptions, ModelDir, ModelSource};
 use pipe_test_support::fixture_dir;
 use pipe_test_support::mock_hub::{COMMIT, Mock, Seen, fixture_files};
+
+type Cpu = pipe_backend::CpuBackend;
+
+/// A command-line source resolved with explicit Hub settings.
+fn resolve(source: &str, hub: &HubOptions) -> Result<ModelDir, HubError> {
+    ModelSource::parse(source, hub)?.resolve(hub)
+}
 
 fn requested(seen: &[Seen], file: &str) -> bool {
     seen.iter().any(|s| s.path.ends_with(&format!("/{file}")))
@@ -45,7 +50,7 @@ fn error_chain(e: &dyn std::error::Error) -> Vec<String> {
 fn load_error_crosses_threads() {
     // Callers box it as `dyn Error + Send + Sync`.
     fn send_sync<T: Send + Sync + 'static>() {}
-    send_sync::<LoadError>();
+    send_sync::<HubError>();
 }
 
 #[test]
@@ -62,7 +67,7 @@ fn downloads_into_the_cache_once() {
         ..mock.options(cache.path())
     };
 
-    let dir = ModelDir::resolve_with("org/tiny", &hub).expect("download");
+    let dir = resolve("org/tiny", &hub).expect("download");
     let repo = cache.path().join("models--org--tiny");
     assert_eq!(dir.dir, repo.join("snapshots").join(COMMIT));
     let main = std::fs::read_to_string(repo.join("refs/main")).expect("refs/main");
@@ -104,7 +109,7 @@ fn downloads_into_the_cache_once() {
     let (config, _model) = load_model::<Cpu>(&dir, &device).expect("load");
     assert!(config.text_config.vocab_size > 0);
 
-    let again = ModelDir::resolve_with("org/tiny", &hub).expect("cached");
+    let again = resolve("org/tiny", &hub).expect("cached");
     assert_eq!(again.dir, dir.dir);
     assert_eq!(
         mock.seen().len(),
@@ -121,7 +126,7 @@ fn revision_is_downloaded_and_found_again() {
     let mock = Mock::start(files, None);
     let cache = tempfile::tempdir().expect("tmp");
     let hub = mock.options(cache.path());
-    let dir = ModelDir::resolve_with("org/tiny@v1.0", &hub).expect("download");
+    let dir = resolve("org/tiny@v1.0", &hub).expect("download");
     let repo = cache.path().join("models--org--tiny");
     assert_eq!(dir.dir, repo.join("snapshots").join(COMMIT));
     let v1 = std::fs::read_to_string(repo.join("refs/v1.0")).expect("refs/v1.0");
@@ -136,10 +141,10 @@ fn revision_is_downloaded_and_found_again() {
         offline: true,
         ..hub.clone()
     };
-    let again = ModelDir::resolve_with("org/tiny@v1.0", &offline).expect("cached");
+    let again = resolve("org/tiny@v1.0", &offline).expect("cached");
     assert_eq!(again.dir, dir.dir);
     // The commit itself names the snapshot too.
-    let by_commit = ModelDir::resolve_with(&format!("org/tiny@{COMMIT}"), &offline);
+    let by_commit = resolve(&format!("org/tiny@{COMMIT}"), &offline);
     assert_eq!(by_commit.expect("by commit").dir, dir.dir);
     assert_eq!(mock.seen().len(), seen.len());
 }
@@ -155,9 +160,9 @@ fn repo_without_safetensors_is_refused() {
     let cache = tempfile::tempdir().expect("tmp");
     let hub = mock.options(cache.path());
 
-    let e = ModelDir::resolve_with("org/tiny", &hub).expect_err("no safetensors");
+    let e = resolve("org/tiny", &hub).expect_err("no safetensors");
     eprintln!("{e}");
-    assert!(matches!(e, LoadError::NoSafetensors { .. }), "{e}");
+    assert!(matches!(e, HubError::NoSafetensors { .. }), "{e}");
     assert!(e.to_string().contains("has no model.safetensors"), "{e}");
     let seen = mock.seen();
     assert!(!requested(&seen, "pytorch_model.bin"), "{seen:?}");
@@ -167,8 +172,8 @@ fn repo_without_safetensors_is_refused() {
         offline: true,
         ..hub
     };
-    let e = ModelDir::resolve_with("org/tiny", &offline).expect_err("nothing cached");
-    assert!(matches!(e, LoadError::NotFound { .. }), "{e}");
+    let e = resolve("org/tiny", &offline).expect_err("nothing cached");
+    assert!(matches!(e, HubError::NotFound { .. }), "{e}");
 }
 
 #[test]
@@ -179,9 +184,8 @@ fn interrupted_download_is_not_a_model_and_resumes() {
     // config.json is fetched last: its failure leaves the weights without it.
     let broken = Mock::start(files.clone(), Some("config.json"));
     let cache = tempfile::tempdir().expect("tmp");
-    let e = ModelDir::resolve_with("org/tiny", &broken.options(cache.path()))
-        .expect_err("config.json fails");
-    assert!(matches!(e, LoadError::Download { .. }), "{e}");
+    let e = resolve("org/tiny", &broken.options(cache.path())).expect_err("config.json fails");
+    assert!(matches!(e, HubError::Download { .. }), "{e}");
     let msg = e.to_string();
     assert!(
         msg.contains("config.json") && msg.contains("hf download org/tiny"),
@@ -204,12 +208,12 @@ fn interrupted_download_is_not_a_model_and_resumes() {
         offline: true,
         ..broken.options(cache.path())
     };
-    let e = ModelDir::resolve_with("org/tiny", &offline).expect_err("incomplete");
-    assert!(matches!(e, LoadError::NotFound { .. }), "{e}");
+    let e = resolve("org/tiny", &offline).expect_err("incomplete");
+    assert!(matches!(e, HubError::NotFound { .. }), "{e}");
 
     // A rerun completes it without fetching the weights again (metadata requests only).
     let healthy = Mock::start(files, None);
-    let dir = ModelDir::resolve_with("org/tiny", &healthy.options(cache.path())).expect("rerun");
+    let dir = resolve("org/tiny", &healthy.options(cache.path())).expect("rerun");
     assert_eq!(dir.dir, snapshot);
     let got = std::fs::read(dir.config_path()).expect("config");
     assert!(got == std::fs::read(fixture.join("config.json")).expect("fixture"));
@@ -235,8 +239,8 @@ fn offline_with_an_empty_cache_says_how_to_download() {
         offline: true,
         ..mock.options(cache.path())
     };
-    let e = ModelDir::resolve_with("org/tiny", &hub).expect_err("offline");
-    assert!(matches!(e, LoadError::NotFound { .. }), "{e}");
+    let e = resolve("org/tiny", &hub).expect_err("offline");
+    assert!(matches!(e, HubError::NotFound { .. }), "{e}");
     assert!(e.to_string().contains("hf download org/tiny"), "{e}");
     assert!(mock.seen().is_empty(), "offline must not touch the network");
 }
@@ -245,8 +249,8 @@ fn offline_with_an_empty_cache_says_how_to_download() {
 fn unknown_repo_is_named() {
     let mock = Mock::start(HashMap::new(), None);
     let cache = tempfile::tempdir().expect("tmp");
-    let e = ModelDir::resolve_with("org/none", &mock.options(cache.path())).expect_err("404");
-    assert!(matches!(e, LoadError::NotOnHub { status: 404, .. }), "{e}");
+    let e = resolve("org/none", &mock.options(cache.path())).expect_err("404");
+    assert!(matches!(e, HubError::NotOnHub { status: 404, .. }), "{e}");
     let msg = e.to_string();
     assert!(
         msg.contains("org/none") && msg.contains("hf download org/none"),
@@ -271,8 +275,8 @@ fn unreachable_hub_says_how_to_get_the_model() {
         offline: false,
         token: None,
     };
-    let e = ModelDir::resolve_with("org/tiny", &hub).expect_err("no network");
-    assert!(matches!(e, LoadError::Download { .. }), "{e}");
+    let e = resolve("org/tiny", &hub).expect_err("no network");
+    assert!(matches!(e, HubError::Download { .. }), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("hf download org/tiny"), "{msg}");
     assert!(msg.contains("config.json"), "{msg}");
