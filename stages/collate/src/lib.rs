@@ -229,6 +229,9 @@ fn tokenize_all(
         .collect()
 }
 
+/// Where an image's pixels are: (shard, byte offset).
+type Place = (usize, u64);
+
 /// Every image decoded (checked against prep's hash) and resized in parallel, a chunk at a
 /// time, and written in order into pixel shards: each image's (shard, offset), and the shards.
 fn write_pixels(
@@ -237,7 +240,7 @@ fn write_pixels(
     out_dir: &Path,
     shard_mb: u64,
     progress: &dyn pipe_stage_api::Progress,
-) -> Result<(Vec<(usize, u64)>, Vec<shards::ShardInfo>), CollateError> {
+) -> Result<(Vec<Place>, Vec<shards::ShardInfo>), CollateError> {
     let mut writer = shards::ShardWriter::new(out_dir, shard_mb * (1 << 20))?;
     let limits = DecodeLimits::default();
     let mut places = Vec::with_capacity(prep.images.len());
@@ -278,7 +281,7 @@ struct ImageList {
 fn write_image_list(
     prep: &PrepArtifact,
     tokenized: Vec<(Vec<TokenizedCaption>, usize)>,
-    places: Vec<(usize, u64)>,
+    places: Vec<Place>,
     list_path: &Path,
 ) -> Result<ImageList, CollateError> {
     let mut splits: BTreeMap<Split, SplitCounts> = Split::ALL
