@@ -21,11 +21,11 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::error::ApiError;
 use crate::limits;
 use crate::page::Example;
-use crate::worker::{Job, Stats, StatsSnapshot};
+use crate::worker::{CaptionRequest, Stats, StatsSnapshot};
 
 /// What every handler shares.
 pub struct AppState {
-    pub queue: SyncSender<Job>,
+    pub queue: SyncSender<CaptionRequest>,
     /// One permit per admitted request: none left → 429.
     pub admitted: Arc<Semaphore>,
     /// Concurrent decodes (memory: each holds a full-size image).
@@ -205,7 +205,7 @@ async fn serve_caption(
     .map_err(|e| ApiError::internal(format!("decoding failed: {e}")))??;
 
     let (reply, answer) = oneshot::channel();
-    let job = Job {
+    let job = CaptionRequest {
         pixels,
         generation: generation.clone(),
         reply,

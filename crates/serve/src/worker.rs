@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use crate::error::ServeError;
 
 /// One image to caption, and where its answer goes.
-pub struct Job {
+pub struct CaptionRequest {
     /// `3 × S × S` preprocessed pixels.
     pub pixels: Vec<f32>,
     pub generation: GenerationConfig,
@@ -95,7 +95,7 @@ pub struct Batching {
 
 /// The running worker: its queue, counters and what it loaded.
 pub struct Worker {
-    pub queue: SyncSender<Job>,
+    pub queue: SyncSender<CaptionRequest>,
     pub stats: Arc<Stats>,
     pub facts: ModelFacts,
     pub thread: std::thread::JoinHandle<()>,
@@ -107,20 +107,20 @@ pub fn spawn(
     backend: ResolvedBackend,
     batching: Batching,
 ) -> Result<Worker, ServeError> {
-    let (queue, jobs) = mpsc::sync_channel(batching.queue_capacity.max(1));
+    let (queue, requests) = mpsc::sync_channel(batching.queue_capacity.max(1));
     let (ready_tx, ready_rx) = mpsc::channel();
     let stats = Arc::new(Stats::default());
-    let job = Loop {
+    let model_loop = ModelLoop {
         model_dir,
         backend_name: backend.describe(),
         batching,
-        jobs,
+        requests,
         ready: ready_tx,
         stats: Arc::clone(&stats),
     };
     let thread = std::thread::Builder::new()
         .name("pipe-serve-model".into())
-        .spawn(move || backend.run(job))
+        .spawn(move || backend.run(model_loop))
         .map_err(ServeError::Runtime)?;
     match ready_rx.recv() {
         Ok(Ok(facts)) => Ok(Worker {
@@ -134,16 +134,16 @@ pub fn spawn(
     }
 }
 
-struct Loop {
+struct ModelLoop {
     model_dir: PathBuf,
     backend_name: String,
     batching: Batching,
-    jobs: Receiver<Job>,
+    requests: Receiver<CaptionRequest>,
     ready: mpsc::Sender<Result<ModelFacts, ServeError>>,
     stats: Arc<Stats>,
 }
 
-impl OnBackend for Loop {
+impl OnBackend for ModelLoop {
     type Output = ();
 
     fn run<B: Backend>(self, device: B::Device) {
@@ -164,8 +164,9 @@ impl OnBackend for Loop {
             return;
         }
         let mut pending = VecDeque::new();
-        while let Some(batch) = next_batch(&self.jobs, &mut pending, &self.batching) {
-            let batch: Vec<Job> = batch.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        while let Some(batch) = next_batch(&self.requests, &mut pending, &self.batching) {
+            let batch: Vec<CaptionRequest> =
+                batch.into_iter().filter(|j| !j.reply.is_closed()).collect();
             if batch.is_empty() {
                 continue;
             }
@@ -181,10 +182,10 @@ impl OnBackend for Loop {
 /// The next batch: the oldest job and the compatible jobs that arrive within the window.
 /// `None` when every sender is gone and nothing is pending.
 fn next_batch(
-    jobs: &Receiver<Job>,
-    pending: &mut VecDeque<Job>,
+    jobs: &Receiver<CaptionRequest>,
+    pending: &mut VecDeque<CaptionRequest>,
     batching: &Batching,
-) -> Option<Vec<Job>> {
+) -> Option<Vec<CaptionRequest>> {
     let first = match pending.pop_front() {
         Some(job) => job,
         None => jobs.recv().ok()?,
@@ -223,7 +224,7 @@ fn run_batch<B: Backend>(
     captioner: &Captioner<B>,
     device: &B::Device,
     size: usize,
-    batch: Vec<Job>,
+    batch: Vec<CaptionRequest>,
     stats: &Stats,
 ) {
     let n = batch.len();
@@ -280,14 +281,14 @@ fn run_batch<B: Backend>(
 mod tests {
     use super::*;
 
-    fn job(beams: usize) -> (Job, oneshot::Receiver<Result<Captioned, String>>) {
+    fn job(beams: usize) -> (CaptionRequest, oneshot::Receiver<Result<Captioned, String>>) {
         let (reply, rx) = oneshot::channel();
         let generation = GenerationConfig {
             num_beams: beams,
             ..Default::default()
         };
         (
-            Job {
+            CaptionRequest {
                 pixels: Vec::new(),
                 generation,
                 reply,

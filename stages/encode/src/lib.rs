@@ -57,17 +57,17 @@ pub struct Encode;
 pub struct EncodeParams {
     /// A checkpoint directory (relative to pipeline.toml) or a Hub id.
     pub model: String,
-    #[serde(default = "d_dtype")]
+    #[serde(default = "default_dtype")]
     pub dtype: Dtype,
     /// Images per vision-encoder call.
-    #[serde(default = "d_batch")]
+    #[serde(default = "default_batch_size")]
     pub batch_size: usize,
 }
 
-fn d_dtype() -> Dtype {
+fn default_dtype() -> Dtype {
     Dtype::F32
 }
-fn d_batch() -> usize {
+fn default_batch_size() -> usize {
     8
 }
 
@@ -144,20 +144,20 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EncodeError> {
     })?;
     let backend = resolve(ctx.backend)?;
     tracing::info!(backend = %backend, "encode");
-    backend.run(Job {
+    backend.run(EncodeRun {
         ctx,
         params: &p,
         collate_dir,
     })
 }
 
-struct Job<'a> {
+struct EncodeRun<'a> {
     ctx: &'a StageContext<'a>,
     params: &'a EncodeParams,
     collate_dir: &'a Path,
 }
 
-impl OnBackend for Job<'_> {
+impl OnBackend for EncodeRun<'_> {
     type Output = Result<Outcome, EncodeError>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
@@ -165,7 +165,7 @@ impl OnBackend for Job<'_> {
     }
 }
 
-fn encode<B: Backend>(job: Job<'_>, device: &B::Device) -> Result<Outcome, EncodeError> {
+fn encode<B: Backend>(job: EncodeRun<'_>, device: &B::Device) -> Result<Outcome, EncodeError> {
     let (ctx, p) = (job.ctx, job.params);
     let col = Collated::open(job.collate_dir)?;
     let dir =

@@ -27,4 +27,4 @@ pub mod stage;
 
 pub use error::TrainError;
 pub use params::TrainParams;
-pub use stage::{Hooks, Train, run_with_hooks};
+pub use stage::{Train, run_stopping_after};

@@ -65,38 +65,38 @@ pub struct TrainParams {
     /// The encode dep's name, when several deps hold vision features (one is found by itself).
     #[serde(default)]
     pub encode: Option<String>,
-    #[serde(default = "d_method")]
+    #[serde(default = "default_method")]
     pub method: Method,
-    #[serde(default = "d_true")]
+    #[serde(default = "default_true")]
     pub freeze_vision: bool,
     #[serde(default)]
     pub lora: LoraParams,
-    #[serde(default = "d_lr")]
+    #[serde(default = "default_lr")]
     pub lr: f64,
-    #[serde(default = "d_wd")]
+    #[serde(default = "default_wd")]
     pub weight_decay: f64,
-    #[serde(default = "d_epochs")]
+    #[serde(default = "default_epochs")]
     pub epochs: usize,
     /// Images per micro-batch; each brings all its captions.
-    #[serde(default = "d_batch")]
+    #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Micro-batches per optimizer step.
-    #[serde(default = "d_one")]
+    #[serde(default = "default_one")]
     pub grad_accum: usize,
     /// Warmup as a fraction of all optimizer steps (0 ≤ warmup < 1).
-    #[serde(default = "d_warmup")]
+    #[serde(default = "default_warmup")]
     pub warmup: f64,
-    #[serde(default = "d_schedule")]
+    #[serde(default = "default_schedule")]
     pub schedule: Schedule,
     /// Epochs without a val-loss improvement of at least `min_delta` before stopping.
-    #[serde(default = "d_patience")]
+    #[serde(default = "default_patience")]
     pub patience: usize,
     #[serde(default)]
     pub min_delta: f64,
     #[serde(default)]
     pub label_smoothing: f64,
     /// Global gradient-norm clipping; 0 disables it.
-    #[serde(default = "d_one_f")]
+    #[serde(default = "default_one_f")]
     pub max_grad_norm: f64,
     /// Stop after this many optimizer steps in all (the schedule then spans them).
     #[serde(default)]
@@ -106,37 +106,37 @@ pub struct TrainParams {
     pub val_every_steps: Option<usize>,
 }
 
-fn d_method() -> Method {
+fn default_method() -> Method {
     Method::Lora
 }
-fn d_true() -> bool {
+fn default_true() -> bool {
     true
 }
-fn d_lr() -> f64 {
+fn default_lr() -> f64 {
     1e-4
 }
-fn d_wd() -> f64 {
+fn default_wd() -> f64 {
     0.01
 }
-fn d_epochs() -> usize {
+fn default_epochs() -> usize {
     5
 }
-fn d_batch() -> usize {
+fn default_batch_size() -> usize {
     4
 }
-fn d_one() -> usize {
+fn default_one() -> usize {
     1
 }
-fn d_one_f() -> f64 {
+fn default_one_f() -> f64 {
     1.0
 }
-fn d_warmup() -> f64 {
+fn default_warmup() -> f64 {
     0.05
 }
-fn d_schedule() -> Schedule {
+fn default_schedule() -> Schedule {
     Schedule::Cosine
 }
-fn d_patience() -> usize {
+fn default_patience() -> usize {
     2
 }
 

@@ -40,14 +40,6 @@ use pipe_features::{Features, META, Mismatch};
 /// The `train` stage kind.
 pub struct Train;
 
-/// Test hooks for [`run_with_hooks`].
-#[derive(Debug, Clone, Default)]
-pub struct Hooks {
-    /// Simulate a kill after this epoch's checkpoint (the run returns
-    /// [`TrainError::Interrupted`]).
-    pub stop_after_epoch: Option<usize>,
-}
-
 impl StageKind for Train {
     fn name(&self) -> &'static str {
         "train"
@@ -95,22 +87,28 @@ impl StageKind for Train {
     }
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
-        Ok(run_with_hooks(ctx, &Hooks::default())?)
+        Ok(run_stopping_after(ctx, None)?)
     }
 }
 
-/// The stage, with test hooks.
-pub fn run_with_hooks(ctx: &StageContext<'_>, hooks: &Hooks) -> Result<Outcome, TrainError> {
+/// The stage, stopped as a kill would stop it right after epoch `stop_after_epoch`'s
+/// checkpoint (the run returns [`TrainError::Interrupted`]): how resumption is tested. Not
+/// for use outside tests.
+#[doc(hidden)]
+pub fn run_stopping_after(
+    ctx: &StageContext<'_>,
+    stop_after_epoch: Option<usize>,
+) -> Result<Outcome, TrainError> {
     let p = TrainParams::parse(ctx.params)?;
     let (collate_dir, encode_dir) = pick_deps(ctx.deps, &p)?;
     let backend = resolve(ctx.backend)?;
     tracing::info!(backend = %backend, "train");
-    backend.run(Job {
+    backend.run(TrainRun {
         ctx,
         params: &p,
         collate_dir,
         encode_dir,
-        hooks,
+        stop_after_epoch,
     })
 }
 
@@ -176,15 +174,15 @@ fn pick_deps<'a>(
     Ok((collate.1, encode.map(|(_, d)| d)))
 }
 
-struct Job<'a> {
+struct TrainRun<'a> {
     ctx: &'a StageContext<'a>,
     params: &'a TrainParams,
     collate_dir: &'a Path,
     encode_dir: Option<&'a Path>,
-    hooks: &'a Hooks,
+    stop_after_epoch: Option<usize>,
 }
 
-impl OnBackend for Job<'_> {
+impl OnBackend for TrainRun<'_> {
     type Output = Result<Outcome, TrainError>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
@@ -192,7 +190,7 @@ impl OnBackend for Job<'_> {
     }
 }
 
-fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome, TrainError> {
+fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Outcome, TrainError> {
     let (ctx, p) = (job.ctx, job.params);
     B::seed(device, ctx.seed);
     let col = Collated::open(job.collate_dir)?;
@@ -297,7 +295,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
             work_dir: ctx.work_dir,
             fingerprint,
             progress: ctx.progress,
-            stop_after_epoch: job.hooks.stop_after_epoch,
+            stop_after_epoch: job.stop_after_epoch,
             features: features.as_ref(),
         },
         device,

@@ -10,7 +10,7 @@ use burn::tensor::{Tensor, TensorData};
 use pipe_backend::{CpuBackend, CpuDevice};
 use pipe_blip::{Blip, BlipConfig, Captioner, GenerationConfig};
 use pipe_stage_api::{BackendChoice, Outcome, Silent, StageContext};
-use pipe_train::{Hooks, TrainError, run_with_hooks};
+use pipe_train::{TrainError, run_stopping_after};
 
 type Cpu = CpuBackend;
 
@@ -79,8 +79,13 @@ struct Run {
 /// a time; the runs of this test binary take turns likewise.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn run_in(params: &str, work: &Path, out: &Path, hooks: &Hooks) -> Result<Outcome, TrainError> {
-    run_on(collated(), params, work, out, hooks)
+fn run_in(
+    params: &str,
+    work: &Path,
+    out: &Path,
+    stop_after_epoch: Option<usize>,
+) -> Result<Outcome, TrainError> {
+    run_on(collated(), params, work, out, stop_after_epoch)
 }
 
 /// Train on the collate artifact `collate`.
@@ -89,7 +94,7 @@ fn run_on(
     params: &str,
     work: &Path,
     out: &Path,
-    hooks: &Hooks,
+    stop_after_epoch: Option<usize>,
 ) -> Result<Outcome, TrainError> {
     let _turn = ONE_AT_A_TIME
         .lock()
@@ -112,27 +117,20 @@ fn run_on(
         backend: BackendChoice::Cpu,
         progress: &Silent,
     };
-    run_with_hooks(&ctx, hooks)
+    run_stopping_after(&ctx, stop_after_epoch)
 }
 
 fn run(params: &str) -> (Run, Outcome) {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("out");
-    let o = run_in(params, &tmp.path().join("work"), &out, &Hooks::default()).expect("train");
+    let o = run_in(params, &tmp.path().join("work"), &out, None).expect("train");
     (Run { _tmp: tmp, out }, o)
 }
 
 fn run_with(collate: &Path, params: &str) -> (Run, Outcome) {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("out");
-    let o = run_on(
-        collate,
-        params,
-        &tmp.path().join("work"),
-        &out,
-        &Hooks::default(),
-    )
-    .expect("train");
+    let o = run_on(collate, params, &tmp.path().join("work"), &out, None).expect("train");
     (Run { _tmp: tmp, out }, o)
 }
 
@@ -436,21 +434,13 @@ fn early_stopping_stops() {
 fn resume_equals_uninterrupted(params: &str) -> u64 {
     let tmp = tempfile::tempdir().expect("tmp");
     let work = tmp.path().join("work");
-    let e = run_in(
-        params,
-        &work,
-        &tmp.path().join("out1"),
-        &Hooks {
-            stop_after_epoch: Some(1),
-        },
-    )
-    .expect_err("interrupted");
+    let e = run_in(params, &work, &tmp.path().join("out1"), Some(1)).expect_err("interrupted");
     assert!(matches!(e, TrainError::Interrupted { epoch: 1 }), "{e}");
     let checkpoint = std::fs::metadata(work.join("checkpoint/trainable.bin"))
         .expect("checkpoint")
         .len();
     let out = tmp.path().join("out2");
-    run_in(params, &work, &out, &Hooks::default()).expect("resume");
+    run_in(params, &work, &out, None).expect("resume");
     let s = json(&out.join("summary.json"));
     assert_eq!(s["resumed_from_epoch"], 1);
 
