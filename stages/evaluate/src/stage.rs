@@ -221,41 +221,18 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
     let seconds = start.elapsed().as_secs_f64();
     let test_loss = decoded.loss.mean();
 
-    // predictions.jsonl and references.jsonl, in the split's order.
     let ids: Vec<&str> = indices
         .iter()
         .map(|&i| collated.images[i].id.as_str())
         .collect();
-    let mut preds_jsonl = String::new();
-    let mut refs_jsonl = String::new();
-    for ((id, caption), r) in ids.iter().zip(&decoded.captions).zip(&refs) {
-        let _ = writeln!(
-            preds_jsonl,
-            "{}",
-            serde_json::json!({ "image": id, "caption": caption })
-        );
-        let _ = writeln!(
-            refs_jsonl,
-            "{}",
-            serde_json::json!({ "image": id, "captions": r })
-        );
-    }
-    write(ctx.out_dir, "predictions.jsonl", &preds_jsonl)?;
-    write(ctx.out_dir, "references.jsonl", &refs_jsonl)?;
-
-    // Scores.
-    let pred_map: BTreeMap<String, String> = ids
-        .iter()
-        .map(|s| s.to_string())
-        .zip(decoded.captions.iter().cloned())
-        .collect();
-    let ref_map: BTreeMap<String, Vec<String>> = ids
-        .iter()
-        .map(|s| s.to_string())
-        .zip(refs.clone())
-        .collect();
+    write_predictions(ctx.out_dir, &ids, &decoded.captions, &refs)?;
     ctx.progress.begin("scoring", None);
-    let report = pipe_metrics::score(&pred_map, &ref_map, &p.score_options(ctx.pipeline_dir))?;
+    let report = score(
+        &ids,
+        &decoded.captions,
+        &refs,
+        &p.score_options(ctx.pipeline_dir),
+    )?;
 
     let mut json = match report.to_json() {
         serde_json::Value::Object(m) => m,
@@ -286,23 +263,14 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
         }
     }
 
-    // The report.
-    let (h, w) = collated.image_size();
-    let cider = report.per_image_cider();
-    let mut rows = Vec::with_capacity(indices.len());
-    for (k, &i) in indices.iter().enumerate() {
-        rows.push(Row {
-            id: ids[k],
-            prediction: &decoded.captions[k],
-            references: &refs[k],
-            cider: cider.get(ids[k]).copied().unwrap_or(0.0),
-            rgb: collated.rgb8(i)?,
-            width: w,
-            height: h,
-        });
-    }
-    let title = format!("{} split: captions and CIDEr-D", split.as_str());
-    write_report(ctx.out_dir, &rows, &title, &report.to_text())?;
+    let page = Page {
+        collated: &collated,
+        indices: &indices,
+        ids: &ids,
+        captions: &decoded.captions,
+        refs: &refs,
+    };
+    write_html_report(ctx.out_dir, &page, &report, split.as_str())?;
     results.push("report.html".into());
     results.push("report".into());
 
@@ -325,6 +293,86 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
         "evaluated"
     );
     Ok(outcome)
+}
+
+/// `predictions.jsonl` and `references.jsonl`, in the split's order.
+fn write_predictions(
+    out_dir: &Path,
+    ids: &[&str],
+    captions: &[String],
+    refs: &[Vec<String>],
+) -> Result<(), EvaluateError> {
+    let mut preds_jsonl = String::new();
+    let mut refs_jsonl = String::new();
+    for ((id, caption), r) in ids.iter().zip(captions).zip(refs) {
+        let _ = writeln!(
+            preds_jsonl,
+            "{}",
+            serde_json::json!({ "image": id, "caption": caption })
+        );
+        let _ = writeln!(
+            refs_jsonl,
+            "{}",
+            serde_json::json!({ "image": id, "captions": r })
+        );
+    }
+    write(out_dir, "predictions.jsonl", &preds_jsonl)?;
+    write(out_dir, "references.jsonl", &refs_jsonl)
+}
+
+/// Every caption metric of the predictions against their references.
+fn score(
+    ids: &[&str],
+    captions: &[String],
+    refs: &[Vec<String>],
+    options: &pipe_metrics::ScoreOptions,
+) -> Result<pipe_metrics::Report, EvaluateError> {
+    let pred_map: BTreeMap<String, String> = ids
+        .iter()
+        .map(|s| s.to_string())
+        .zip(captions.iter().cloned())
+        .collect();
+    let ref_map: BTreeMap<String, Vec<String>> = ids
+        .iter()
+        .map(|s| s.to_string())
+        .zip(refs.iter().cloned())
+        .collect();
+    Ok(pipe_metrics::score(&pred_map, &ref_map, options)?)
+}
+
+/// The evaluated images with their captions, for the HTML report.
+struct Page<'a> {
+    collated: &'a Collated,
+    indices: &'a [usize],
+    ids: &'a [&'a str],
+    captions: &'a [String],
+    refs: &'a [Vec<String>],
+}
+
+/// `report.html`: each image with its prediction, references and CIDEr-D.
+fn write_html_report(
+    out_dir: &Path,
+    page: &Page<'_>,
+    report: &pipe_metrics::Report,
+    split: &str,
+) -> Result<(), EvaluateError> {
+    let (h, w) = page.collated.image_size();
+    let cider = report.per_image_cider();
+    let mut rows = Vec::with_capacity(page.indices.len());
+    for (k, &i) in page.indices.iter().enumerate() {
+        rows.push(Row {
+            id: page.ids[k],
+            prediction: &page.captions[k],
+            references: &page.refs[k],
+            cider: cider.get(page.ids[k]).copied().unwrap_or(0.0),
+            rgb: page.collated.rgb8(i)?,
+            width: w,
+            height: h,
+        });
+    }
+    let title = format!("{split} split: captions and CIDEr-D");
+    write_report(out_dir, &rows, &title, &report.to_text())?;
+    Ok(())
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), EvaluateError> {
