@@ -313,6 +313,16 @@ impl Validator<'_> {
                 "stage names must start with a letter and use only letters, digits, `_` and `-`",
                 None,
             );
+        } else if name.len() > MAX_STAGE_NAME {
+            // A name becomes file names (locks, refs, results/<stage>): long ones fail at run.
+            self.report(
+                &path,
+                format!(
+                    "stage names may have at most {MAX_STAGE_NAME} characters (this one has {})",
+                    name.len()
+                ),
+                None,
+            );
         }
         let Some(table) = value.as_table() else {
             self.report(
@@ -494,6 +504,9 @@ fn unknown_key_help(e: &pipe_stage_api::ParamError) -> Option<String> {
         .collect();
     did_you_mean(key, candidates)
 }
+
+/// The longest stage name: it is part of file names (refs, locks, `results/<stage>`).
+pub const MAX_STAGE_NAME: usize = 64;
 
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();

@@ -138,3 +138,22 @@ fn special_files_in_an_output_or_an_input_are_refused_not_opened() {
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(said.contains("data/pipe is a FIFO"), "{said}");
 }
+
+#[test]
+fn a_stage_name_too_long_for_a_file_name_is_refused_up_front() {
+    // Before: a 300-character name passed validation, then every run failed with "File name
+    // too long".
+    let name = "a".repeat(300);
+    let e = error_of(
+        &format!("[stages.{name}]\nkind = \"command\"\ncmd = \"true\"\n"),
+        &[],
+    );
+    assert!(e.contains("at most 64 characters (this one has 300)"), "{e}");
+    assert!(e.contains("pipeline.toml:1:"), "{e}");
+    // The longest allowed name runs.
+    let p = Project::new(&format!(
+        "[stages.{}]\nkind = \"command\"\ncmd = \"echo x > $PIPE_OUT/x\"\n",
+        "b".repeat(64)
+    ));
+    p.ok(&["run"]);
+}
