@@ -82,7 +82,10 @@ pub fn hash_file(path: &Path) -> Result<String, HashError> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-/// Remembers `(size, mtime, inode) → hash` so unchanged files cost a `stat`, not a read.
+/// Remembers `(size, mtime, ctime, inode) → hash` so unchanged files cost a `stat`, not a
+/// read. The ctime (as git's index keeps it) catches an edit whose mtime was put back
+/// (`touch -r`, `cp -p`, an editor or a build tool that restores it): nothing but the kernel
+/// sets the ctime.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct StatCache {
     entries: BTreeMap<PathBuf, Stat>,
@@ -94,6 +97,10 @@ pub struct StatCache {
 struct Stat {
     size: u64,
     mtime_ns: i128,
+    /// 0 in caches written before it was recorded: they never match, so such files are
+    /// hashed once more.
+    #[serde(default)]
+    ctime_ns: i128,
     ino: u64,
     hashed_ns: i128,
     hash: String,
@@ -134,9 +141,11 @@ fn now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
-fn stat_of(meta: &std::fs::Metadata) -> (u64, i128, u64) {
+/// A file's (size, mtime, ctime, inode), times in nanoseconds.
+fn stat_of(meta: &std::fs::Metadata) -> (u64, i128, i128, u64) {
     let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
-    (meta.len(), mtime, meta.ino())
+    let ctime = meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128;
+    (meta.len(), mtime, ctime, meta.ino())
 }
 
 /// Hash a file or a directory tree (following symlinks), using and updating `cache`.
@@ -181,12 +190,13 @@ pub fn hash_tree(root: &Path, cache: &Mutex<StatCache>) -> Result<Tree, HashErro
     let entries: Vec<Entry> = files
         .into_par_iter()
         .map(|(rel, path, meta)| {
-            let (size, mtime_ns, ino) = stat_of(&meta);
+            let (size, mtime_ns, ctime_ns, ino) = stat_of(&meta);
             let key = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
             let cached = cache.lock().ok().and_then(|c| c.entries.get(&key).cloned());
             if let Some(s) = cached
                 && s.size == size
                 && s.mtime_ns == mtime_ns
+                && s.ctime_ns == ctime_ns
                 && s.ino == ino
                 && mtime_ns + RACY_NS < s.hashed_ns
             {
@@ -204,6 +214,7 @@ pub fn hash_tree(root: &Path, cache: &Mutex<StatCache>) -> Result<Tree, HashErro
                     Stat {
                         size,
                         mtime_ns,
+                        ctime_ns,
                         ino,
                         hashed_ns,
                         hash: hash.clone(),
@@ -317,6 +328,29 @@ mod tests {
         let first = hash_tree(&f, &cache).expect("hash");
         // Same size, same second: a racy rewrite must still be seen.
         std::fs::write(&f, "two").expect("write");
+        let second = hash_tree(&f, &cache).expect("hash");
+        assert_ne!(first.digest, second.digest);
+    }
+
+    #[test]
+    fn an_edit_with_its_mtime_put_back_is_seen() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("f");
+        std::fs::write(&f, "one").expect("write");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let set_old = || {
+            std::fs::File::options()
+                .write(true)
+                .open(&f)
+                .and_then(|h| h.set_modified(old))
+                .expect("set mtime");
+        };
+        set_old();
+        let cache = Mutex::new(StatCache::default());
+        let first = hash_tree(&f, &cache).expect("hash");
+        // Same size, same inode, the mtime restored: before, the cached hash was trusted.
+        std::fs::write(&f, "two").expect("write");
+        set_old();
         let second = hash_tree(&f, &cache).expect("hash");
         assert_ne!(first.digest, second.digest);
     }
