@@ -121,10 +121,12 @@ impl Cache {
         Ok(Self { root })
     }
 
-    /// Open an existing cache without creating anything (for read-only commands).
-    pub fn existing(dir: &Path) -> Option<Self> {
-        let root = dir.join(VERSION_DIR);
-        root.is_dir().then_some(Self { root })
+    /// The cache in `dir` for a command that only reads (`status`, `show`): it creates nothing.
+    /// When there is no cache yet, every lookup finds nothing and nothing is saved.
+    pub fn for_reading(dir: &Path) -> Self {
+        Self {
+            root: dir.join(VERSION_DIR),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -337,7 +339,8 @@ impl Cache {
 
     /// Merge `cache` with what is on disk and write it back (under the metadata lock).
     pub fn save_statcache(&self, mut cache: StatCache) -> Result<(), CacheError> {
-        if !cache.is_dirty() {
+        // No cache directory: a read-only command on a project that never ran creates none.
+        if !cache.is_dirty() || !self.root.is_dir() {
             return Ok(());
         }
         let _lock = self.meta_lock()?;

@@ -245,7 +245,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
         }
         Command::Status { set, json } => {
             let spec = load(&set)?;
-            let cache = Cache::open(&spec.cache_dir)?;
+            let cache = Cache::for_reading(&spec.cache_dir);
             let planner = Planner::new(&spec, &cache);
             let statuses = planner.status();
             planner.finish();
@@ -255,7 +255,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
         Command::Show { stage, set, json } => {
             let spec = load(&set)?;
             dag::check_stage(&spec, &stage)?;
-            let cache = Cache::open(&spec.cache_dir)?;
+            let cache = Cache::for_reading(&spec.cache_dir);
             let planner = Planner::new(&spec, &cache);
             let statuses = planner.status();
             let status = statuses.into_iter().find(|s| s.name == stage);

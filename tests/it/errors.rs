@@ -148,7 +148,10 @@ fn a_stage_name_too_long_for_a_file_name_is_refused_up_front() {
         &format!("[stages.{name}]\nkind = \"command\"\ncmd = \"true\"\n"),
         &[],
     );
-    assert!(e.contains("at most 64 characters (this one has 300)"), "{e}");
+    assert!(
+        e.contains("at most 64 characters (this one has 300)"),
+        "{e}"
+    );
     assert!(e.contains("pipeline.toml:1:"), "{e}");
     // The longest allowed name runs.
     let p = Project::new(&format!(

@@ -61,3 +61,23 @@ fn dag_formats() {
         .join("");
     insta::assert_snapshot!("dag", all);
 }
+
+#[test]
+fn read_only_commands_create_nothing() {
+    // Before: `pipe status` created cache/v1 and CACHEDIR.TAG, so it failed (exit 3) on a
+    // read-only checkout that had never run.
+    let p = Project::new("[stages.a]\nkind = \"command\"\ncmd = \"echo x > $PIPE_OUT/x\"\n");
+    let listing = |p: &Project| {
+        let mut names: Vec<String> = std::fs::read_dir(p.dir.path())
+            .expect("read project")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(&p);
+    assert_eq!(p.statuses(), pairs(&[("a", "missing")]));
+    p.ok(&["show", "a"]);
+    p.ok(&["dag"]);
+    assert_eq!(listing(&p), before, "status, show and dag wrote nothing");
+}
