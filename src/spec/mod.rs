@@ -69,8 +69,15 @@ pub fn load(
         source,
     })?;
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    parse(&file, &text, overrides, registry)
+    let cache_elsewhere = std::env::var_os(CACHE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    parse_with(&file, &text, overrides, registry, cache_elsewhere)
 }
+
+/// The environment variable that puts the cache outside the project (a shared filesystem):
+/// the one way to do so, since `[pipeline] cache` must stay inside the project.
+pub const CACHE_ENV: &str = "PIPE_CACHE_DIR";
 
 /// Validate pipeline text as if read from `file`.
 pub fn parse(
@@ -78,6 +85,17 @@ pub fn parse(
     text: &str,
     overrides: &[Override],
     registry: &'static Registry,
+) -> Result<Spec, SpecError> {
+    parse_with(file, text, overrides, registry, None)
+}
+
+/// [`parse`], with the cache in `cache_elsewhere` when [`CACHE_ENV`] names one.
+fn parse_with(
+    file: &Path,
+    text: &str,
+    overrides: &[Override],
+    registry: &'static Registry,
+    cache_elsewhere: Option<PathBuf>,
 ) -> Result<Spec, SpecError> {
     let display_name = file
         .file_name()
@@ -103,6 +121,7 @@ pub fn parse(
     let mut v = Validator {
         src: &src,
         dir,
+        cache_elsewhere,
         overridden: &overridden,
         registry,
         problems: Vec::new(),
@@ -118,6 +137,8 @@ struct Validator<'a> {
     src: &'a Source<'a>,
     /// The pipeline file's directory.
     dir: PathBuf,
+    /// [`CACHE_ENV`]: a cache outside the project, chosen explicitly.
+    cache_elsewhere: Option<PathBuf>,
     /// Key paths set by `--set`, with the flag's text, so errors point at the flag.
     overridden: &'a BTreeMap<Vec<String>, String>,
     registry: &'static Registry,
@@ -198,17 +219,27 @@ impl Validator<'_> {
                 0
             }
         };
-        let cache_dir = dir.join(
-            self.string(pipeline, &["pipeline", "cache"])
-                .unwrap_or_else(|| "cache".into()),
-        );
-        let results_dir = dir.join(
-            self.string(pipeline, &["pipeline", "results"])
-                .unwrap_or_else(|| "results".into()),
+        let cache = self
+            .string(pipeline, &["pipeline", "cache"])
+            .unwrap_or_else(|| "cache".into());
+        let cache_dir = match self.cache_elsewhere.clone() {
+            Some(elsewhere) => normalize(&dir.join(elsewhere)),
+            None => self.inside(&["pipeline", "cache"], &cache),
+        };
+        let results = self
+            .string(pipeline, &["pipeline", "results"])
+            .unwrap_or_else(|| "results".into());
+        let results_dir = self.inside(&["pipeline", "results"], &results);
+        self.apart(
+            &["pipeline", "results"],
+            &results_dir,
+            "the cache",
+            &cache_dir,
         );
 
-        let stages = self.stages(doc, &results_dir);
-        let stages = self.order(stages?)?;
+        let stages = self.stages(doc, &results_dir)?;
+        self.check_results(&stages, &cache_dir);
+        let stages = self.order(stages)?;
         Some(Spec {
             file: file.to_path_buf(),
             dir,
@@ -230,6 +261,92 @@ impl Validator<'_> {
             Some(_) => {
                 self.report(path, "must be a string", None);
                 None
+            }
+        }
+    }
+
+    /// `value` (the key at `at`) as a directory inside the project, not the project itself:
+    /// pipe writes and deletes there. A problem is reported otherwise.
+    fn inside(&mut self, at: &[&str], value: &str) -> PathBuf {
+        let path = normalize(&self.dir.join(value));
+        if !path.starts_with(&self.dir) || path == self.dir {
+            let mut message = format!(
+                "must be a directory inside the project ({}), not {}",
+                self.dir.display(),
+                path.display()
+            );
+            if at == ["pipeline", "cache"] {
+                message.push_str(&format!(
+                    "; for a cache elsewhere (a shared filesystem) set {CACHE_ENV}"
+                ));
+            }
+            self.report(at, message, None);
+        }
+        path
+    }
+
+    /// Report `at` when `path` and `other` (`what`) are inside one another.
+    fn apart(&mut self, at: &[&str], path: &Path, what: &str, other: &Path) {
+        if overlaps(path, other) {
+            self.report(
+                at,
+                format!("{} overlaps {what} ({})", path.display(), other.display()),
+                None,
+            );
+        }
+    }
+
+    /// Every stage's results folder apart from the cache, from the other stages' results and
+    /// from every stage's inputs: pipe replaces what is there after each run.
+    fn check_results(&mut self, out: &[StageSpec], cache_dir: &Path) {
+        let dir = self.dir.clone();
+        let shown = |p: &Path| p.strip_prefix(&dir).unwrap_or(p).display().to_string();
+        // Kinds that cannot name their inputs yet (bad parameters) are reported elsewhere.
+        let inputs: Vec<(&str, PathBuf)> = out
+            .iter()
+            .filter_map(|s| Some((s.name.as_str(), s.kind.inputs(&s.params, &dir).ok()?)))
+            .flat_map(|(name, ins)| ins.into_iter().map(move |i| (name, normalize(&i))))
+            .collect();
+        for (i, stage) in out.iter().enumerate() {
+            let at = ["stages", stage.name.as_str(), "results"];
+            if overlaps(&stage.results, cache_dir) {
+                let message = format!(
+                    "{} overlaps the cache ({})",
+                    shown(&stage.results),
+                    shown(cache_dir)
+                );
+                self.report(&at, message, None);
+            }
+            for other in &out[..i] {
+                let message = if stage.results == other.results {
+                    format!(
+                        "duplicate output path {}: stage `{}` writes its results there too",
+                        shown(&stage.results),
+                        other.name
+                    )
+                } else if overlaps(&stage.results, &other.results) {
+                    format!(
+                        "{} overlaps stage `{}`'s results ({}): results folders must not nest",
+                        shown(&stage.results),
+                        other.name,
+                        shown(&other.results)
+                    )
+                } else {
+                    continue;
+                };
+                self.report(&at, message, None);
+            }
+            if let Some((owner, input)) = inputs
+                .iter()
+                .find(|(_, input)| overlaps(&stage.results, input))
+            {
+                let message = format!(
+                    "{} overlaps {}, an input of stage `{owner}`: each run would change that \
+                     input and the stage would never be fresh",
+                    shown(&stage.results),
+                    shown(input),
+                );
+                self.report(&at, message, None);
             }
         }
     }
@@ -272,28 +389,6 @@ impl Validator<'_> {
                     format!("clashes with stage `{other}`: both export $PIPE_DEP_{env}"),
                     None,
                 );
-            }
-        }
-        let mut seen: BTreeMap<&Path, &str> = BTreeMap::new();
-        for stage in &out {
-            if let Some(other) = seen.insert(&stage.results, &stage.name) {
-                let message = format!(
-                    "duplicate output path {}: stage `{other}` writes its results there too",
-                    stage
-                        .results
-                        .strip_prefix(&self.dir)
-                        .unwrap_or(&stage.results)
-                        .display()
-                );
-                self.problems.push(Diagnostic {
-                    at: self
-                        .src
-                        .locate(&["stages", &stage.name, "results"])
-                        .to_string(),
-                    key: format!("stages.{}.results", stage.name),
-                    message,
-                    help: None,
-                });
             }
         }
         Some(out)
@@ -354,7 +449,7 @@ impl Validator<'_> {
         };
         let deps = self.deps(name, table, names);
         let results = match self.string(table, &["stages", name, "results"]) {
-            Some(p) => self.dir.join(p),
+            Some(p) => self.inside(&["stages", name, "results"], &p),
             None => results_dir.join(name),
         };
         let params: toml::Table = table
@@ -503,6 +598,27 @@ fn unknown_key_help(e: &pipe_stage_api::ParamError) -> Option<String> {
         .map(|s| s.trim_matches(|c| c == '`' || c == ' '))
         .collect();
     did_you_mean(key, candidates)
+}
+
+/// `path` with `.` and `..` resolved lexically (no file system access).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Whether one of two paths is inside the other (or they are equal).
+fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
 }
 
 /// The longest stage name: it is part of file names (refs, locks, `results/<stage>`).

@@ -160,3 +160,45 @@ fn a_stage_name_too_long_for_a_file_name_is_refused_up_front() {
     ));
     p.ok(&["run"]);
 }
+
+#[test]
+fn the_cache_and_results_stay_inside_the_project() {
+    // Before: `cache = "/"` made `pipe status` create /v1 and /CACHEDIR.TAG; `results = ".."`,
+    // absolute paths and `../../x` were written to.
+    let cmd = "[stages.a]\nkind = \"command\"\ncmd = \"true\"\n";
+    for (pipeline, key, says) in [
+        (format!("[pipeline]\ncache = \"/\"\n{cmd}"), "pipeline.cache", "PIPE_CACHE_DIR"),
+        (format!("[pipeline]\ncache = \".\"\n{cmd}"), "pipeline.cache", "inside the project"),
+        (format!("[pipeline]\nresults = \"..\"\n{cmd}"), "pipeline.results", "inside the project"),
+        (format!("[pipeline]\nresults = \"/tmp/x\"\n{cmd}"), "pipeline.results", "inside the project"),
+        (format!("{cmd}results = \"sub/../../../x\"\n"), "stages.a.results", "inside the project"),
+        (format!("[pipeline]\nresults = \"cache/r\"\n{cmd}"), "pipeline.results", "overlaps the cache"),
+        (format!("{cmd}results = \"cache\"\n"), "stages.a.results", "overlaps the cache"),
+        (
+            format!("{cmd}results = \"out\"\n[stages.b]\nkind = \"command\"\ncmd = \"true\"\nresults = \"out/b\"\n"),
+            "stages.b.results",
+            "must not nest",
+        ),
+        (
+            "[stages.a]\nkind = \"command\"\ncmd = \"true\"\ninputs = [\"photos\"]\nresults = \"photos/captions\"\n".to_string(),
+            "stages.a.results",
+            "an input of stage `a`",
+        ),
+    ] {
+        let e = error_of(&pipeline, &[]);
+        assert!(e.contains(key) && e.contains(says), "{pipeline}\n→ {e}");
+    }
+    // Nothing was created outside the project (nor inside: status creates nothing).
+    assert!(!Path::new("/v1").exists() && !Path::new("/CACHEDIR.TAG").exists());
+    // The explicit way to a cache elsewhere.
+    let p = Project::new("[stages.a]\nkind = \"command\"\ncmd = \"echo x > $PIPE_OUT/x\"\n");
+    let shared = tempfile::tempdir().expect("shared cache");
+    let out = p
+        .command(&["run"])
+        .env("PIPE_CACHE_DIR", shared.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(shared.path().join("v1/artifacts").is_dir());
+    assert!(!p.path("cache").exists());
+}

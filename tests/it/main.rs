@@ -54,7 +54,8 @@ impl Project {
             .env_remove("RUST_LOG")
             // Tests never touch the network (Hub ids resolve from the cache only).
             .env("HF_HUB_OFFLINE", "1")
-            .env_remove("PIPE_PIPELINE");
+            .env_remove("PIPE_PIPELINE")
+            .env_remove("PIPE_CACHE_DIR");
         cmd
     }
 
