@@ -7,6 +7,7 @@ use pipe::cache::{Artifact, Cache};
 use pipe::dag;
 use pipe::plan::{Planner, State};
 use pipe_blip::DecodeParams;
+use pipe_blip::decode::{MAX_BATCH, MAX_BEAMS, MAX_NEW_TOKENS};
 use pipe_hub::{HubOptions, ModelDir};
 use pipe_infer::{CaptionSettings, caption_files};
 use pipe_stage_api::{BackendChoice, Silent};
@@ -42,6 +43,11 @@ impl From<Backend> for BackendChoice {
     }
 }
 
+/// A count from 1 to `max`: anything else is a usage error (exit 2) naming the flag.
+fn at_most(max: usize) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=max as u64)
+}
+
 #[derive(Debug, clap::Args)]
 pub struct CaptionArgs {
     #[command(flatten)]
@@ -50,14 +56,14 @@ pub struct CaptionArgs {
     #[arg(required = true)]
     images: Vec<PathBuf>,
     // The infer stage's defaults.
-    #[arg(long, default_value_t = DecodeParams::default().num_beams)]
+    #[arg(long, default_value_t = DecodeParams::default().num_beams, value_parser = at_most(MAX_BEAMS))]
     num_beams: usize,
-    #[arg(long, default_value_t = DecodeParams::default().max_new_tokens)]
+    #[arg(long, default_value_t = DecodeParams::default().max_new_tokens, value_parser = at_most(MAX_NEW_TOKENS))]
     max_new_tokens: usize,
     /// Text every caption starts with, e.g. "a picture of".
     #[arg(long)]
     prompt: Option<String>,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_most(MAX_BATCH))]
     batch_size: usize,
     #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
@@ -88,15 +94,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     queue: usize,
     /// Most images captioned in one model call.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_most(MAX_BATCH))]
     max_batch: usize,
     /// How long to wait for more requests to fill a batch.
     #[arg(long, default_value_t = 5)]
     batch_window_ms: u64,
     /// Default beams for requests that do not say.
-    #[arg(long, default_value_t = pipe_serve::ServeOptions::default().decode.num_beams)]
+    #[arg(long, default_value_t = pipe_serve::ServeOptions::default().decode.num_beams, value_parser = at_most(MAX_BEAMS))]
     num_beams: usize,
-    #[arg(long, default_value_t = pipe_serve::ServeOptions::default().decode.max_new_tokens)]
+    #[arg(long, default_value_t = pipe_serve::ServeOptions::default().decode.max_new_tokens, value_parser = at_most(MAX_NEW_TOKENS))]
     max_new_tokens: usize,
     /// Example images offered on the page (files or folders).
     #[arg(long, num_args = 1..)]

@@ -202,3 +202,29 @@ fn the_cache_and_results_stay_inside_the_project() {
     assert!(shared.path().join("v1/artifacts").is_dir());
     assert!(!p.path("cache").exists());
 }
+
+#[test]
+fn decoding_sizes_are_bounded_when_the_file_is_loaded() {
+    // Before: `--set infer.num_beams=100000000` aborted the run on a 2.4 GB allocation.
+    let infer = "[stages.i]\nkind = \"infer\"\nmodel = \"m\"\nimages = \"photos\"\n";
+    for (extra, key, says) in [
+        (
+            vec!["--set", "i.num_beams=100000000"],
+            "stages.i.num_beams",
+            "maximum of 64",
+        ),
+        (
+            vec!["--set", "i.max_new_tokens=100000"],
+            "stages.i.max_new_tokens",
+            "512 positions",
+        ),
+        (
+            vec!["--set", "i.batch_size=1000000"],
+            "stages.i.batch_size",
+            "between 1 and 1024",
+        ),
+    ] {
+        let e = error_of(infer, &extra);
+        assert!(e.contains(key) && e.contains(says), "{extra:?} → {e}");
+    }
+}

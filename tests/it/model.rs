@@ -78,3 +78,20 @@ fn caption_errors_are_clear() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn caption_sizes_out_of_range_are_usage_errors() {
+    // Before: `--num-beams 0` exited 3 after loading the model, and 100000000 beams aborted.
+    let p = Project::new("[stages.a]\nkind = \"command\"\ncmd = \"true\"\n");
+    for (flag, value) in [
+        ("--num-beams", "0"),
+        ("--num-beams", "100000000"),
+        ("--max-new-tokens", "0"),
+        ("--max-new-tokens", "100000"),
+        ("--batch-size", "0"),
+    ] {
+        let out = p.pipe(&["caption", "--model", "m", flag, value, "x.png"]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(text(&out.stderr).contains(flag), "{}", text(&out.stderr));
+    }
+}

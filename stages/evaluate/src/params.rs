@@ -93,8 +93,11 @@ impl Params {
         let (mut p, decode): (Params, DecodeParams) = parse_params_split(table)?;
         p.decode = decode;
         p.split()?;
-        if p.batch_size == 0 {
-            return Err(ParamError::new(["batch_size"], "must be at least 1"));
+        if p.batch_size == 0 || p.batch_size > pipe_blip::decode::MAX_BATCH {
+            return Err(ParamError::new(
+                ["batch_size"],
+                format!("must be between 1 and {}", pipe_blip::decode::MAX_BATCH),
+            ));
         }
         if p.model.is_some() && p.train.is_some() {
             return Err(ParamError::new(

@@ -139,8 +139,11 @@ impl StageKind for Infer {
         if p.images.trim().is_empty() {
             return Err(ParamError::new(["images"], "must name a folder or a glob"));
         }
-        if p.batch_size == 0 {
-            return Err(ParamError::new(["batch_size"], "must be at least 1"));
+        if p.batch_size == 0 || p.batch_size > pipe_blip::decode::MAX_BATCH {
+            return Err(ParamError::new(
+                ["batch_size"],
+                format!("must be between 1 and {}", pipe_blip::decode::MAX_BATCH),
+            ));
         }
         // Limits that need the model (positions, vocabulary) are checked when it is loaded.
         p.decode

@@ -123,10 +123,10 @@ impl DecodeParams {
     pub fn check(&self) -> Result<(), DecodeParamError> {
         use GenerationError as G;
         self.generation()
-            .validate(usize::MAX, usize::MAX)
+            .validate(MAX_NEW_TOKENS, usize::MAX)
             .map_err(|e| DecodeParamError {
                 key: match e {
-                    G::NoBeams => "num_beams",
+                    G::NoBeams | G::TooManyBeams { .. } => "num_beams",
                     G::NoTokens | G::TooLong { .. } => "max_new_tokens",
                     G::PromptToken { .. } => "prompt",
                     G::MinAboveMax { .. } => "min_new_tokens",
@@ -192,11 +192,23 @@ impl From<EarlyStopping> for EarlyStoppingRepr {
     }
 }
 
+/// The most beams decoding accepts: memory grows with beams × batch × vocabulary, and
+/// captioning gains nothing past a few (transformers' BLIP default is 3).
+pub const MAX_BEAMS: usize = 64;
+
+/// The most tokens a caption may have: BLIP's text decoder has 512 positions.
+pub const MAX_NEW_TOKENS: usize = 512;
+
+/// The largest batch (images per model call) a stage or command accepts.
+pub const MAX_BATCH: usize = 1024;
+
 /// A decoding option that cannot work.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GenerationError {
     #[error("num_beams must be at least 1")]
     NoBeams,
+    #[error("num_beams {beams} is above the maximum of {max}")]
+    TooManyBeams { beams: usize, max: usize },
     #[error("max_new_tokens must be at least 1")]
     NoTokens,
     #[error("min_new_tokens {min} exceeds max_new_tokens {max}")]
@@ -221,6 +233,14 @@ impl GenerationConfig {
     pub fn validate(&self, max_positions: usize, vocab: usize) -> Result<(), GenerationError> {
         if self.num_beams == 0 {
             return Err(GenerationError::NoBeams);
+        }
+        // Beams beyond the vocabulary could never all differ.
+        let beams = MAX_BEAMS.min(vocab);
+        if self.num_beams > beams {
+            return Err(GenerationError::TooManyBeams {
+                beams: self.num_beams,
+                max: beams,
+            });
         }
         if self.max_new_tokens == 0 {
             return Err(GenerationError::NoTokens);
@@ -361,6 +381,40 @@ pub enum DecodeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_bounded_before_anything_is_allocated() {
+        // Before: num_beams = 100000000 aborted a run on a 2.4 GB allocation.
+        let check = |d: DecodeParams| d.check().map_err(|e| (e.key, e.message));
+        let (key, message) = check(DecodeParams {
+            num_beams: 100_000_000,
+            ..DecodeParams::default()
+        })
+        .expect_err("too many beams");
+        assert_eq!(key, "num_beams");
+        assert!(message.contains("above the maximum of 64"), "{message}");
+        let ok = DecodeParams {
+            num_beams: MAX_BEAMS,
+            max_new_tokens: MAX_NEW_TOKENS,
+            ..DecodeParams::default()
+        };
+        assert_eq!(check(ok.clone()), Ok(()));
+        let (key, _) = check(DecodeParams {
+            max_new_tokens: 100_000,
+            ..ok
+        })
+        .expect_err("too long");
+        assert_eq!(key, "max_new_tokens");
+        // With a model: no more beams than its vocabulary.
+        let g = GenerationConfig {
+            num_beams: 10,
+            ..GenerationConfig::default()
+        };
+        assert_eq!(
+            g.validate(512, 8),
+            Err(GenerationError::TooManyBeams { beams: 10, max: 8 })
+        );
+    }
 
     #[test]
     fn decode_params_defaults_and_checks_name_their_key() {
