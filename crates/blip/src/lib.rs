@@ -11,6 +11,7 @@
 
 pub mod act;
 pub mod caption;
+pub mod checkpoint;
 pub mod config;
 pub mod decode;
 mod layers;

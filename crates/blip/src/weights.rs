@@ -20,6 +20,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Element};
 use pipe_hub::ModelDir;
 
+use crate::checkpoint::{Header, listed};
 use crate::config::{BlipConfig, ConfigError};
 use crate::model::Blip;
 
@@ -118,10 +119,19 @@ pub enum LoadError {
         name: String,
         message: String,
     },
-    #[error("{path}: missing tensor(s) {}", .names.join(", "))]
+    #[error("{path}: missing tensor(s) {}", listed(.names))]
     Missing { path: String, names: Vec<String> },
-    #[error("{path}: unused tensor(s) {} (not a BlipForConditionalGeneration checkpoint of this config?)", .names.join(", "))]
+    #[error("{path}: unused tensor(s) {} (not a BlipForConditionalGeneration checkpoint of this config?)", listed(.names))]
     Unused { path: String, names: Vec<String> },
+    #[error("{path}: tensor(s) {} are not floating point; a BLIP checkpoint's weights are F32, F16 or BF16", listed(.names))]
+    DType { path: String, names: Vec<String> },
+    #[error("config.json's {key} is {wanted}, but {path} has {found} such layers")]
+    Layers {
+        path: String,
+        key: &'static str,
+        wanted: usize,
+        found: usize,
+    },
 }
 
 /// Read the config and the weights of `dir` onto `device`.
@@ -130,12 +140,18 @@ pub fn load_model<B: Backend>(
     device: &B::Device,
 ) -> Result<(BlipConfig, Blip<B>), LoadError> {
     let config = BlipConfig::from_file(&dir.config_path())?;
-    let model = load_weights(Blip::new(&config, device), &dir.weights_path())?;
+    let path = dir.weights_path();
+    // Before allocating: the config's sizes must be the file's.
+    Header::read(&path)?.check_config(&config, &path)?;
+    let model = load_weights(Blip::new(&config, device), &path)?;
     Ok((config, model))
 }
 
 /// Fill `model` from a safetensors file in the Hugging Face layout.
 pub fn load_weights<B: Backend>(mut model: Blip<B>, path: &Path) -> Result<Blip<B>, LoadError> {
+    // Burn's loader panics on an integer tensor where a float parameter is (and the unwind
+    // then crashed): refuse it first.
+    Header::read(path)?.check_dtypes(path)?;
     let shown = path.display().to_string();
     let remap = remapper().map_err(|message| LoadError::Tensor {
         path: shown.clone(),

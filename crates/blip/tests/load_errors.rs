@@ -86,3 +86,69 @@ fn stored_tied_decoder_weight_is_accepted() {
     });
     load(&dir, &out).expect("tied copy is fine");
 }
+
+#[test]
+fn a_float_tensor_labelled_as_integer_is_an_error_not_a_crash() {
+    // Before: Burn panicked inside load_from and the unwind segfaulted (exit 139).
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("m.safetensors");
+    let name = "text_decoder.bert.embeddings.LayerNorm.bias";
+    rewrite(&dir, &out, |t| {
+        for x in t.iter_mut().filter(|x| x.0 == name) {
+            x.1 = "I32".into(); // same byte length as F32
+        }
+    });
+    let e = load(&dir, &out).expect_err("integer weights");
+    assert!(matches!(e, LoadError::DType { .. }), "{e}");
+    assert!(e.to_string().contains(&format!("{name} (I32)")), "{e}");
+}
+
+#[test]
+fn a_config_larger_than_its_checkpoint_is_refused_before_allocating() {
+    // Before: num_hidden_layers = 1000000 allocated 12.6 GB and aborted; with 20000 the
+    // "missing tensor(s)" message was 34.9 MB.
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    std::fs::create_dir(&model).expect("mkdir");
+    std::fs::copy(
+        dir.join("model.safetensors"),
+        model.join("model.safetensors"),
+    )
+    .expect("copy");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("config"))
+            .expect("json");
+    config["text_config"]["num_hidden_layers"] = 1_000_000.into();
+    std::fs::write(model.join("config.json"), config.to_string()).expect("write");
+    let dir = pipe_hub::ModelDir::open(&model).expect("model dir");
+    let e = pipe_blip::weights::load_model::<Cpu>(&dir, &Default::default())
+        .map(|_| ())
+        .expect_err("too many layers");
+    assert!(
+        matches!(
+            e,
+            LoadError::Layers {
+                wanted: 1_000_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Long lists of names are cut.
+    let many: Vec<String> = (0..20_000).map(|i| format!("t{i}")).collect();
+    let e = LoadError::Missing {
+        path: "m".into(),
+        names: many,
+    };
+    let text = e.to_string();
+    assert!(
+        text.len() < 200 && text.ends_with("… and 19990 more"),
+        "{text}"
+    );
+}
