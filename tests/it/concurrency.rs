@@ -57,26 +57,6 @@ cmd = "echo started > $PIPE_OUT/partial; echo slow >> runs.log; if [ -f hang ]; 
     assert_eq!(leftovers, 0, "the killed run's scratch dir was cleaned");
 }
 
-/// Whether process `pid` still runs (a zombie has ended), waiting up to 10 s for it to end.
-fn still_runs(pid: &str) -> bool {
-    let stat = Path::new("/proc").join(pid.trim()).join("stat");
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        match std::fs::read_to_string(&stat) {
-            Err(_) => return false,
-            Ok(s)
-                if s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z')) =>
-            {
-                return false;
-            }
-            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    true
-}
-
 #[test]
 fn a_stage_dies_with_a_killed_pipe() {
     // `kill -9` of pipe alone (not its process group), as the OOM killer does: before, the
@@ -103,7 +83,7 @@ cmd = "sleep 77 & echo $! > sleeper.pid; wait"
     let _ = child.wait();
     let pid = p.read("sleeper.pid");
     assert!(
-        !still_runs(&pid),
+        !pipe_test_support::still_runs(&pid, Duration::from_secs(10)),
         "the stage's `sleep 77` ({}) outlived pipe",
         pid.trim()
     );

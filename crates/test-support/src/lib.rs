@@ -48,3 +48,25 @@ fn fixture_holding(file: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// Whether process `pid` still runs after waiting up to `limit` for it to end (a zombie has
+/// ended: only its parent has not reaped it yet). For tests that a kill took effect.
+pub fn still_runs(pid: &str, limit: std::time::Duration) -> bool {
+    let stat = std::path::Path::new("/proc").join(pid.trim()).join("stat");
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        match std::fs::read_to_string(&stat) {
+            Err(_) => return false,
+            // The state follows the command name's closing parenthesis.
+            Ok(s)
+                if s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+            {
+                return false;
+            }
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    true
+}

@@ -406,26 +406,6 @@ mod tests {
         );
     }
 
-    /// Whether `pid` runs (a zombie has ended: only its parent has not reaped it), waiting up
-    /// to 5 s for a kill to take effect.
-    fn alive(pid: &str) -> bool {
-        let stat = Path::new("/proc").join(pid.trim()).join("stat");
-        for _ in 0..100 {
-            match std::fs::read_to_string(&stat) {
-                Err(_) => return false,
-                Ok(s)
-                    if s.rsplit(')')
-                        .next()
-                        .is_some_and(|r| r.trim_start().starts_with('Z')) =>
-                {
-                    return false;
-                }
-                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
-            }
-        }
-        true
-    }
-
     #[test]
     fn background_processes_do_not_outlive_the_command() {
         // Neither one that lets go of the pipes (it would run on) nor one that holds them (the
@@ -439,7 +419,7 @@ mod tests {
         for f in ["detached", "holding"] {
             let pid = std::fs::read_to_string(dir.path().join("out").join(f)).expect("pid");
             assert!(
-                !alive(&pid),
+                !pipe_test_support::still_runs(&pid, std::time::Duration::from_secs(5)),
                 "`{f}` background process {} still runs",
                 pid.trim()
             );
