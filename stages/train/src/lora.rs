@@ -10,7 +10,7 @@
 //! query/key/value projections (dropout acts on the branch's input, so it cannot be merged).
 
 use burn::module::{Module, Param, ParamId};
-use burn::nn::Linear;
+use burn::nn::{DropoutConfig, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use pipe_blip::Blip;
@@ -250,13 +250,14 @@ impl<B: Backend> Trainable<B> {
     pub fn training_model(&self, spec: &LoraSpec) -> Blip<B> {
         let mut m = self.model.clone();
         let scale = spec.scale();
+        let dropout = DropoutConfig::new(spec.dropout).init();
         for (name, layer) in spec.names.iter().zip(&self.lora.layers) {
             if let Some((qkv, proj)) = qkv_slot(&mut m, name) {
                 let branch = LoraBranch {
                     a: Param::initialized(layer.a.id, layer.a.val()),
                     b: Param::initialized(layer.b.id, layer.b.val()),
                     scale,
-                    dropout: spec.dropout,
+                    dropout: dropout.clone(),
                 };
                 let lora = qkv.lora.get_or_insert_with(|| QkvLora {
                     query: None,
