@@ -318,17 +318,6 @@ pub fn count_params<B: Backend, M: Module<B>>(m: &M) -> (usize, usize) {
     (c.trainable, c.total)
 }
 
-/// Set whether every float parameter of `m` requires gradients.
-pub fn set_require_grad<B: Backend, M: Module<B>>(m: M, require: bool) -> M {
-    struct Setter(bool);
-    impl<B: Backend> burn::module::ModuleMapper<B> for Setter {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            param.set_require_grad(self.0)
-        }
-    }
-    m.map(&mut Setter(require))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
+use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use pipe_backend::{OnBackend, resolve};
 use pipe_blip::Blip;
@@ -32,7 +33,7 @@ use crate::export::{write_hf_model, write_json, write_peft_adapter};
 use crate::fit::{FitConfig, fit};
 use crate::init::random_init;
 use crate::lora::{
-    LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted, without_dropout,
+    LoraAdapter, LoraSpec, Trainable, count_params, targeted, without_dropout,
 };
 use crate::params::{Method, TrainParams};
 use pipe_features::{Features, META, Mismatch};
@@ -215,7 +216,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
 
     let (trainable, spec) = match p.method {
         Method::Lora => {
-            let model = set_require_grad(model, false);
+            let model = model.no_grad();
             let layers = targeted(&model, &p.lora.targets);
             if layers.is_empty() {
                 return Err(TrainError::NoTargets {
@@ -242,9 +243,10 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
             (Trainable { model, lora }, spec)
         }
         Method::Full => {
-            let mut model = set_require_grad(model, true);
+            // Loaded and freshly initialised parameters require gradients already.
+            let mut model = model;
             if p.freeze_vision {
-                model.vision_model = set_require_grad(model.vision_model, false);
+                model.vision_model = model.vision_model.no_grad();
             }
             let spec = LoraSpec {
                 names: Vec::new(),
