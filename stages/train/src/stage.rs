@@ -122,16 +122,16 @@ fn open_features<B: Backend>(
     collate_dir: &Path,
     col: &Collated,
     trainable: &Trainable<B>,
-    spec: &LoraSpec,
+    spec: Option<&LoraSpec>,
     p: &TrainParams,
 ) -> Result<Features, TrainError> {
     let bad = |message: String| TrainError::Features {
         path: dir.join(META),
         message,
     };
-    let trains_vision = match p.method {
-        Method::Lora => spec.names.iter().any(|n| n.starts_with("vision_model.")),
-        Method::Full => !p.freeze_vision,
+    let trains_vision = match spec {
+        Some(spec) => spec.names.iter().any(|n| n.starts_with("vision_model.")),
+        None => !p.freeze_vision,
     };
     if trains_vision {
         return Err(bad(
@@ -240,7 +240,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
                      train without it"
                 );
             }
-            (Trainable { model, lora }, spec)
+            (Trainable { model, lora }, Some(spec))
         }
         Method::Full => {
             // Loaded and freshly initialised parameters require gradients already.
@@ -248,18 +248,12 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
             if p.freeze_vision {
                 model.vision_model = model.vision_model.no_grad();
             }
-            let spec = LoraSpec {
-                names: Vec::new(),
-                r: 0,
-                alpha: 0.0,
-                dropout: 0.0,
-            };
             (
                 Trainable {
                     model,
                     lora: LoraAdapter::empty(),
                 },
-                spec,
+                None,
             )
         }
     };
@@ -269,7 +263,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
             job.collate_dir,
             &col,
             &trainable,
-            &spec,
+            spec.as_ref(),
             p,
         )?),
         None => None,
@@ -279,7 +273,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
         method = ?p.method,
         trainable_params,
         total_params,
-        adapted_layers = spec.names.len(),
+        adapted_layers = spec.as_ref().map_or(0, |s| s.names.len()),
         "parameters"
     );
 
@@ -294,7 +288,7 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
         &col,
         &FitConfig {
             params: p,
-            spec: &spec,
+            spec: spec.as_ref(),
             seed: ctx.seed,
             work_dir: ctx.work_dir,
             fingerprint,
@@ -307,12 +301,15 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
 
     // Exports.
     ctx.progress.begin("exporting", None);
-    let merged = fitted.best.effective(&spec);
+    let merged = match &spec {
+        Some(spec) => fitted.best.effective(spec),
+        None => fitted.best.model.clone(),
+    };
     write_hf_model(&merged, &source_dir, &ctx.out_dir.join("model"))?;
-    if p.method == Method::Lora {
+    if let Some(spec) = &spec {
         write_peft_adapter(
             &fitted.best.lora,
-            &spec,
+            spec,
             p.lora.dropout,
             &p.lora.targets,
             &p.model,
@@ -325,8 +322,8 @@ fn train<B: AutodiffBackend>(job: Job<'_>, device: &B::Device) -> Result<Outcome
         "model": p.model,
         "trainable_params": trainable_params,
         "total_params": total_params,
-        "adapted_layers": spec.names.len(),
-        "lora_scale": if spec.r > 0 { spec.scale() } else { 0.0 },
+        "adapted_layers": spec.as_ref().map_or(0, |s| s.names.len()),
+        "lora_scale": spec.as_ref().map_or(0.0, LoraSpec::scale),
         "best_val_loss": fitted.best_val,
         "best_epoch": fitted.history.best_epoch,
         "initial_val_loss": fitted.history.initial_val_loss,
