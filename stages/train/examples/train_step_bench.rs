@@ -27,9 +27,7 @@ use pipe_blip::loss::summed_loss;
 use pipe_blip::weights::load_model;
 use pipe_hub::ModelDir;
 use pipe_train::data::{BatchImages, ImageBatch};
-use pipe_train::lora::{
-    LoraAdapter, LoraSpec, Trainable, count_params, targeted,
-};
+use pipe_train::lora::{LoraAdapter, LoraSpec, Trainable, count_params, targeted};
 use pipe_train::loss::batch_logits;
 use pipe_train::optim::adamw;
 use rand::{Rng, SeedableRng, rngs::StdRng};

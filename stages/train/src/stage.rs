@@ -32,9 +32,7 @@ use crate::error::TrainError;
 use crate::export::{write_hf_model, write_json, write_peft_adapter};
 use crate::fit::{FitConfig, fit};
 use crate::init::random_init;
-use crate::lora::{
-    LoraAdapter, LoraSpec, Trainable, count_params, targeted, without_dropout,
-};
+use crate::lora::{LoraAdapter, LoraSpec, Trainable, count_params, targeted, without_dropout};
 use crate::params::{Method, TrainParams};
 use pipe_features::{Features, META, Mismatch};
 
