@@ -10,7 +10,7 @@
 //! and [`CrossKv`] (the image's keys/values, computed once per image and read by all its rows).
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear};
+use burn::nn::{Dropout, Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
@@ -96,14 +96,14 @@ pub struct LoraBranch<B: Backend> {
     pub b: Param<Tensor<B, 2>>,
     #[module(skip)]
     pub scale: f64,
-    #[module(skip)]
-    pub dropout: f64,
+    /// Built once with the branch (PEFT's `lora_dropout`).
+    pub dropout: Dropout,
 }
 
 impl<B: Backend> LoraBranch<B> {
     /// `[A, L, in]` → `[A, L, out]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = burn::nn::DropoutConfig::new(self.dropout).init().forward(x);
+        let x = self.dropout.forward(x);
         let [a, l, d] = x.dims();
         let y = x
             .reshape([a * l, d])

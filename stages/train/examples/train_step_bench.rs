@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use burn::backend::Autodiff;
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
@@ -27,9 +27,7 @@ use pipe_blip::loss::summed_loss;
 use pipe_blip::weights::load_model;
 use pipe_hub::ModelDir;
 use pipe_train::data::{BatchImages, ImageBatch};
-use pipe_train::lora::{
-    LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted,
-};
+use pipe_train::lora::{LoraAdapter, LoraSpec, Trainable, count_params, targeted};
 use pipe_train::loss::batch_logits;
 use pipe_train::optim::adamw;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -90,7 +88,7 @@ fn main() {
 
     // LoRA as the train stage sets it up.
     let targets = vec!["query".to_string(), "value".to_string()];
-    let model = set_require_grad(model, false);
+    let model = model.no_grad();
     let layers = targeted(&model, &targets);
     assert!(!layers.is_empty(), "no query/value layers");
     let shapes: Vec<[usize; 2]> = layers.iter().map(|(_, s)| *s).collect();

@@ -31,7 +31,8 @@ use pipe_features::Features;
 /// What the loop needs besides the model and data.
 pub struct FitConfig<'a> {
     pub params: &'a TrainParams,
-    pub spec: &'a LoraSpec,
+    /// The adapter's layout; `None`: full fine-tuning.
+    pub spec: Option<&'a LoraSpec>,
     pub seed: u64,
     pub work_dir: &'a Path,
     /// Identifies the settings a checkpoint was made with.
@@ -84,7 +85,7 @@ pub fn fit<B: AutodiffBackend>(
     );
 
     // With LoRA the model is frozen: checkpoints hold the adapter alone.
-    let contents = if cfg.spec.r > 0 {
+    let contents = if cfg.spec.is_some() {
         Contents::Adapter
     } else {
         Contents::Everything
@@ -151,7 +152,10 @@ pub fn fit<B: AutodiffBackend>(
         let chunks: Vec<&[usize]> = order.chunks(p.batch_size).collect();
         for (k, chunk) in chunks.iter().enumerate() {
             let batch = load_batch::<B>(col, cfg.features, chunk, device)?;
-            let model = trainable.training_model(cfg.spec);
+            let model = match cfg.spec {
+                Some(spec) => trainable.training_model(spec),
+                None => trainable.model.clone(),
+            };
             let logits = batch_logits(&model, &batch);
             let (sum, count) = summed_loss(logits, batch.labels.clone(), p.label_smoothing);
             let loss = sum / count.clamp_min(1.0);
@@ -252,7 +256,10 @@ fn validate<B: Backend>(
     idx: &[usize],
     device: &B::Device,
 ) -> Result<f64, TrainError> {
-    let model = t.effective(cfg.spec);
+    let model = match cfg.spec {
+        Some(spec) => t.effective(spec),
+        None => t.model.clone(),
+    };
     let (mut sum, mut count) = (0f64, 0f64);
     for chunk in idx.chunks(cfg.params.batch_size.max(8)) {
         let batch = load_batch::<B>(col, cfg.features, chunk, device)?;

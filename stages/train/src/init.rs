@@ -53,7 +53,8 @@ impl<B: Backend> ModuleMapper<B> for Init {
             _ => (0..n).map(|_| self.normal()).collect(),
         };
         let id = param.id;
-        let t = Tensor::<B, D>::from_data(TensorData::new(values, shape), &device);
+        // Trainable, as the parameters of `Blip::new` are (freezing is `Module::no_grad`).
+        let t = Tensor::<B, D>::from_data(TensorData::new(values, shape), &device).require_grad();
         Param::initialized(id, t)
     }
 }

@@ -9,12 +9,15 @@
 //! uses [`Trainable::training_model`], which puts unmerged branches beside the text decoder's
 //! query/key/value projections (dropout acts on the branch's input, so it cannot be merged).
 
-use burn::module::{Module, Param, ParamId};
-use burn::nn::Linear;
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::nn::DropoutConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use pipe_blip::Blip;
 use pipe_blip::text::{LoraBranch, QkvLora, QkvProjections, TextAttention, TextLayer};
+use pipe_blip::weights::checkpoint_name;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// One targeted layer's adapter.
@@ -24,6 +27,13 @@ pub struct LoraLayer<B: Backend> {
     pub a: Param<Tensor<B, 2>>,
     /// `[r, out]`.
     pub b: Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> LoraLayer<B> {
+    /// s·A·B, `[in, out]` (tracked by autodiff).
+    fn delta(&self, scale: f64) -> Tensor<B, 2> {
+        self.a.val().matmul(self.b.val()).mul_scalar(scale)
+    }
 }
 
 /// The adapters of all targeted layers, in the order of [`LoraSpec::names`].
@@ -64,75 +74,84 @@ pub fn is_target(name: &str, targets: &[String]) -> bool {
         .any(|t| name == t || name.ends_with(&format!(".{t}")))
 }
 
-/// Every Linear of the model with its HF module name, in checkpoint order.
-pub fn linears<B: Backend>(m: &Blip<B>) -> Vec<(String, &Linear<B>)> {
-    let mut out: Vec<(String, &Linear<B>)> = Vec::new();
-    for (i, l) in m.vision_model.encoder.layers.iter().enumerate() {
-        let p = format!("vision_model.encoder.layers.{i}");
-        out.push((format!("{p}.self_attn.qkv"), &l.self_attn.qkv));
-        out.push((format!("{p}.self_attn.projection"), &l.self_attn.projection));
-        out.push((format!("{p}.mlp.fc1"), &l.mlp.fc1));
-        out.push((format!("{p}.mlp.fc2"), &l.mlp.fc2));
+/// The module path being walked by a visitor or mapper, and whether the parameter reached is
+/// a `Linear`'s weight; the Linear's HF module name then comes from [`checkpoint_name`] (the
+/// one rename table), so no table here restates the module tree.
+#[derive(Default)]
+struct LinearPath(Vec<(String, String)>);
+
+impl LinearPath {
+    fn enter(&mut self, name: &str, container: &str) {
+        self.0.push((name.to_string(), container.to_string()));
     }
-    for (i, l) in m.text_decoder.bert.encoder.layer.iter().enumerate() {
-        let p = format!("text_decoder.bert.encoder.layer.{i}");
-        for (kind, att) in [
-            ("attention", &l.attention),
-            ("crossattention", &l.crossattention),
-        ] {
-            out.push((format!("{p}.{kind}.self.query"), &att.projections.query));
-            out.push((format!("{p}.{kind}.self.key"), &att.projections.key));
-            out.push((format!("{p}.{kind}.self.value"), &att.projections.value));
-            out.push((format!("{p}.{kind}.output.dense"), &att.output.dense));
+
+    fn exit(&mut self) {
+        self.0.pop();
+    }
+
+    /// The HF module name of the Linear whose `weight` is being reached, if it is one.
+    fn linear_weight(&self) -> Option<String> {
+        match self.0.split_last() {
+            Some(((name, container), parent))
+                if name == "weight" && container == "Struct:Linear" =>
+            {
+                let path: Vec<&str> = parent.iter().map(|(n, _)| n.as_str()).collect();
+                Some(checkpoint_name(&path.join(".")))
+            }
+            _ => None,
         }
-        out.push((format!("{p}.intermediate.dense"), &l.intermediate.dense));
-        out.push((format!("{p}.output.dense"), &l.output.dense));
     }
-    out.push((
-        "text_decoder.cls.predictions.transform.dense".into(),
-        &m.text_decoder.cls.predictions.transform.dense,
-    ));
-    out
 }
 
-/// Mutable access to the Linear named `name` (a name from [`linears`]).
-fn linear_mut<'a, B: Backend>(m: &'a mut Blip<B>, name: &str) -> Option<&'a mut Linear<B>> {
-    let parts: Vec<&str> = name.split('.').collect();
-    match parts.as_slice() {
-        ["vision_model", "encoder", "layers", i, rest @ ..] => {
-            let l = m
-                .vision_model
-                .encoder
-                .layers
-                .get_mut(i.parse::<usize>().ok()?)?;
-            match rest {
-                ["self_attn", "qkv"] => Some(&mut l.self_attn.qkv),
-                ["self_attn", "projection"] => Some(&mut l.self_attn.projection),
-                ["mlp", "fc1"] => Some(&mut l.mlp.fc1),
-                ["mlp", "fc2"] => Some(&mut l.mlp.fc2),
-                _ => None,
-            }
+/// Every Linear of the model with its HF module name and `[in, out]` weight shape, in module
+/// (= checkpoint) order, found by walking the module tree.
+pub fn linears<B: Backend, M: Module<B>>(m: &M) -> Vec<(String, [usize; 2])> {
+    struct Names(LinearPath, Vec<(String, [usize; 2])>);
+    impl<B: Backend> ModuleVisitor<B> for Names {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.0.enter(name, container_type);
         }
-        ["text_decoder", "bert", "encoder", "layer", i, rest @ ..] => match rest {
-            [kind, block, proj] => {
-                let att = text_attention_mut(m, i, kind)?;
-                match (*block, *proj) {
-                    ("self", "query") => Some(&mut att.projections.query),
-                    ("self", "key") => Some(&mut att.projections.key),
-                    ("self", "value") => Some(&mut att.projections.value),
-                    ("output", "dense") => Some(&mut att.output.dense),
-                    _ => None,
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.0.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(name) = self.0.linear_weight() {
+                let dims = param.lazy_shape().dims::<D>();
+                if let [d_in, d_out] = dims[..] {
+                    self.1.push((name, [d_in, d_out]));
                 }
             }
-            ["intermediate", "dense"] => Some(&mut text_layer_mut(m, i)?.intermediate.dense),
-            ["output", "dense"] => Some(&mut text_layer_mut(m, i)?.output.dense),
-            _ => None,
-        },
-        ["text_decoder", "cls", "predictions", "transform", "dense"] => {
-            Some(&mut m.text_decoder.cls.predictions.transform.dense)
         }
-        _ => None,
     }
+    let mut v = Names(LinearPath::default(), Vec::new());
+    m.visit(&mut v);
+    v.1
+}
+
+/// `m` with W + delta for the Linears named in `deltas` (HF module names → `[in, out]`).
+fn add_to_linears<B: Backend, M: Module<B>>(m: M, deltas: HashMap<String, Tensor<B, 2>>) -> M {
+    struct Merge<B: Backend>(LinearPath, HashMap<String, Tensor<B, 2>>);
+    impl<B: Backend> ModuleMapper<B> for Merge<B> {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.0.enter(name, container_type);
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.0.exit();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let Some(delta) = self.0.linear_weight().and_then(|n| self.1.remove(&n)) else {
+                return param;
+            };
+            let id = param.id;
+            let w = param.val();
+            let dims = w.dims();
+            Param::initialized(id, w + delta.reshape(dims))
+        }
+    }
+    if deltas.is_empty() {
+        return m;
+    }
+    m.map(&mut Merge(LinearPath::default(), deltas))
 }
 
 /// The targeted layers' names and `[in, out]` shapes.
@@ -140,7 +159,6 @@ pub fn targeted<B: Backend>(m: &Blip<B>, targets: &[String]) -> Vec<(String, [us
     linears(m)
         .into_iter()
         .filter(|(n, _)| is_target(n, targets))
-        .map(|(n, l)| (n, l.weight.lazy_shape().dims()))
         .collect()
 }
 
@@ -250,13 +268,15 @@ impl<B: Backend> Trainable<B> {
     pub fn training_model(&self, spec: &LoraSpec) -> Blip<B> {
         let mut m = self.model.clone();
         let scale = spec.scale();
+        let dropout = DropoutConfig::new(spec.dropout).init();
+        let mut merged = HashMap::new();
         for (name, layer) in spec.names.iter().zip(&self.lora.layers) {
             if let Some((qkv, proj)) = qkv_slot(&mut m, name) {
                 let branch = LoraBranch {
                     a: Param::initialized(layer.a.id, layer.a.val()),
                     b: Param::initialized(layer.b.id, layer.b.val()),
                     scale,
-                    dropout: spec.dropout,
+                    dropout: dropout.clone(),
                 };
                 let lora = qkv.lora.get_or_insert_with(|| QkvLora {
                     query: None,
@@ -268,29 +288,25 @@ impl<B: Backend> Trainable<B> {
                     "key" => lora.key = Some(branch),
                     _ => lora.value = Some(branch),
                 }
-            } else if let Some(lin) = linear_mut(&mut m, name) {
-                let delta = layer.a.val().matmul(layer.b.val()).mul_scalar(scale);
-                let id = lin.weight.id;
-                lin.weight = Param::initialized(id, lin.weight.val() + delta);
+            } else {
+                merged.insert(name.clone(), layer.delta(scale));
             }
         }
-        m
+        add_to_linears(m, merged)
     }
 
     /// The merged model: targeted weights W + s·A·B (tracked by autodiff on an autodiff
     /// backend), everything else shared with `self.model`. With no adapter, a clone. This is
     /// what validation, evaluation and the export use.
     pub fn effective(&self, spec: &LoraSpec) -> Blip<B> {
-        let mut m = self.model.clone();
         let scale = spec.scale();
-        for (name, layer) in spec.names.iter().zip(&self.lora.layers) {
-            if let Some(lin) = linear_mut(&mut m, name) {
-                let delta = layer.a.val().matmul(layer.b.val()).mul_scalar(scale);
-                let id = lin.weight.id;
-                lin.weight = Param::initialized(id, lin.weight.val() + delta);
-            }
-        }
-        m
+        let deltas = spec
+            .names
+            .iter()
+            .zip(&self.lora.layers)
+            .map(|(name, layer)| (name.clone(), layer.delta(scale)))
+            .collect();
+        add_to_linears(self.model.clone(), deltas)
     }
 }
 
@@ -317,20 +333,39 @@ pub fn count_params<B: Backend, M: Module<B>>(m: &M) -> (usize, usize) {
     (c.trainable, c.total)
 }
 
-/// Set whether every float parameter of `m` requires gradients.
-pub fn set_require_grad<B: Backend, M: Module<B>>(m: M, require: bool) -> M {
-    struct Setter(bool);
-    impl<B: Backend> burn::module::ModuleMapper<B> for Setter {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            param.set_require_grad(self.0)
-        }
-    }
-    m.map(&mut Setter(require))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linears_are_named_and_ordered_as_the_checkpoint() {
+        use pipe_backend::{CpuBackend, CpuDevice};
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/quickstart/model/config.json");
+        let config = pipe_blip::BlipConfig::from_file(&dir).expect("config");
+        let model = Blip::<CpuBackend>::new(&config, &CpuDevice::default());
+        let found = linears(&model);
+        let tensors: Vec<String> = pipe_blip::weights::checkpoint_tensors(&model)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        // Every Linear weight of the checkpoint, in its order, and nothing else.
+        let expected: Vec<&str> = tensors
+            .iter()
+            .filter_map(|n| n.strip_suffix(".weight"))
+            .filter(|n| tensors.contains(&format!("{n}.bias")) && !n.contains("LayerNorm"))
+            .filter(|n| !n.contains("layer_norm") && !n.contains("post_layernorm"))
+            .filter(|n| !n.ends_with("patch_embedding"))
+            .collect();
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, expected);
+        assert_eq!(names[0], "vision_model.encoder.layers.0.self_attn.qkv");
+        assert!(names.contains(&"text_decoder.bert.encoder.layer.0.attention.self.query"));
+        let (_, [d_in, d_out]) = &found[0];
+        assert_eq!(*d_out, 3 * d_in, "[in, out] shapes");
+        let t = targeted(&model, &["query".into(), "value".into()]);
+        assert_eq!(t.len(), 4 * config.text_config.num_hidden_layers);
+    }
 
     #[test]
     fn peft_suffix_matching() {

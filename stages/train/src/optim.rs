@@ -137,7 +137,7 @@ mod tests {
         let device = CpuDevice::default();
         let model = crate::init::random_init(Blip::<Ad>::new(&config, &device), 0.02, 1);
         let t = Trainable {
-            model: crate::lora::set_require_grad(model, true),
+            model,
             lora: LoraAdapter::empty(),
         };
         let layer = &t.model.text_decoder.bert.encoder.layer[0];

@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
+use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use pipe_backend::{OnBackend, resolve};
 use pipe_blip::Blip;
@@ -31,9 +32,7 @@ use crate::error::TrainError;
 use crate::export::{write_hf_model, write_json, write_peft_adapter};
 use crate::fit::{FitConfig, fit};
 use crate::init::random_init;
-use crate::lora::{
-    LoraAdapter, LoraSpec, Trainable, count_params, set_require_grad, targeted, without_dropout,
-};
+use crate::lora::{LoraAdapter, LoraSpec, Trainable, count_params, targeted, without_dropout};
 use crate::params::{Method, TrainParams};
 use pipe_features::{Features, META, Mismatch};
 
@@ -119,16 +118,16 @@ fn open_features<B: Backend>(
     collate_dir: &Path,
     col: &Collated,
     trainable: &Trainable<B>,
-    spec: &LoraSpec,
+    spec: Option<&LoraSpec>,
     p: &TrainParams,
 ) -> Result<Features, TrainError> {
     let bad = |message: String| TrainError::Features {
         path: dir.join(META),
         message,
     };
-    let trains_vision = match p.method {
-        Method::Lora => spec.names.iter().any(|n| n.starts_with("vision_model.")),
-        Method::Full => !p.freeze_vision,
+    let trains_vision = match spec {
+        Some(spec) => spec.names.iter().any(|n| n.starts_with("vision_model.")),
+        None => !p.freeze_vision,
     };
     if trains_vision {
         return Err(bad(
@@ -213,7 +212,7 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
 
     let (trainable, spec) = match p.method {
         Method::Lora => {
-            let model = set_require_grad(model, false);
+            let model = model.no_grad();
             let layers = targeted(&model, &p.lora.targets);
             if layers.is_empty() {
                 return Err(TrainError::NoTargets {
@@ -237,25 +236,20 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
                      train without it"
                 );
             }
-            (Trainable { model, lora }, spec)
+            (Trainable { model, lora }, Some(spec))
         }
         Method::Full => {
-            let mut model = set_require_grad(model, true);
+            // Loaded and freshly initialised parameters require gradients already.
+            let mut model = model;
             if p.freeze_vision {
-                model.vision_model = set_require_grad(model.vision_model, false);
+                model.vision_model = model.vision_model.no_grad();
             }
-            let spec = LoraSpec {
-                names: Vec::new(),
-                r: 0,
-                alpha: 0.0,
-                dropout: 0.0,
-            };
             (
                 Trainable {
                     model,
                     lora: LoraAdapter::empty(),
                 },
-                spec,
+                None,
             )
         }
     };
@@ -265,7 +259,7 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
             job.collate_dir,
             &col,
             &trainable,
-            &spec,
+            spec.as_ref(),
             p,
         )?),
         None => None,
@@ -275,7 +269,7 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
         method = ?p.method,
         trainable_params,
         total_params,
-        adapted_layers = spec.names.len(),
+        adapted_layers = spec.as_ref().map_or(0, |s| s.names.len()),
         "parameters"
     );
 
@@ -290,7 +284,7 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
         &col,
         &FitConfig {
             params: p,
-            spec: &spec,
+            spec: spec.as_ref(),
             seed: ctx.seed,
             work_dir: ctx.work_dir,
             fingerprint,
@@ -303,12 +297,15 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
 
     // Exports.
     ctx.progress.begin("exporting", None);
-    let merged = fitted.best.effective(&spec);
+    let merged = match &spec {
+        Some(spec) => fitted.best.effective(spec),
+        None => fitted.best.model.clone(),
+    };
     write_hf_model(&merged, &source_dir, &ctx.out_dir.join("model"))?;
-    if p.method == Method::Lora {
+    if let Some(spec) = &spec {
         write_peft_adapter(
             &fitted.best.lora,
-            &spec,
+            spec,
             p.lora.dropout,
             &p.lora.targets,
             &p.model,
@@ -321,8 +318,8 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
         "model": p.model,
         "trainable_params": trainable_params,
         "total_params": total_params,
-        "adapted_layers": spec.names.len(),
-        "lora_scale": if spec.r > 0 { spec.scale() } else { 0.0 },
+        "adapted_layers": spec.as_ref().map_or(0, |s| s.names.len()),
+        "lora_scale": spec.as_ref().map_or(0.0, LoraSpec::scale),
         "best_val_loss": fitted.best_val,
         "best_epoch": fitted.history.best_epoch,
         "initial_val_loss": fitted.history.initial_val_loss,

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use burn::backend::Autodiff;
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -13,7 +13,7 @@ use pipe_backend::{CpuBackend, CpuDevice};
 use pipe_blip::loss::summed_loss;
 use pipe_blip::{Blip, BlipConfig};
 use pipe_train::data::{BatchImages, ImageBatch};
-use pipe_train::lora::{LoraAdapter, LoraSpec, Trainable, set_require_grad, targeted};
+use pipe_train::lora::{LoraAdapter, LoraSpec, Trainable, targeted};
 use pipe_train::loss::batch_logits;
 
 type Ad = Autodiff<CpuBackend>;
@@ -23,7 +23,7 @@ fn setup(dropout: f64) -> (Trainable<Ad>, LoraSpec, ImageBatch<Ad>) {
     let config = BlipConfig::from_file(&dir.join("config.json")).expect("config");
     let device = CpuDevice::default();
     let model = pipe_train::init::random_init(Blip::<Ad>::new(&config, &device), 0.02, 1);
-    let model = set_require_grad(model, false);
+    let model = model.no_grad();
     let targets = vec!["query".to_string(), "value".to_string()];
     let layers = targeted(&model, &targets);
     let shapes: Vec<[usize; 2]> = layers.iter().map(|(_, s)| *s).collect();

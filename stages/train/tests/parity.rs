@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use burn::backend::Autodiff;
-use burn::module::{Param, ParamId};
+use burn::module::{Module, Param, ParamId};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -36,7 +36,7 @@ use pipe_data::collate::{CaptionTokenizer, TokenizedCaption, pad_batch};
 use pipe_hub::ModelDir;
 use pipe_test_support::model_fixture;
 use pipe_train::data::{BatchImages, ImageBatch};
-use pipe_train::lora::{LoraAdapter, LoraLayer, LoraSpec, Trainable, set_require_grad, targeted};
+use pipe_train::lora::{LoraAdapter, LoraLayer, LoraSpec, Trainable, targeted};
 use pipe_train::loss::batch_logits;
 use pipe_train::optim::adamw;
 
@@ -219,7 +219,7 @@ fn one_lora_step_matches_transformers_and_peft() {
 
     // The model, frozen, and an adapter holding the reference's initial values.
     let (_, model) = load_model::<Ad>(&ModelDir { dir: dir.clone() }, &device).expect("load");
-    let model = set_require_grad(model, false);
+    let model = model.no_grad();
     let targets: Vec<String> =
         serde_json::from_value(reference.meta["target_modules"].clone()).expect("targets");
     let layers = targeted(&model, &targets);
