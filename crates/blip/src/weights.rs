@@ -141,17 +141,24 @@ pub fn load_model<B: Backend>(
 ) -> Result<(BlipConfig, Blip<B>), LoadError> {
     let config = BlipConfig::from_file(&dir.config_path())?;
     let path = dir.weights_path();
-    // Before allocating: the config's sizes must be the file's.
-    Header::read(&path)?.check_config(&config, &path)?;
-    let model = load_weights(Blip::new(&config, device), &path)?;
+    // Before allocating: the config's sizes must be the file's (and its weights floats).
+    let header = Header::read(&path)?;
+    header.check_config(&config, &path)?;
+    header.check_dtypes(&path)?;
+    let model = fill(Blip::new(&config, device), &path)?;
     Ok((config, model))
 }
 
 /// Fill `model` from a safetensors file in the Hugging Face layout.
-pub fn load_weights<B: Backend>(mut model: Blip<B>, path: &Path) -> Result<Blip<B>, LoadError> {
+pub fn load_weights<B: Backend>(model: Blip<B>, path: &Path) -> Result<Blip<B>, LoadError> {
     // Burn's loader panics on an integer tensor where a float parameter is (and the unwind
     // then crashed): refuse it first.
     Header::read(path)?.check_dtypes(path)?;
+    fill(model, path)
+}
+
+/// [`load_weights`] once the header has been checked.
+fn fill<B: Backend>(mut model: Blip<B>, path: &Path) -> Result<Blip<B>, LoadError> {
     let shown = path.display().to_string();
     let remap = remapper().map_err(|message| LoadError::Tensor {
         path: shown.clone(),

@@ -265,16 +265,17 @@ pub fn parse_params_split<T: DeserializeOwned, S: DeserializeOwned>(
     params: &toml::Table,
 ) -> Result<(T, S), ParamError> {
     let shared = struct_fields::<S>();
-    let (mut own, mut rest) = (toml::Table::new(), toml::Table::new());
+    // `S`'s keys go to `S`, every other key (unknown ones included) to `T`.
+    let (mut for_s, mut for_t) = (toml::Table::new(), toml::Table::new());
     for (k, v) in params {
         let part = if shared.contains(&k.as_str()) {
-            &mut own
+            &mut for_s
         } else {
-            &mut rest
+            &mut for_t
         };
         part.insert(k.clone(), v.clone());
     }
-    let t = parse_params::<T>(&rest).map_err(|mut e| {
+    let t = parse_params::<T>(&for_t).map_err(|mut e| {
         if let [key] = e.path.as_slice()
             && e.message.starts_with("unknown field")
         {
@@ -290,7 +291,7 @@ pub fn parse_params_split<T: DeserializeOwned, S: DeserializeOwned>(
         }
         e
     })?;
-    Ok((t, parse_params::<S>(&own)?))
+    Ok((t, parse_params::<S>(&for_s)?))
 }
 
 /// The field names a `#[derive(Deserialize)]` struct accepts (its serde `FIELDS`).
