@@ -88,15 +88,32 @@ fn read_keyed<T>(
 
 type Line = (usize, Result<serde_json::Map<String, Value>, MetricsError>);
 
-/// The non-blank lines of a file parsed as JSON objects, with line numbers.
+/// The non-blank lines of a file parsed as JSON objects, with line numbers. A leading UTF-8
+/// byte-order mark is skipped; a line that is not UTF-8 is a located error.
 fn json_lines(path: &Path) -> Result<Vec<Line>, MetricsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MetricsError::Io {
+    let bytes = std::fs::read(path).map_err(|source| MetricsError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let line_no = i + 1;
+        let line = match std::str::from_utf8(line) {
+            Ok(line) => line,
+            Err(e) => {
+                let col = e.valid_up_to() + 1;
+                out.push((
+                    line_no,
+                    Err(malformed(
+                        path,
+                        line_no,
+                        format!("not valid UTF-8 (byte {col} of the line)"),
+                    )),
+                ));
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
@@ -113,6 +130,9 @@ fn json_lines(path: &Path) -> Result<Vec<Line>, MetricsError> {
     }
     Ok(out)
 }
+
+/// What some editors write at the start of a UTF-8 file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn image_id(
     path: &Path,

@@ -194,3 +194,26 @@ fn unreadable_file_names_the_path() {
         "{err}"
     );
 }
+
+#[test]
+fn a_byte_order_mark_is_skipped_and_non_utf8_is_located() {
+    let d = TempDir::new().expect("tempdir");
+    let p = d.path().join("bom.jsonl");
+    std::fs::write(
+        &p,
+        b"\xEF\xBB\xBF{\"image\": \"a\", \"caption\": \"x\"}\r\n{\"image\": \"b\", \"caption\": \"y\"}\r\n",
+    )
+    .expect("write");
+    let preds = read_predictions(&p).expect("a BOM and CRLF are fine");
+    assert_eq!(preds.len(), 2);
+    assert_eq!(preds["a"], "x");
+
+    let p = d.path().join("latin1.jsonl");
+    std::fs::write(
+        &p,
+        b"{\"image\": \"a\", \"caption\": \"x\"}\n{\"image\": \"b\", \"caption\": \"caf\xE9\"}\n",
+    )
+    .expect("write");
+    let err = read_predictions(&p).expect_err("not UTF-8");
+    expect_malformed(err, &p, 2, "not valid UTF-8 (byte 31 of the line)");
+}
