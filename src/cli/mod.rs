@@ -174,7 +174,7 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Spec(SpecError::Invalid(_)) | CliError::UnknownStage(_) => 2,
+            CliError::Spec(SpecError::Invalid(..)) | CliError::UnknownStage(_) => 2,
             CliError::Spec(SpecError::Read { .. }) => 2,
             CliError::Cache(_) | CliError::Results(_) => 3,
             CliError::Metrics(pipe_metrics::MetricsError::Io { .. }) => 3,
@@ -284,9 +284,9 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
         Command::Verify { dry_run, json } => {
             let spec = load(&[])?;
             let cache = Cache::open(&spec.cache_dir)?;
-            let (checked, problems) = cache.verify(dry_run)?;
-            output::verify(checked, &problems, dry_run, json);
-            Ok(if problems.is_empty() {
+            let report = cache.verify(dry_run)?;
+            output::verify(&report, dry_run, json);
+            Ok(if report.problems.is_empty() {
                 Exit::Ok
             } else {
                 Exit::Failed

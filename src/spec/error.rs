@@ -35,21 +35,37 @@ pub enum SpecError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}", render(.0))]
-    Invalid(Vec<Diagnostic>),
+    /// The problems found, and how many more were found beyond those listed.
+    #[error("{}", render(.0, *.1))]
+    Invalid(Vec<Diagnostic>, usize),
 }
 
-fn render(diagnostics: &[Diagnostic]) -> String {
-    let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-    if lines.len() == 1 {
-        lines.join("")
-    } else {
-        format!(
-            "{} problems in the pipeline:\n  {}",
-            lines.len(),
-            lines.join("\n  ")
-        )
+impl SpecError {
+    /// The problems found, the first [`crate::spec::MAX_PROBLEMS`] of them listed.
+    pub fn invalid(diagnostics: Vec<Diagnostic>, more: usize) -> Self {
+        Self::Invalid(diagnostics, more)
     }
+
+    /// One problem.
+    pub fn one(diagnostic: Diagnostic) -> Self {
+        Self::Invalid(vec![diagnostic], 0)
+    }
+}
+
+fn render(diagnostics: &[Diagnostic], more: usize) -> String {
+    let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    if lines.len() == 1 && more == 0 {
+        return lines.join("");
+    }
+    let mut text = format!(
+        "{} problems in the pipeline:\n  {}",
+        lines.len() + more,
+        lines.join("\n  ")
+    );
+    if more > 0 {
+        text.push_str(&format!("\n  … and {more} more"));
+    }
+    text
 }
 
 /// "did you mean `x`?" when one candidate is close enough to be a likely typo.

@@ -20,6 +20,25 @@ impl std::fmt::Display for Location {
     }
 }
 
+impl Location {
+    /// Where byte `offset` of `text` (the contents of `file`) is.
+    pub fn of(file: &Path, text: &str, offset: usize) -> Self {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = text[line_start..offset].chars().count() + 1;
+        Self {
+            file: file.to_path_buf(),
+            line,
+            col,
+        }
+    }
+}
+
 /// The source text of a pipeline file, able to locate keys in it.
 pub struct Source<'a> {
     pub file: &'a Path,
@@ -38,16 +57,7 @@ impl<'a> Source<'a> {
 
     /// The location of a byte offset.
     pub fn at(&self, offset: usize) -> Location {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = self.text[line_start..offset].chars().count() + 1;
-        Location {
-            file: self.file.to_path_buf(),
-            line,
-            col,
-        }
+        Location::of(self.file, self.text, offset)
     }
 
     /// Where the key path is written: the key itself when it exists, otherwise the deepest

@@ -64,15 +64,32 @@ pub fn load(
     overrides: &[Override],
     registry: &'static Registry,
 ) -> Result<Spec, SpecError> {
-    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
+    let bytes = std::fs::read(file).map_err(|source| SpecError::Read {
         path: file.to_path_buf(),
         source,
     })?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| not_utf8(file, e.as_bytes(), e.utf8_error()))?;
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let cache_elsewhere = std::env::var_os(CACHE_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
     parse_with(&file, &text, overrides, registry, cache_elsewhere)
+}
+
+/// Where a pipeline file stops being UTF-8 (TOML is UTF-8), as a located problem.
+fn not_utf8(file: &Path, bytes: &[u8], e: std::str::Utf8Error) -> SpecError {
+    let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+    let name = file
+        .file_name()
+        .map_or_else(|| file.to_path_buf(), PathBuf::from);
+    let at = Location::of(&name, valid, valid.len());
+    SpecError::one(Diagnostic {
+        at: at.to_string(),
+        key: String::new(),
+        message: "not valid UTF-8 (TOML files are UTF-8; re-save the file as UTF-8)".into(),
+        help: None,
+    })
 }
 
 /// The environment variable that puts the cache outside the project (a shared filesystem):
@@ -107,14 +124,14 @@ fn parse_with(
             .map_or_else(|| src.at(0), |s| src.at(s.start))
             .to_string();
         let message = e.message().trim().to_string();
-        SpecError::Invalid(vec![Diagnostic {
+        SpecError::one(Diagnostic {
             at,
             key: String::new(),
             message,
             help: None,
-        }])
+        })
     })?;
-    let overridden = overrides::apply(&mut doc, overrides).map_err(SpecError::Invalid)?;
+    let overridden = overrides::apply(&mut doc, overrides).map_err(|d| SpecError::invalid(d, 0))?;
     let dir = file
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
@@ -125,11 +142,12 @@ fn parse_with(
         overridden: &overridden,
         registry,
         problems: Vec::new(),
+        more_problems: 0,
     };
     let spec = v.spec(file, &doc);
     match spec {
         Some(spec) if v.problems.is_empty() => Ok(spec),
-        _ => Err(SpecError::Invalid(v.problems)),
+        _ => Err(SpecError::invalid(v.problems, v.more_problems)),
     }
 }
 
@@ -143,10 +161,20 @@ struct Validator<'a> {
     overridden: &'a BTreeMap<Vec<String>, String>,
     registry: &'static Registry,
     problems: Vec<Diagnostic>,
+    /// Problems found beyond [`MAX_PROBLEMS`]: counted, not located.
+    more_problems: usize,
 }
+
+/// Problems reported with their location; the rest are counted ("… and 38000 more"), so a
+/// file with a million mistakes costs no more to locate than one with fifty.
+pub const MAX_PROBLEMS: usize = 50;
 
 impl Validator<'_> {
     fn report(&mut self, path: &[&str], message: impl Into<String>, help: Option<String>) {
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.more_problems += 1;
+            return;
+        }
         let owned: Vec<String> = path.iter().map(|s| s.to_string()).collect();
         let at = match self.overridden.iter().find(|(p, _)| owned.starts_with(p)) {
             Some((_, flag)) => flag.clone(),

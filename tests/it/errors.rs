@@ -50,6 +50,9 @@ fn validation_errors_name_file_line_and_key() {
         ("--set unknown stage", OK_STAGE.into(), vec!["--set", "perp.cmd=x"]),
         ("--set bad param", OK_STAGE.into(), vec!["--set", "prep.cmdd=x"]),
         ("several problems at once", "[pipeline]\nbackend = 3\n[stages.a]\nkind = \"command\"\ndeps = [\"zz\"]\n".into(), vec![]),
+        ("a type error at its key", "[stages.prep]\ndataset = \"synthetic\"\n\nimages = \"many\"\n".into(), vec![]),
+        ("a nested type error at its key", "[stages.prep]\ndataset = \"synthetic\"\n[stages.prep.split]\ntrain = \"most\"\n".into(), vec![]),
+        ("a --set type error at the flag", "[stages.prep]\ndataset = \"synthetic\"\n".into(), vec!["--set", "prep.images=many"]),
     ];
     let mut all = String::new();
     for (name, pipeline, extra) in cases {
@@ -125,7 +128,8 @@ fn special_files_in_an_output_or_an_input_are_refused_not_opened() {
     assert!(artifact_dirs(&p).is_empty(), "nothing published");
     let scratch = std::fs::read_dir(p.path("cache/v1/tmp")).map_or(0, |d| d.count());
     assert_eq!(scratch, 0, "the refused output's scratch dir is removed");
-    // The same for an input: named, not read.
+    // Under an input: named, never opened, left out of the key (nothing can read it), and
+    // the stage runs on the rest.
     let q = Project::new("[stages.a]\nkind = \"command\"\ninputs = [\"data\"]\ncmd = \"true\"\n");
     std::fs::create_dir(q.path("data")).expect("mkdir");
     let status = std::process::Command::new("mkfifo")
@@ -134,8 +138,8 @@ fn special_files_in_an_output_or_an_input_are_refused_not_opened() {
         .expect("mkfifo");
     assert!(status.success());
     let out = within(&mut q.command(&["run"]), limit);
-    assert_ne!(out.status.code(), Some(0));
-    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
     assert!(said.contains("data/pipe is a FIFO"), "{said}");
 }
 
@@ -227,4 +231,87 @@ fn decoding_sizes_are_bounded_when_the_file_is_loaded() {
         let e = error_of(infer, &extra);
         assert!(e.contains(key) && e.contains(says), "{extra:?} → {e}");
     }
+}
+
+#[test]
+fn a_pipeline_file_that_is_not_utf8_is_located() {
+    let p = Project::new("");
+    std::fs::write(
+        p.path("pipeline.toml"),
+        b"[stages.prep]\nkind = \"command\"\ncmd = \"echo caf\xE9\"\n",
+    )
+    .expect("write");
+    let out = p.pipe(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("pipeline.toml:3:16: not valid UTF-8"), "{err}");
+}
+
+/// 40,000 mistakes are answered as fast as a few: the first ones located, the rest counted.
+#[test]
+fn many_problems_are_listed_up_to_a_bound_and_counted() {
+    let mut text_ = String::from(OK_STAGE);
+    text_.push_str("[pipeline]\n");
+    for i in 0..40_000 {
+        text_.push_str(&format!("unknown_{i} = 1\n"));
+    }
+    let p = Project::new(&text_);
+    let out = within(
+        &mut p.command(&["status"]),
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("40000 problems in the pipeline"),
+        "{}",
+        &err[..err.len().min(400)]
+    );
+    assert!(
+        err.contains("… and 39950 more"),
+        "{}",
+        &err[err.len().saturating_sub(400)..]
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.contains("unknown key")).count(),
+        50
+    );
+}
+
+/// `pipe score`: a byte-order mark is skipped; a line that is not UTF-8 is a located input
+/// error (exit 2), not an I/O failure.
+#[test]
+fn score_skips_a_bom_and_locates_a_line_that_is_not_utf8() {
+    let p = Project::new("[stages.a]\nkind = \"command\"\ncmd = \"true\"\n");
+    p.write(
+        "refs.jsonl",
+        "{\"image\": \"a\", \"captions\": [\"a dog runs\"]}\n{\"image\": \"b\", \"captions\": [\"a cafe\"]}\n",
+    );
+    std::fs::write(
+        p.path("bom.jsonl"),
+        b"\xEF\xBB\xBF{\"image\": \"a\", \"caption\": \"a dog runs\"}\n{\"image\": \"b\", \"caption\": \"a cafe\"}\n",
+    )
+    .expect("write");
+    let args = |preds: &'static str| {
+        vec![
+            "score",
+            "--predictions",
+            preds,
+            "--references",
+            "refs.jsonl",
+            "--meteor",
+            "skip",
+        ]
+    };
+    p.ok(&args("bom.jsonl"));
+    std::fs::write(
+        p.path("latin1.jsonl"),
+        b"{\"image\": \"a\", \"caption\": \"a dog runs\"}\n{\"image\": \"b\", \"caption\": \"a caf\xE9\"}\n",
+    )
+    .expect("write");
+    let out = p.pipe(&args("latin1.jsonl"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("latin1.jsonl:2"), "{err}");
+    assert!(err.contains("not valid UTF-8"), "{err}");
 }

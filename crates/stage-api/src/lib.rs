@@ -246,10 +246,24 @@ pub fn env_name(name: &str) -> String {
 /// turning serde's error into a [`ParamError`] with the key path where it can be recovered.
 pub fn parse_params<T: DeserializeOwned>(params: &toml::Table) -> Result<T, ParamError> {
     let value = toml::Value::Table(params.clone());
-    T::deserialize(value).map_err(|e| {
-        let message = e.to_string();
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        // The keys down to the value serde choked on (not into arrays: a location is a key).
+        let mut path: Vec<String> = Vec::new();
+        for segment in e.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Map { key } => path.push(key.clone()),
+                _ => break,
+            }
+        }
+        let message = e.into_inner().to_string();
+        // An unknown field is reported at its table; name the key itself.
+        if let Some(field) = unknown_field(&message)
+            && path.last() != Some(&field)
+        {
+            path.push(field);
+        }
         ParamError {
-            path: unknown_field(&message).into_iter().collect(),
+            path,
             message: tidy(&message),
         }
     })
@@ -368,6 +382,31 @@ mod tests {
         let e = parse_params::<P>(&t).expect_err("unknown field");
         assert_eq!(e.path, vec!["lrr".to_string()]);
         assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        epochs: usize,
+        #[serde(default)]
+        inner: Option<P>,
+    }
+
+    #[test]
+    fn type_errors_are_located_at_their_key() {
+        let t: toml::Table = toml::from_str("epochs = \"two\"").expect("valid toml");
+        let e = parse_params::<Outer>(&t).expect_err("wrong type");
+        assert_eq!(e.path, vec!["epochs".to_string()], "{}", e.message);
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+
+        let t: toml::Table = toml::from_str("epochs = 1\n[inner]\nlr = true").expect("toml");
+        let e = parse_params::<Outer>(&t).expect_err("wrong type");
+        assert_eq!(e.path, ["inner", "lr"], "{}", e.message);
+
+        let t: toml::Table = toml::from_str("epochs = 1\n[inner]\nlrr = 1.0").expect("toml");
+        let e = parse_params::<Outer>(&t).expect_err("unknown");
+        assert_eq!(e.path, ["inner", "lrr"], "{}", e.message);
     }
 
     fn deps() -> Deps {
