@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use super::lock::Taken;
 use super::{Cache, CacheError, io_at, remove_tree};
 use crate::hash::hash_tree_uncached;
 
@@ -20,8 +21,19 @@ pub struct VerifyProblem {
     pub problem: String,
 }
 
+#[derive(Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    /// Artifacts re-hashed.
+    pub checked: usize,
+    /// Those that did not match (evicted unless dry-run).
+    pub problems: Vec<VerifyProblem>,
+    /// (key, holder) of artifacts a run was producing at the time: neither checked nor touched.
+    pub in_use: Vec<(String, String)>,
+}
+
 impl Cache {
-    /// Delete every artifact and work dir whose key is not in `roots`.
+    /// Delete every artifact and work dir whose key is not in `roots` and that no run is
+    /// producing (its execution lock is free).
     pub fn gc(&self, roots: &BTreeSet<String>, dry_run: bool) -> Result<GcReport, CacheError> {
         let _lock = self.meta_lock()?;
         let mut report = GcReport::default();
@@ -30,6 +42,11 @@ impl Cache {
                 report.kept += 1;
                 continue;
             }
+            // A run publishing this key right now holds its lock: leave it alone.
+            let Taken::Mine(_key_lock) = self.try_exec_lock(&key, "gc")? else {
+                report.kept += 1;
+                continue;
+            };
             let bytes = self.artifact(&key).map_or(0, |a| a.manifest.bytes);
             if !dry_run {
                 self.evict(&key)?;
@@ -43,10 +60,9 @@ impl Cache {
                 continue;
             }
             // A work dir in use has its execution lock held: leave it alone.
-            let lock = self.root.join("locks").join(format!("{key}.lock"));
-            if is_locked(&lock) {
+            let Taken::Mine(_key_lock) = self.try_exec_lock(&key, "gc")? else {
                 continue;
-            }
+            };
             if !dry_run {
                 remove_tree(&item.path()).map_err(io_at(&item.path()))?;
             }
@@ -58,58 +74,54 @@ impl Cache {
         Ok(report)
     }
 
-    /// Re-hash every artifact; evict (unless `dry_run`) those whose bytes or key no longer match.
-    pub fn verify(&self, dry_run: bool) -> Result<(usize, Vec<VerifyProblem>), CacheError> {
-        let mut problems = Vec::new();
-        let keys = self.keys()?;
-        for key in &keys {
-            let problem = match self.artifact(key) {
-                None => Some((
-                    String::new(),
-                    "incomplete or unreadable manifest".to_string(),
-                )),
-                Some(a) => {
-                    let stage = a.manifest.stage.clone();
-                    match hash_tree_uncached(&a.out()) {
-                        Err(e) => Some((stage, format!("cannot re-hash: {e}"))),
-                        Ok(tree) if tree.digest != a.manifest.content => Some((
-                            stage,
-                            "content changed since it was written (corrupt or edited)".to_string(),
-                        )),
-                        Ok(_) => match self.preimage(key) {
-                            Some(p) if p.key() == *key => None,
-                            _ => Some((
-                                stage,
-                                "pre-image missing or does not hash to the key".to_string(),
-                            )),
-                        },
-                    }
+    /// Re-hash every artifact; evict (unless `dry_run`) those whose bytes or key no longer
+    /// match. Each key is checked under its execution lock, so an artifact a run is replacing
+    /// (`--force`) is never mistaken for a corrupt one: a key whose lock is held is skipped and
+    /// reported as in use.
+    pub fn verify(&self, dry_run: bool) -> Result<VerifyReport, CacheError> {
+        let mut report = VerifyReport::default();
+        for key in self.keys()? {
+            let _key_lock = match self.try_exec_lock(&key, "verify")? {
+                Taken::Mine(lock) => lock,
+                Taken::Held(holder) => {
+                    report.in_use.push((key, holder));
+                    continue;
                 }
             };
-            if let Some((stage, problem)) = problem {
+            report.checked += 1;
+            if let Some((stage, problem)) = self.check(&key) {
                 if !dry_run {
-                    self.evict(key)?;
+                    self.evict(&key)?;
                 }
-                problems.push(VerifyProblem {
-                    key: key.clone(),
+                report.problems.push(VerifyProblem {
+                    key,
                     stage,
                     problem,
                 });
             }
         }
-        Ok((keys.len(), problems))
+        Ok(report)
     }
-}
 
-fn is_locked(path: &std::path::Path) -> bool {
-    let Ok(file) = std::fs::File::options().read(true).write(true).open(path) else {
-        return false;
-    };
-    match file.try_lock() {
-        Ok(()) => {
-            let _ = file.unlock();
-            false
-        }
-        Err(_) => true,
+    /// What is wrong with `key`'s artifact, if anything: (its stage, the problem).
+    fn check(&self, key: &str) -> Option<(String, String)> {
+        let Some(a) = self.artifact(key) else {
+            return Some((
+                String::new(),
+                "incomplete or unreadable manifest".to_string(),
+            ));
+        };
+        let stage = a.manifest.stage.clone();
+        let problem = match hash_tree_uncached(&a.out()) {
+            Err(e) => format!("cannot re-hash: {e}"),
+            Ok(tree) if tree.digest != a.manifest.content => {
+                "content changed since it was written (corrupt or edited)".to_string()
+            }
+            Ok(_) => match self.preimage(key) {
+                Some(p) if p.key() == *key => return None,
+                _ => "pre-image missing or does not hash to the key".to_string(),
+            },
+        };
+        Some((stage, problem))
     }
 }

@@ -14,6 +14,22 @@ pub struct Lock {
 impl Lock {
     /// Take the lock, waiting for the current holder (named in the log) if there is one.
     pub fn acquire(path: &Path, what: &str) -> Result<Self, CacheError> {
+        match Self::take(path, what, true)? {
+            Taken::Mine(lock) => Ok(lock),
+            // `take` waits when told to: it never answers "held".
+            Taken::Held(holder) => Err(CacheError::Lock {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(format!("held by {holder}")),
+            }),
+        }
+    }
+
+    /// Take the lock if nobody holds it; otherwise say who does.
+    pub fn try_acquire(path: &Path, what: &str) -> Result<Taken, CacheError> {
+        Self::take(path, what, false)
+    }
+
+    fn take(path: &Path, what: &str, wait: bool) -> Result<Taken, CacheError> {
         let err = |source| CacheError::Lock {
             path: path.to_path_buf(),
             source,
@@ -39,6 +55,9 @@ impl Lock {
                 } else {
                     holder.to_string()
                 };
+                if !wait {
+                    return Ok(Taken::Held(holder));
+                }
                 tracing::warn!("{what} is locked by {holder}; waiting for it to finish");
                 file.lock().map_err(err)?;
             }
@@ -48,8 +67,15 @@ impl Lock {
         file.set_len(0).map_err(err)?;
         file.rewind().map_err(err)?;
         file.write_all(me.as_bytes()).map_err(err)?;
-        Ok(Self { file })
+        Ok(Taken::Mine(Self { file }))
     }
+}
+
+/// What [`Lock::try_acquire`] found.
+pub enum Taken {
+    Mine(Lock),
+    /// Someone else holds it: who, as the lock file says.
+    Held(String),
 }
 
 impl Drop for Lock {

@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use fsutil::{read_json, remove_tree, write_atomic, write_json_atomic};
-pub use gc::{GcReport, VerifyProblem};
+pub use gc::{GcReport, VerifyProblem, VerifyReport};
 pub use key::{PreImage, SCHEME, canonical, flatten, params_json};
-pub use lock::Lock;
+pub use lock::{Lock, Taken};
 pub use manifest::Manifest;
 
 use crate::hash::{StatCache, Tree};
@@ -251,6 +251,11 @@ impl Cache {
             &self.root.join("locks").join(format!("{key}.lock")),
             &format!("stage `{stage}` ({})", short(key)),
         )
+    }
+
+    /// [`Cache::exec_lock`] without waiting: `Held` while a run is producing `key`.
+    pub fn try_exec_lock(&self, key: &str, what: &str) -> Result<Taken, CacheError> {
+        Lock::try_acquire(&self.root.join("locks").join(format!("{key}.lock")), what)
     }
 
     /// A short lock for metadata updates (refs, run records, stat cache, results/).

@@ -1,6 +1,6 @@
 //! Printing: one function per command, human text or JSON.
 
-use pipe::cache::{GcReport, VerifyProblem, flatten, short};
+use pipe::cache::{GcReport, VerifyReport, flatten, short};
 use pipe::plan::{Planner, StageStatus, State};
 use pipe::run::{Action, StageReport};
 use pipe::spec::StageSpec;
@@ -201,12 +201,17 @@ pub fn gc(report: &GcReport, dry_run: bool, as_json: bool) {
     );
 }
 
-pub fn verify(checked: usize, problems: &[VerifyProblem], dry_run: bool, as_json: bool) {
+pub fn verify(report: &VerifyReport, dry_run: bool, as_json: bool) {
     if as_json {
-        print_json(&json!({ "checked": checked, "problems": problems, "evicted": !dry_run }));
+        print_json(&json!({
+            "checked": report.checked,
+            "problems": report.problems,
+            "in_use": report.in_use.iter().map(|(key, holder)| json!({"key": key, "holder": holder})).collect::<Vec<_>>(),
+            "evicted": !dry_run,
+        }));
         return;
     }
-    for p in problems {
+    for p in &report.problems {
         let action = if dry_run { "" } else { " (evicted)" };
         outln!(
             "corrupt {} [{}]: {}{action}",
@@ -215,11 +220,18 @@ pub fn verify(checked: usize, problems: &[VerifyProblem], dry_run: bool, as_json
             p.problem
         );
     }
+    for (key, holder) in &report.in_use {
+        outln!("skipped {}: being produced by {holder}", short(key));
+    }
+    let (checked, problems) = (report.checked, report.problems.len());
     outln!(
-        "checked {checked} artifact{}: {} problem{}",
+        "checked {checked} artifact{}: {problems} problem{}{}",
         if checked == 1 { "" } else { "s" },
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
+        if problems == 1 { "" } else { "s" },
+        match report.in_use.len() {
+            0 => String::new(),
+            n => format!(", {n} in use and skipped"),
+        }
     );
 }
 

@@ -240,6 +240,57 @@ fn verify_finds_a_flipped_byte_and_the_next_run_repairs_it() {
     );
 }
 
+/// An artifact whose key lock is held (a `run --force` replacing it) is skipped by `verify`
+/// and `gc`, never judged or evicted half-replaced; once the lock is free, verify checks it.
+#[test]
+fn verify_and_gc_leave_an_artifact_being_produced_alone() {
+    let p = chain();
+    p.ok(&["run"]);
+    let show = p.json(&["show", "train"]);
+    let key = show["key"].as_str().expect("key").to_string();
+    let file = PathBuf::from(show["path"].as_str().expect("path")).join("model.txt");
+    // What a replacing run looks like from outside: a changed tree, and the key's lock held.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::write(&file, "half-written").expect("write");
+    let lock = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(p.path(&format!("cache/v1/locks/{key}.lock")))
+        .expect("the run left its lock file");
+    lock.try_lock().expect("nobody holds it now");
+    let report = p.json(&["verify"]);
+    assert_eq!(
+        report["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    assert_eq!(report["in_use"][0]["key"], key.as_str(), "{report}");
+    assert_eq!(report["checked"], 2, "prep and evaluate only: {report}");
+    // The lock was the only reason: free, the change is found.
+    lock.unlock().expect("unlock");
+    let out = p.pipe(&["verify", "--dry-run", "--json"]);
+    assert_ne!(out.status.code(), Some(0), "a problem found is a failure");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["problems"][0]["stage"], "train", "{report}");
+
+    // No longer a root (another config, no run record or ref names it) but in use: gc keeps
+    // it; free, gc removes it.
+    lock.try_lock().expect("lock again");
+    p.write("pipeline.toml", &CHAIN.replace("lr = 0.001", "lr = 0.002"));
+    for dir in ["cache/v1/runs", "cache/v1/refs"] {
+        std::fs::remove_dir_all(p.path(dir)).expect("forget the roots");
+    }
+    p.ok(&["gc"]);
+    assert!(file.exists(), "gc removed an artifact whose lock was held");
+    lock.unlock().expect("unlock");
+    p.ok(&["gc"]);
+    assert!(
+        !file.exists(),
+        "gc kept an unrooted artifact once its lock was free"
+    );
+}
+
 #[test]
 fn results_folder_matches_status() {
     let p = chain();
