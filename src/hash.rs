@@ -62,6 +62,10 @@ pub struct Entry {
 pub struct Tree {
     pub digest: String,
     pub entries: Vec<Entry>,
+    /// Under an input, what could not be read and so is not part of the digest (a dangling
+    /// link, a link loop, a FIFO, a file without read permission): (path, why).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<(String, String)>,
 }
 
 impl Tree {
@@ -148,10 +152,38 @@ fn stat_of(meta: &std::fs::Metadata) -> (u64, i128, i128, u64) {
     (meta.len(), mtime, ctime, meta.ino())
 }
 
-/// Hash a file or a directory tree (following symlinks), using and updating `cache`.
+/// Hash an input, a file or a directory tree (following symlinks), using and updating
+/// `cache`. What cannot be read under a directory (a dangling link, a link loop, a FIFO, a file
+/// without read permission) is left out of the digest and listed in [`Tree::skipped`]: nothing
+/// can use it, and it must not block the stages that read the rest.
 pub fn hash_tree(root: &Path, cache: &Mutex<StatCache>) -> Result<Tree, HashError> {
+    hash_with(root, cache, Unreadable::Skip)
+}
+
+/// Hash an artifact without any stat cache (publishing and `verify`): anything that is not a
+/// regular file or a directory is an error, and a FIFO is never opened.
+pub fn hash_tree_uncached(root: &Path) -> Result<Tree, HashError> {
+    hash_with(root, &Mutex::new(StatCache::default()), Unreadable::Refuse)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Unreadable {
+    Skip,
+    Refuse,
+}
+
+fn hash_with(root: &Path, cache: &Mutex<StatCache>, policy: Unreadable) -> Result<Tree, HashError> {
     let meta = std::fs::metadata(root).map_err(io_err(root))?;
     let mut files: Vec<(String, PathBuf, std::fs::Metadata)> = Vec::new();
+    let mut skipped: Vec<(String, String)> = Vec::new();
+    let rel_of = |path: &Path| {
+        path.strip_prefix(root)
+            .unwrap_or(path)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
     if meta.is_file() {
         files.push((String::new(), root.to_path_buf(), meta));
     } else {
@@ -159,79 +191,120 @@ pub fn hash_tree(root: &Path, cache: &Mutex<StatCache>) -> Result<Tree, HashErro
             .follow_links(true)
             .sort_by_file_name()
         {
-            let item = item.map_err(|source| HashError::Walk {
-                path: root.to_path_buf(),
-                source,
-            })?;
+            let item = match item {
+                Ok(item) => item,
+                Err(e) if policy == Unreadable::Skip && e.depth() > 0 => {
+                    let path = e.path().map(&rel_of).unwrap_or_default();
+                    let why = if e.loop_ancestor().is_some() {
+                        "a symlink loop".to_string()
+                    } else if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) {
+                        "a dangling symlink".to_string()
+                    } else {
+                        let what = e
+                            .io_error()
+                            .map_or_else(|| e.to_string(), ToString::to_string);
+                        format!("unreadable ({what})")
+                    };
+                    skipped.push((path, why));
+                    continue;
+                }
+                Err(source) => {
+                    return Err(HashError::Walk {
+                        path: root.to_path_buf(),
+                        source,
+                    });
+                }
+            };
             let kind = item.file_type();
             if kind.is_dir() {
                 continue;
             }
             if !kind.is_file() {
                 // Never opened: reading a FIFO would wait forever for a writer.
+                if policy == Unreadable::Skip {
+                    skipped.push((rel_of(item.path()), format!("a {}", special_kind(&kind))));
+                    continue;
+                }
                 return Err(HashError::Special {
                     path: item.path().to_path_buf(),
                     what: special_kind(&kind),
                 });
             }
-            let rel = item.path().strip_prefix(root).unwrap_or(item.path());
-            let rel = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
             let meta = item.metadata().map_err(|source| HashError::Walk {
                 path: item.path().to_path_buf(),
                 source,
             })?;
-            files.push((rel, item.path().to_path_buf(), meta));
+            files.push((rel_of(item.path()), item.path().to_path_buf(), meta));
         }
     }
-    let entries: Vec<Entry> = files
+    let hashed: Vec<Result<Entry, (String, HashError)>> = files
         .into_par_iter()
-        .map(|(rel, path, meta)| {
-            let (size, mtime_ns, ctime_ns, ino) = stat_of(&meta);
-            let key = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
-            let cached = cache.lock().ok().and_then(|c| c.entries.get(&key).cloned());
-            if let Some(s) = cached
-                && s.size == size
-                && s.mtime_ns == mtime_ns
-                && s.ctime_ns == ctime_ns
-                && s.ino == ino
-                && mtime_ns + RACY_NS < s.hashed_ns
+        .map(|(rel, path, meta)| hash_entry(rel.clone(), &path, &meta, cache).map_err(|e| (rel, e)))
+        .collect();
+    let mut entries = Vec::with_capacity(hashed.len());
+    for h in hashed {
+        match h {
+            Ok(e) => entries.push(e),
+            // A file under the input that cannot be opened (no read permission).
+            Err((rel, HashError::Io { source, .. }))
+                if policy == Unreadable::Skip && !rel.is_empty() =>
             {
-                return Ok(Entry {
-                    path: rel,
-                    size,
-                    hash: s.hash,
-                });
+                skipped.push((rel, format!("unreadable ({source})")));
             }
-            let hashed_ns = now_ns();
-            let hash = hash_file(&path)?;
-            if let Ok(mut c) = cache.lock() {
-                c.entries.insert(
-                    key,
-                    Stat {
-                        size,
-                        mtime_ns,
-                        ctime_ns,
-                        ino,
-                        hashed_ns,
-                        hash: hash.clone(),
-                    },
-                );
-                c.dirty = true;
-            }
-            Ok(Entry {
-                path: rel,
-                size,
-                hash,
-            })
-        })
-        .collect::<Result<_, HashError>>()?;
+            Err((_, e)) => return Err(e),
+        }
+    }
+    skipped.sort();
     Ok(Tree {
         digest: digest_of(&entries),
         entries,
+        skipped,
+    })
+}
+
+/// One file's entry: from the stat cache when its stat is unchanged and not racy, else hashed.
+fn hash_entry(
+    rel: String,
+    path: &Path,
+    meta: &std::fs::Metadata,
+    cache: &Mutex<StatCache>,
+) -> Result<Entry, HashError> {
+    let (size, mtime_ns, ctime_ns, ino) = stat_of(meta);
+    let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let cached = cache.lock().ok().and_then(|c| c.entries.get(&key).cloned());
+    if let Some(s) = cached
+        && s.size == size
+        && s.mtime_ns == mtime_ns
+        && s.ctime_ns == ctime_ns
+        && s.ino == ino
+        && mtime_ns + RACY_NS < s.hashed_ns
+    {
+        return Ok(Entry {
+            path: rel,
+            size,
+            hash: s.hash,
+        });
+    }
+    let hashed_ns = now_ns();
+    let hash = hash_file(path)?;
+    if let Ok(mut c) = cache.lock() {
+        c.entries.insert(
+            key,
+            Stat {
+                size,
+                mtime_ns,
+                ctime_ns,
+                ino,
+                hashed_ns,
+                hash: hash.clone(),
+            },
+        );
+        c.dirty = true;
+    }
+    Ok(Entry {
+        path: rel,
+        size,
+        hash,
     })
 }
 
@@ -247,11 +320,6 @@ fn special_kind(kind: &std::fs::FileType) -> &'static str {
     } else {
         "special file"
     }
-}
-
-/// Hash a tree without any stat cache (for artifacts and `verify`).
-pub fn hash_tree_uncached(root: &Path) -> Result<Tree, HashError> {
-    hash_tree(root, &Mutex::new(StatCache::default()))
 }
 
 fn digest_of(entries: &[Entry]) -> String {

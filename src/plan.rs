@@ -157,6 +157,20 @@ impl<'a> Planner<'a> {
                 path: shown.clone(),
                 source: Box::new(source),
             })?;
+            const LISTED: usize = 10;
+            for (path, why) in tree.skipped.iter().take(LISTED) {
+                tracing::warn!(
+                    "stage `{}`: {shown}/{path} is {why}: not read, not part of the key",
+                    stage.name
+                );
+            }
+            if tree.skipped.len() > LISTED {
+                tracing::warn!(
+                    "stage `{}`: … and {} more unreadable entries under {shown}",
+                    stage.name,
+                    tree.skipped.len() - LISTED
+                );
+            }
             inputs.insert(shown, tree);
         }
         let preimage = PreImage {

@@ -153,3 +153,39 @@ fn malformed_rows_are_reported_with_their_line_and_an_empty_split_is_an_error() 
         "the failed run published nothing"
     );
 }
+
+/// A dangling link, a link loop and a FIFO under the images root, named by no row, neither
+/// block nor hang prep: they are left out of the key and reported, the rest is used.
+#[test]
+fn unreadable_entries_under_an_images_root_are_skipped_and_reported() {
+    let p = dataset();
+    let images = p.path("data/images");
+    std::os::unix::fs::symlink(images.join("gone.png"), images.join("dangling.png"))
+        .expect("symlink");
+    std::fs::create_dir(images.join("sub")).expect("mkdir");
+    std::os::unix::fs::symlink("..", images.join("sub/up")).expect("symlink");
+    let fifo = images.join("pipe.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let out = p.pipe(&["run"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for (entry, why) in [
+        ("dangling.png", "a dangling symlink"),
+        ("sub/up", "a symlink loop"),
+        ("pipe.fifo", "a FIFO"),
+    ] {
+        assert!(
+            err.contains(&format!("data/images/{entry} is {why}")),
+            "{entry}: {err}"
+        );
+    }
+    // Not part of the key: removing them changes nothing.
+    for entry in ["dangling.png", "sub/up", "pipe.fifo"] {
+        std::fs::remove_file(images.join(entry)).expect("rm");
+    }
+    assert_eq!(p.statuses()[0], ("prep".to_string(), "fresh".to_string()));
+}
