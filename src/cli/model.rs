@@ -93,6 +93,15 @@ pub struct ServeArgs {
     /// Requests admitted at once (more: 429).
     #[arg(long, default_value_t = 64)]
     queue: usize,
+    /// Open connections at once (more: 503 and closed).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_connections: u32,
+    /// Longest a client may take to send its headers, or sit idle between requests.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_s: u64,
+    /// Longest Ctrl-C / SIGTERM waits for requests in progress (a second signal: none).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    shutdown_grace_s: u64,
     /// Most images captioned in one model call.
     #[arg(long, default_value_t = 8, value_parser = at_most(MAX_BATCH))]
     max_batch: usize,
@@ -201,6 +210,9 @@ pub fn serve(pipeline: &Path, args: &ServeArgs) -> Result<Exit, CliError> {
         max_pixels: args.max_megapixels * 1_000_000,
         request_timeout: std::time::Duration::from_secs(args.timeout_s),
         queue_capacity: args.queue,
+        max_connections: args.max_connections as usize,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout_s),
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_s),
         max_batch: args.max_batch,
         batch_window: std::time::Duration::from_millis(args.batch_window_ms),
         cors: args.cors,

@@ -95,3 +95,82 @@ fn caption_sizes_out_of_range_are_usage_errors() {
         assert!(text(&out.stderr).contains(flag), "{}", text(&out.stderr));
     }
 }
+
+/// `pipe serve` stops on SIGTERM even while a client holds a half-sent request: the first
+/// signal waits (a bounded time) for the requests in progress, a second one stops at once.
+#[test]
+fn serve_stops_on_a_second_signal_while_a_client_holds_a_half_sent_request() {
+    use std::io::{BufRead, Write};
+    let Some(model) = fixture() else { return };
+    let p = Project::new("[stages.a]\nkind = \"command\"\ncmd = \"true\"\n");
+    let mut child = p
+        .command(&[
+            "serve",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--port",
+            "0",
+            "--backend",
+            "cpu",
+            "--shutdown-grace-s",
+            "600",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn pipe serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("pipe serve prints its address");
+        if let Some(rest) = line.strip_prefix("pipe serve: http://") {
+            break rest.split('/').next().expect("host:port").to_string();
+        }
+    };
+    let mut client = std::net::TcpStream::connect(&addr).expect("connect");
+    client
+        .write_all(b"POST /api/caption HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n0123")
+        .expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let pid = child.id().to_string();
+    let term = || {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    term();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the first signal waits for the request in progress"
+    );
+    term();
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("pipe serve did not stop on a second SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(client);
+}

@@ -36,8 +36,6 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("the server failed: {0}")]
-    Io(std::io::Error),
     #[error("the model worker stopped before it was ready")]
     WorkerGone,
     #[error("a server thread panicked")]

@@ -10,11 +10,14 @@
 //!   `{"error": TEXT}`: 400 malformed, 404 unknown path, 413 body or image too large, 415 not
 //!   an image, 429 too many requests in flight, 503 model worker gone, 504 timed out.
 //! - Limits ([`limits`], [`ServeOptions`]): body size, image pixels read from the header
-//!   before decoding, format sniffed from the bytes, per-request timeout, bounded admission.
+//!   before decoding, format sniffed from the bytes, per-request timeout, bounded admission;
+//!   connections ([`connections`]) bounded in number, cut when their headers are slow or they
+//!   sit idle, and a shutdown that waits a bounded time.
 //! - The page ([`page`]): HTML/JS/CSS compiled in; example images only from an explicit list
 //!   read at start-up. Binds 127.0.0.1 by default; CORS only when enabled.
 
 pub mod api;
+pub mod connections;
 pub mod error;
 pub mod limits;
 pub mod options;

@@ -25,6 +25,16 @@ pub struct ServeOptions {
     /// Requests admitted at once (being decoded, queued or captioned; default 64): one more
     /// → 429.
     pub queue_capacity: usize,
+    /// Open connections at once (default 256, well under the usual 1024 file descriptors):
+    /// one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers, and longest an open connection
+    /// may sit idle between requests (default 10 s): then it is closed.
+    pub header_timeout: Duration,
+    /// Longest a shutdown (Ctrl-C, SIGTERM, [`crate::Server::shutdown`]) waits for the
+    /// requests in progress before closing their connections (default 10 s; a second signal
+    /// closes them at once).
+    pub shutdown_grace: Duration,
     /// Most images captioned in one model call (default 8).
     pub max_batch: usize,
     /// How long the worker waits for more requests to fill a batch once it has one
@@ -61,6 +71,9 @@ impl Default for ServeOptions {
             max_pixels: 36_000_000,
             request_timeout: Duration::from_secs(30),
             queue_capacity: 64,
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
             max_batch: 8,
             batch_window: Duration::from_millis(5),
             cors: false,

@@ -18,6 +18,7 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::api::{self, AppState, RequestLimits};
+use crate::connections::{self, ConnectionLimits};
 use crate::error::ServeError;
 use crate::options::ServeOptions;
 use crate::page;
@@ -122,8 +123,11 @@ fn check(opts: &ServeOptions) -> Result<(), ServeError> {
     if opts.max_body_bytes == 0 || opts.max_pixels == 0 {
         return bad("max_body_bytes and max_pixels must be positive");
     }
-    if opts.request_timeout.is_zero() {
-        return bad("request_timeout must be positive");
+    if opts.request_timeout.is_zero() || opts.header_timeout.is_zero() {
+        return bad("request_timeout and header_timeout must be positive");
+    }
+    if opts.max_connections == 0 {
+        return bad("max_connections must be at least 1");
     }
     if opts.max_beams == 0 || opts.decode.num_beams == 0 {
         return bad("num_beams must be at least 1");
@@ -200,6 +204,8 @@ fn start(
             "max_pixels": opts.max_pixels,
             "timeout_ms": opts.request_timeout.as_millis() as u64,
             "queue_capacity": opts.queue_capacity,
+            "max_connections": opts.max_connections,
+            "header_timeout_ms": opts.header_timeout.as_millis() as u64,
         },
         "batching": {
             "max_batch": opts.max_batch,
@@ -232,6 +238,11 @@ fn start(
         examples,
     });
     let app = router(state, opts.max_body_bytes, opts.cors);
+    let limits = ConnectionLimits {
+        max_connections: opts.max_connections,
+        header_timeout: opts.header_timeout,
+        shutdown_grace: opts.shutdown_grace,
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("pipe-serve-http")
@@ -260,11 +271,19 @@ fn start(
                         let _ = shutdown_rx.await;
                     }
                 };
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await
-                    .map_err(ServeError::Io)
-            })
+                // A second signal stops waiting for the requests in progress.
+                let force = async move {
+                    if until_signal {
+                        signal().await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                connections::serve(listener, app, limits, stop, force).await;
+            });
+            // Handlers may still be decoding on blocking threads: do not wait on them.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            Ok(())
         })
         .map_err(ServeError::Runtime)?;
     tracing::info!(%addr, "listening");
