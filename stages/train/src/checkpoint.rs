@@ -5,8 +5,12 @@
 //! with LoRA, whose base model is frozen and reloaded from its source; else model + adapter),
 //! `optim.bin` and `optim_plain.bin` (AdamW's moments, with and without weight decay) and `best.bin` (the best epoch's, likewise), all f32 exact. It is written
 //! as `checkpoint.tmp/` and renamed into place, so a kill leaves either the previous epoch's
-//! checkpoint or the new one, never a mix.
+//! checkpoint or the new one, never a mix. Every file is fsynced before the rename, and
+//! `state.json` records each tensor file's blake3 digest: a checkpoint whose files do not
+//! match (a disk error, a truncation, an edit) is discarded with a warning and training
+//! starts over, rather than blocking the stage.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module};
@@ -61,6 +65,44 @@ pub struct TrainState {
     pub best_val: Option<f64>,
     pub bad_epochs: usize,
     pub finished: bool,
+    /// File name → blake3 of its bytes, for every tensor file of the checkpoint.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// The tensor files of a checkpoint.
+const FILES: [&str; 4] = ["trainable.bin", "optim.bin", "optim_plain.bin", "best.bin"];
+
+/// Flush a file (or directory) to the disk.
+fn sync(path: &Path) -> Result<(), TrainError> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(TrainError::io("sync", path))
+}
+
+/// The blake3 digest of a file, fsyncing it on the way.
+fn digest_synced(path: &Path) -> Result<String, TrainError> {
+    sync(path)?;
+    let bytes = std::fs::read(path).map_err(TrainError::io("read", path))?;
+    Ok(blake3::hash(&bytes).to_hex().to_string())
+}
+
+/// Why the files of a checkpoint cannot be trusted, if they cannot.
+fn damage(live: &Path, state: &TrainState) -> Option<String> {
+    for name in FILES {
+        let Some(want) = state.files.get(name) else {
+            return Some(format!(
+                "it records no digest of {name} (made by an older pipe)"
+            ));
+        };
+        let path = live.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) if blake3::hash(&bytes).to_hex().as_str() == want => {}
+            Ok(_) => return Some(format!("{name} does not match its recorded digest")),
+            Err(e) => return Some(format!("{name} cannot be read: {e}")),
+        }
+    }
+    None
 }
 
 fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
@@ -151,13 +193,20 @@ pub fn save<B: AutodiffBackend>(
         Recorder::<B>::record(&rec, o.to_record(), p.clone()).map_err(ckpt_err("save", &p))?;
     }
     save_trainable(best, contents, tmp.join("best"))?;
+    let mut state = state.clone();
+    state.files = FILES
+        .iter()
+        .map(|name| Ok((name.to_string(), digest_synced(&tmp.join(name))?)))
+        .collect::<Result<_, TrainError>>()?;
     let p = tmp.join("state.json");
-    let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint {
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Checkpoint {
         action: "serialise",
         path: p.clone(),
         message: e.to_string(),
     })?;
     std::fs::write(&p, json).map_err(TrainError::io("write", &p))?;
+    sync(&p)?;
+    sync(&tmp)?;
 
     let live = dir(work_dir);
     let old = work_dir.join("checkpoint.old");
@@ -168,6 +217,7 @@ pub fn save<B: AutodiffBackend>(
         std::fs::rename(&live, &old).map_err(TrainError::io("rename", &live))?;
     }
     std::fs::rename(&tmp, &live).map_err(TrainError::io("rename", &tmp))?;
+    sync(work_dir)?;
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(TrainError::io("remove", &old))?;
     }
@@ -182,14 +232,15 @@ pub struct Resumed<B: AutodiffBackend> {
     pub best: Trainable<B::InnerBackend>,
 }
 
-/// Load the last completed epoch's state when it exists and matches `fingerprint`; the
-/// modules passed in give the structure (and which parameters require gradients).
+/// Load the last completed epoch's state when it exists, matches `fingerprint` and is intact;
+/// the modules passed in give the structure (and which parameters require gradients). A
+/// damaged checkpoint is removed with a warning: training then starts over.
 pub fn load<B: AutodiffBackend>(
     work_dir: &Path,
     contents: Contents,
     fingerprint: &str,
     trainable: Trainable<B>,
-    mut optim: GroupedAdamW<B>,
+    optim: GroupedAdamW<B>,
     device: &B::Device,
 ) -> Result<Option<Resumed<B>>, TrainError> {
     let mut live = dir(work_dir);
@@ -213,6 +264,31 @@ pub fn load<B: AutodiffBackend>(
         tracing::warn!(path = %p.display(), "ignoring a checkpoint made with other settings");
         return Ok(None);
     }
+    let why = match damage(&live, &state) {
+        Some(why) => why,
+        None => match load_tensors(&live, contents, state, trainable, optim, device) {
+            Ok(resumed) => return Ok(Some(resumed)),
+            // Digests matched, so this is a file pipe itself cannot read back.
+            Err(e) => e.to_string(),
+        },
+    };
+    tracing::warn!(
+        path = %live.display(),
+        "discarding a damaged checkpoint ({why}); training starts over"
+    );
+    std::fs::remove_dir_all(&live).map_err(TrainError::io("remove", &live))?;
+    Ok(None)
+}
+
+/// The tensors of an intact checkpoint.
+fn load_tensors<B: AutodiffBackend>(
+    live: &Path,
+    contents: Contents,
+    state: TrainState,
+    trainable: Trainable<B>,
+    mut optim: GroupedAdamW<B>,
+    device: &B::Device,
+) -> Result<Resumed<B>, TrainError> {
     let rec = recorder();
     let best = load_trainable(trainable.valid(), contents, live.join("best"), device)?;
     let trainable = load_trainable(trainable, contents, live.join("trainable"), device)?;
@@ -222,10 +298,10 @@ pub fn load<B: AutodiffBackend>(
     let p = live.join("optim_plain.bin");
     let record = Recorder::<B>::load(&rec, p.clone(), device).map_err(ckpt_err("load", &p))?;
     optim.plain = optim.plain.load_record(record);
-    Ok(Some(Resumed {
+    Ok(Resumed {
         state,
         trainable,
         optim,
         best,
-    }))
+    })
 }

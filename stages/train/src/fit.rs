@@ -125,6 +125,7 @@ pub fn fit<B: AutodiffBackend>(
                     best_val: None,
                     bad_epochs: 0,
                     finished: false,
+                    files: Default::default(),
                 };
                 (trainable, optim, valid, state, None)
             }

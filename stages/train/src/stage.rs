@@ -47,7 +47,8 @@ impl StageKind for Train {
     fn version(&self) -> u32 {
         // 2: unmerged LoRA branches with dropout, weight decay spares 1-D parameters, the
         // backend RNG reseeded per epoch; artifacts of 1 were trained differently.
-        2
+        // 3: summary.json no longer says whether the run resumed (the manifest does).
+        3
     }
 
     fn about(&self) -> &'static str {
@@ -276,7 +277,10 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
     let fingerprint = serde_json::json!({
         "params": p,
         "seed": ctx.seed,
-        "collate": job.collate_dir.join("summary.json").to_string_lossy(),
+        // What was collated, not where: the checkpoint survives a moved project.
+        "collate": std::fs::read(job.collate_dir.join("collate.json"))
+            .map(|b| blake3::hash(&b).to_hex().to_string())
+            .unwrap_or_default(),
     })
     .to_string();
     let fitted = fit(
@@ -326,12 +330,18 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
         "epochs": fitted.epochs_run,
         "steps": fitted.steps,
         "stopped_early": fitted.history.stopped_early,
-        "resumed_from_epoch": fitted.resumed_from_epoch,
         "params": p,
     });
     write_json(&ctx.out_dir.join("summary.json"), &summary)?;
 
     let mut outcome = Outcome::default();
+    // How the artifact was made goes in the manifest, not the output: a resumed run's files
+    // are byte-identical to an uninterrupted run's.
+    if let Some(epoch) = fitted.resumed_from_epoch {
+        outcome
+            .metrics
+            .insert("resumed_from_epoch".into(), epoch.into());
+    }
     outcome
         .metrics
         .insert("best_val_loss".into(), fitted.best_val.into());

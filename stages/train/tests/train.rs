@@ -429,9 +429,41 @@ fn early_stopping_stops() {
     assert_eq!(h["val"].as_array().expect("val").len(), 2);
 }
 
-/// Interrupt `params` after epoch 1, resume, and compare with an uninterrupted run; returns
-/// the size of the checkpoint's `trainable.bin`.
-fn resume_equals_uninterrupted(params: &str) -> u64 {
+/// Every file under `dir`, by relative path, with its bytes.
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).expect("inside").to_path_buf();
+                out.insert(rel, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+/// The two outputs hold the same files, byte for byte.
+fn assert_same_files(a: &Path, b: &Path, what: &str) {
+    let (a, b) = (files(a), files(b));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}: other files"
+    );
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{what}: {} differs", name.display());
+    }
+}
+
+/// Interrupt `params` after epoch 1, resume, and compare with an uninterrupted run: every
+/// output file is byte-identical, and only the outcome (the manifest) says it resumed.
+/// Returns the size of the checkpoint's `trainable.bin` and the uninterrupted run.
+fn resume_equals_uninterrupted(params: &str) -> (u64, Run) {
     let tmp = tempfile::tempdir().expect("tmp");
     let work = tmp.path().join("work");
     let e = run_in(params, &work, &tmp.path().join("out1"), Some(1)).expect_err("interrupted");
@@ -440,28 +472,36 @@ fn resume_equals_uninterrupted(params: &str) -> u64 {
         .expect("checkpoint")
         .len();
     let out = tmp.path().join("out2");
-    run_in(params, &work, &out, None).expect("resume");
-    let s = json(&out.join("summary.json"));
-    assert_eq!(s["resumed_from_epoch"], 1);
+    let resumed = run_in(params, &work, &out, None).expect("resume");
+    assert_eq!(resumed.metrics["resumed_from_epoch"], 1);
 
-    let (straight, _) = run(params);
-    assert_eq!(
-        json(&out.join("loss_history.json")),
-        json(&straight.out.join("loss_history.json"))
-    );
-    assert!(
-        std::fs::read(out.join("model/model.safetensors")).expect("a")
-            == std::fs::read(straight.out.join("model/model.safetensors")).expect("b"),
-        "the resumed model differs from the uninterrupted one"
-    );
-    checkpoint
+    let (straight, outcome) = run(params);
+    assert!(!outcome.metrics.contains_key("resumed_from_epoch"));
+    assert_same_files(&out, &straight.out, "resumed vs uninterrupted");
+    (checkpoint, straight)
 }
 
 #[test]
-fn a_resumed_run_equals_an_uninterrupted_one() {
-    resume_equals_uninterrupted(&format!(
-        "{SCRATCH}lr = 2e-3\nepochs = 3\nbatch_size = 16\ngrad_accum = 2\nwarmup = 0.2"
-    ));
+fn a_resumed_run_equals_an_uninterrupted_one_and_a_damaged_checkpoint_restarts() {
+    let params =
+        format!("{SCRATCH}lr = 2e-3\nepochs = 3\nbatch_size = 16\ngrad_accum = 2\nwarmup = 0.2");
+    let (_, straight) = resume_equals_uninterrupted(&params);
+
+    // A truncated tensor file: discarded with a warning, and training starts over.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("work");
+    run_in(&params, &work, &tmp.path().join("out1"), Some(1)).expect_err("interrupted");
+    let bin = work.join("checkpoint/trainable.bin");
+    let len = std::fs::metadata(&bin).expect("checkpoint").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&bin)
+        .and_then(|f| f.set_len(len / 2))
+        .expect("truncate");
+    let out = tmp.path().join("out2");
+    let restarted = run_in(&params, &work, &out, None).expect("a damaged checkpoint is discarded");
+    assert!(!restarted.metrics.contains_key("resumed_from_epoch"));
+    assert_same_files(&out, &straight.out, "restarted vs uninterrupted");
 }
 
 #[test]
@@ -471,7 +511,7 @@ fn lora_with_dropout_resumes_exactly_from_adapter_only_checkpoints() {
     let model_bytes = std::fs::metadata(base.join("model.safetensors"))
         .expect("base")
         .len();
-    let checkpoint = resume_equals_uninterrupted(&format!(
+    let (checkpoint, _) = resume_equals_uninterrupted(&format!(
         "model = '{}'\nlr = 1e-2\nepochs = 2\nbatch_size = 16\n[lora]\nr = 4\nalpha = 8\ndropout = 0.2",
         base.display()
     ));
