@@ -77,6 +77,7 @@ pub fn pixel_values(
     // that lies about its size cannot make the decoder allocate past this.
     let limits = DecodeLimits {
         max_side: w.max(h),
+        max_pixels: pixels,
         max_alloc: pixels.saturating_mul(8).saturating_add(16 << 20),
     };
     let rgb = decode_rgb8(bytes, &limits).map_err(|issue| {

@@ -29,7 +29,7 @@ use pipe_data::collate::{
     CaptionTokenizer, CollateError, CollateMeta, CollatedImage, PreprocessorConfig,
     TokenizedCaption, pixels, shards,
 };
-use pipe_data::images::{DecodeLimits, decode_rgb8};
+use pipe_data::images::{DecodeLimits, decode_rgb8_with};
 use pipe_data::prep::{PrepArtifact, Split, SplitCounts};
 
 /// The `collate` stage kind.
@@ -83,7 +83,8 @@ impl StageKind for Collate {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: collate.json names the model as written, not by its absolute path.
+        2
     }
 
     fn about(&self) -> &'static str {
@@ -152,7 +153,7 @@ pub fn run_with(
 ) -> Result<Outcome, CollateError> {
     let p = parse(params)?;
     let model = pipeline_dir.join(&p.model);
-    let prep = PrepArtifact::open(prep_dir)?;
+    let prep = PrepArtifact::open(prep_dir, pipeline_dir)?;
     let cfg = PreprocessorConfig::from_model_dir(&model)?;
     let tokenizer = CaptionTokenizer::from_model_dir(&model, p.max_length, &p.prompt)?;
     tracing::info!(images = prep.images.len(), model = %model.display(), "collating");
@@ -167,7 +168,9 @@ pub fn run_with(
     let pixel_bytes: u64 = shard_list.iter().map(|s| s.bytes).sum();
     let meta = CollateMeta {
         format: shards::FORMAT,
-        model: model.display().to_string(),
+        // As written in pipeline.toml, not resolved: no artifact depends on where the
+        // project lives.
+        model: p.model.to_string_lossy().into_owned(),
         height: h,
         width: w,
         image_bytes,
@@ -242,7 +245,12 @@ fn write_pixels(
     progress: &dyn pipe_stage_api::Progress,
 ) -> Result<(Vec<Place>, Vec<shards::ShardInfo>), CollateError> {
     let mut writer = shards::ShardWriter::new(out_dir, shard_mb * (1 << 20))?;
-    let limits = DecodeLimits::default();
+    // prep has bounded every image's pixels (its `max_megapixels`) and the hash check below
+    // proves the file is the one prep read; the process-wide decode budget still applies.
+    let limits = DecodeLimits {
+        max_pixels: u64::MAX,
+        ..DecodeLimits::default()
+    };
     let mut places = Vec::with_capacity(prep.images.len());
     progress.begin("resizing images", Some(prep.images.len() as u64));
     for chunk in prep.images.chunks(256) {
@@ -257,9 +265,10 @@ fn write_pixels(
                 if blake3::hash(&bytes).to_hex().as_str() != r.hash {
                     return Err(CollateError::ImageChanged { path });
                 }
-                let rgb = decode_rgb8(&bytes, &limits)
-                    .map_err(|i| CollateError::Image { path, reason: i.0 })?;
-                Ok(pixels::resize_for(&rgb, cfg).into_raw())
+                decode_rgb8_with(&bytes, &limits, |rgb| {
+                    pixels::resize_for(rgb, cfg).into_raw()
+                })
+                .map_err(|i| CollateError::Image { path, reason: i.0 })
             })
             .collect::<Result<_, CollateError>>()?;
         progress.advance(resized.len() as u64);

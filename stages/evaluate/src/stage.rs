@@ -132,7 +132,7 @@ fn references(
     let prep = pick_dep(ctx.deps, "prep", p.prep.as_deref(), &["prep"])?;
     let refs: Vec<Vec<String>> = match prep {
         Some((_, dir)) => {
-            let prep = PrepArtifact::open(dir)?;
+            let prep = PrepArtifact::open(dir, ctx.pipeline_dir)?;
             let by_id: BTreeMap<&str, &Vec<String>> = prep
                 .images
                 .iter()

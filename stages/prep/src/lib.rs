@@ -12,6 +12,7 @@
 //! # image_column, caption_column, split_column      (jsonl, csv)
 //! # images = 500, size = 64                         (synthetic)
 //! # split = { train = 0.8, val = 0.1, test = 0.1 }, seed = 0   (datasets without a split)
+//! # max_megapixels = 64         # larger images are skipped (a decompression-bomb guard)
 //! ```
 //!
 //! The split seed is a parameter of its own (not `[pipeline] seed`): retraining with another
@@ -30,9 +31,10 @@ use std::path::{Path, PathBuf};
 use pipe_stage_api::{Outcome, ParamError, StageContext, StageError, StageKind, parse_params};
 use rayon::prelude::*;
 
-use pipe_data::images::{DecodeLimits, load_image};
+use pipe_data::images::{DEFAULT_MAX_MEGAPIXELS, DecodeLimits, load_image};
 use pipe_data::prep::{
-    DatasetInfo, ImageRecord, PrepError, Skipped, Split, SplitCounts, Summary, artifact, split,
+    DatasetInfo, ImageRecord, ImagesBase, PrepError, Skipped, Split, SplitCounts, Summary,
+    artifact, split,
 };
 
 use flickr8k::Flickr8kParams;
@@ -57,8 +59,36 @@ enum DatasetParams {
 
 const DATASETS: &str = "flickr8k, karpathy, jsonl, csv, synthetic";
 
-fn parse(params: &toml::Table) -> Result<DatasetParams, ParamError> {
+/// The most `max_megapixels` may be: every side is at most 16384 pixels anyway.
+const MAX_MEGAPIXELS: f64 = 268.5;
+
+/// The decode limits, from `max_megapixels` (taken out of `rest`: every dataset accepts it).
+fn decode_limits(rest: &mut toml::Table) -> Result<DecodeLimits, ParamError> {
+    let megapixels = match rest.remove("max_megapixels") {
+        None => DEFAULT_MAX_MEGAPIXELS,
+        Some(toml::Value::Float(f)) => f,
+        Some(toml::Value::Integer(i)) => i as f64,
+        Some(other) => {
+            return Err(ParamError::new(
+                ["max_megapixels"],
+                format!("expected a number, found {}", other.type_str()),
+            ));
+        }
+    };
+    if !(megapixels > 0.0 && megapixels <= MAX_MEGAPIXELS) {
+        return Err(ParamError::new(
+            ["max_megapixels"],
+            format!(
+                "max_megapixels must be above 0 and at most {MAX_MEGAPIXELS}, got {megapixels}"
+            ),
+        ));
+    }
+    Ok(DecodeLimits::with_megapixels(megapixels))
+}
+
+fn parse(params: &toml::Table) -> Result<(DatasetParams, DecodeLimits), ParamError> {
     let mut rest = params.clone();
+    let limits = decode_limits(&mut rest)?;
     let dataset = match rest.remove("dataset") {
         None => "synthetic".to_string(),
         Some(toml::Value::String(s)) => s,
@@ -88,7 +118,7 @@ fn parse(params: &toml::Table) -> Result<DatasetParams, ParamError> {
         DatasetParams::Table(_, p) => p.check()?,
         DatasetParams::Synthetic(p) => p.check()?,
     }
-    Ok(parsed)
+    Ok((parsed, limits))
 }
 
 impl StageKind for Prep {
@@ -97,7 +127,8 @@ impl StageKind for Prep {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: dataset.json's images root is relative to the project, not absolute.
+        2
     }
 
     fn about(&self) -> &'static str {
@@ -113,7 +144,7 @@ impl StageKind for Prep {
         params: &toml::Table,
         pipeline_dir: &Path,
     ) -> Result<Vec<PathBuf>, ParamError> {
-        Ok(match parse(params)? {
+        Ok(match parse(params)?.0 {
             DatasetParams::Flickr8k(p) => {
                 // A root that does not exist is listed as is: the orchestrator reports it.
                 if let Some(root) = p
@@ -168,18 +199,20 @@ pub fn run_with(
     out_dir: &Path,
     progress: &dyn pipe_stage_api::Progress,
 ) -> Result<Outcome, PrepError> {
-    let listing = match parse(params)? {
+    let (dataset, limits) = parse(params)?;
+    let listing = match dataset {
         DatasetParams::Flickr8k(p) => p.read(pipeline_dir)?,
         DatasetParams::Karpathy(p) => p.read(pipeline_dir)?,
         DatasetParams::Table(format, p) => p.read(format, pipeline_dir)?,
         DatasetParams::Synthetic(p) => p.generate(out_dir)?,
     };
-    build(listing, out_dir, &DecodeLimits::default(), progress)
+    build(listing, pipeline_dir, out_dir, &limits, progress)
 }
 
 /// Split, validate and write.
 fn build(
     mut listing: Listing,
+    pipeline_dir: &Path,
     out_dir: &Path,
     limits: &DecodeLimits,
     progress: &dyn pipe_stage_api::Progress,
@@ -198,29 +231,35 @@ fn build(
     let duplicates = keep_splits_disjoint(&mut records, &mut skipped, ours);
     let splits = count_splits(&records, &listing.split_source, &skipped)?;
 
-    let images_root = match listing.images_root.strip_prefix(out_dir) {
-        Ok(inside) => inside.to_path_buf(),
-        Err(_) => listing.images_root.clone(),
-    };
+    let (images_base, images_root) =
+        ImagesBase::portable(&listing.images_root, pipeline_dir, out_dir);
     let info = DatasetInfo {
         format: artifact::FORMAT,
         dataset: listing.dataset.to_string(),
         images_root,
+        images_base,
     };
+    // Paths in the summary are shown as written, relative to the project when inside it:
+    // the artifact must not depend on where the project lives.
+    let shown = |p: &Path| {
+        p.strip_prefix(pipeline_dir)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    for row in &mut listing.rows {
+        row.file = shown(Path::new(&row.file));
+    }
     let summary = Summary {
         splits: splits.clone(),
         skipped,
         cross_split_duplicates: duplicates,
         dataset: listing.dataset.to_string(),
         split_source,
-        images_root: info.images_root.display().to_string(),
+        images_root: info.images_root.to_string_lossy().into_owned(),
         empty_captions_dropped: listing.empty_captions,
         rejected_rows: std::mem::take(&mut listing.rows),
-        sources: listing
-            .sources
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect(),
+        sources: listing.sources.iter().map(|p| shown(p)).collect(),
     };
     artifact::write(out_dir, &info, &records, &summary)?;
     tracing::info!(
@@ -281,7 +320,7 @@ fn validate_images(
             let loaded = load_image(&path, limits).map_err(|i| i.0);
             progress.advance(1);
             let loaded = loaded?;
-            Ok((loaded.hash, loaded.rgb.width(), loaded.rgb.height()))
+            Ok((loaded.hash, loaded.width, loaded.height))
         })
         .collect();
 

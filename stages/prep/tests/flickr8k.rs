@@ -23,7 +23,7 @@ fn token_captions(text: &Path) -> Vec<(String, String)> {
 }
 
 fn assert_disjoint(out: &Path) {
-    let art = PrepArtifact::open(out).expect("open");
+    let art = PrepArtifact::open(out, out.parent().expect("project")).expect("open");
     let sets: Vec<HashSet<&str>> = Split::ALL
         .iter()
         .map(|s| art.split(*s).map(|r| r.id.as_str()).collect())
@@ -109,8 +109,15 @@ fn real_flickr8k_text_original_and_kaggle_layouts() {
     assert_disjoint(&out);
     // Images are referenced, not copied.
     assert!(!out.join("images").exists());
-    let art = PrepArtifact::open(&out).expect("open");
+    let art = PrepArtifact::open(&out, out.parent().expect("project")).expect("open");
     assert_eq!(art.images_root(), images);
+    // Stored relative to the project: the artifact does not depend on where it lives.
+    assert_eq!(art.info.images_base, pipe_data::prep::ImagesBase::Project);
+    assert!(
+        art.info.images_root.is_relative(),
+        "{:?}",
+        art.info.images_root
+    );
     let first = art
         .images
         .iter()
@@ -175,7 +182,7 @@ fn real_flickr8k_text_original_and_kaggle_layouts() {
     assert_eq!(counts(&s, "test"), (1000, 5000));
 
     // Every caption of an image lands in that image's split (grouped, never split by row).
-    let art = PrepArtifact::open(&out).expect("open");
+    let art = PrepArtifact::open(&out, out.parent().expect("project")).expect("open");
     let mut per_image: HashMap<&str, usize> = HashMap::new();
     for r in &art.images {
         *per_image.entry(r.id.as_str()).or_default() += 1;

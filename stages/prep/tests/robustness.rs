@@ -187,6 +187,56 @@ fn broken_images_and_escaping_paths_are_skipped_with_their_reason() {
     assert_eq!(s["empty_captions_dropped"], 1);
 }
 
+/// An image within the side limit but above `max_megapixels` (here a small PNG whose header
+/// claims 16000 × 16000, as a 0.75 MB all-zero bomb does) is skipped before it is decoded; the
+/// parameter moves the bound, and bad values of it are located.
+#[test]
+fn images_above_max_megapixels_are_skipped_before_decoding() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path().join("ds");
+    let mut rows = String::new();
+    for i in 0..6 {
+        png(&d.join(format!("img/good{i}.png")), 6, 4, i);
+        let split = ["train", "val", "test"][i as usize % 3];
+        rows.push_str(&format!(
+            "{{\"file_name\": \"img/good{i}.png\", \"caption\": \"ok\", \"split\": \"{split}\"}}\n"
+        ));
+    }
+    let mut big = noisy_png(8, 8);
+    pipe_test_support::png::claim_size(&mut big, 16_000, 16_000);
+    std::fs::write(d.join("img/big.png"), big).expect("write");
+    rows.push_str("{\"file_name\": \"img/big.png\", \"caption\": \"big\", \"split\": \"train\"}\n");
+    std::fs::write(d.join("captions.jsonl"), rows).expect("write");
+
+    let params = "dataset = 'jsonl'\nfile = 'ds/captions.jsonl'\nsplit_column = 'split'";
+    let (out, r) = prep(params, tmp.path(), tmp.path());
+    r.expect("prep");
+    let why = skip_reason(&summary(&out), "img/big.png").expect("big.png skipped");
+    assert_eq!(
+        why,
+        "refused: 16000×16000 is 256.0 megapixels, above max_megapixels = 64"
+    );
+
+    // Raised, the bound lets it through to the decoder (which finds its data too short).
+    let (out, r) = prep(
+        &format!("{params}\nmax_megapixels = 260"),
+        tmp.path(),
+        tmp.path(),
+    );
+    r.expect("prep");
+    let why = skip_reason(&summary(&out), "img/big.png").expect("big.png skipped");
+    assert!(!why.contains("megapixels"), "{why}");
+
+    for bad in ["0", "-1", "300", "nan", "'64'"] {
+        let e = Prep
+            .check(&table(&format!("max_megapixels = {bad}")))
+            .expect_err(bad);
+        assert_eq!(e.path, vec!["max_megapixels"], "{bad}");
+    }
+    Prep.check(&table("max_megapixels = 12"))
+        .expect("an integer is a number");
+}
+
 #[test]
 fn colour_types_orientation_and_alpha_become_upright_rgb8() {
     let limits = DecodeLimits::default();
@@ -304,7 +354,8 @@ fn malformed_caption_files_report_file_and_line() {
             .expect("r")
             .contains("invalid UTF-8")
     );
-    let art = pipe_data::prep::PrepArtifact::open(&out).expect("open");
+    let art =
+        pipe_data::prep::PrepArtifact::open(&out, out.parent().expect("project")).expect("open");
     let four = art.images.iter().find(|r| r.id == "4.jpg").expect("4.jpg");
     assert_eq!(four.captions[1], "an unquoted, comma");
 

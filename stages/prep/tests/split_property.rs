@@ -77,7 +77,7 @@ fn splits_are_disjoint_by_image_and_content_and_reproducible() {
             Ok(_) => {}
         }
         checked += 1;
-        let art = PrepArtifact::open(&out).expect("open");
+        let art = PrepArtifact::open(&out, out.parent().expect("project")).expect("open");
         let mut split_of_id = HashMap::new();
         let mut split_of_hash: HashMap<&str, _> = HashMap::new();
         for r in &art.images {

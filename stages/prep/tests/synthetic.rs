@@ -39,7 +39,7 @@ fn synthetic_prep_is_deterministic_split_by_image_and_collates() {
     assert!(va.0 > 0 && te.0 > 0 && tr.0 > 70, "{tr:?} {va:?} {te:?}");
     assert_eq!(s["skipped"].as_array().expect("skipped").len(), 0);
 
-    let art = PrepArtifact::open(&a).expect("open");
+    let art = PrepArtifact::open(&a, a.parent().expect("project")).expect("open");
     let ids: Vec<HashSet<&str>> = Split::ALL
         .iter()
         .map(|sp| art.split(*sp).map(|r| r.id.as_str()).collect())

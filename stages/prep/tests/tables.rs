@@ -9,7 +9,7 @@ use common::{counts, png, prep, summary};
 use pipe_data::prep::{PrepArtifact, Split};
 
 fn disjoint(out: &std::path::Path) -> bool {
-    let art = PrepArtifact::open(out).expect("open");
+    let art = PrepArtifact::open(out, out.parent().expect("project")).expect("open");
     let sets: Vec<HashSet<String>> = Split::ALL
         .iter()
         .map(|s| art.split(*s).map(|r| r.id.clone()).collect())
@@ -37,7 +37,7 @@ fn jsonl_with_split_column_and_caption_lists() {
     assert_eq!(counts(&s, "val"), (4, 8));
     assert_eq!(counts(&s, "test"), (4, 8));
     assert_eq!(s["empty_captions_dropped"], 12);
-    let art = PrepArtifact::open(&out).expect("open");
+    let art = PrepArtifact::open(&out, out.parent().expect("project")).expect("open");
     let r0 = art
         .images
         .iter()
@@ -98,7 +98,7 @@ fn imagefolder_metadata_jsonl_and_csv_split_by_hash() {
         .map(|x| counts(&s2, x).1)
         .sum();
     assert_eq!(caps, 120);
-    let art = PrepArtifact::open(&out2).expect("open");
+    let art = PrepArtifact::open(&out2, out2.parent().expect("project")).expect("open");
     assert_eq!(art.images[0].captions[0], "shape, number 0");
     assert!(disjoint(&out2));
 }
@@ -147,6 +147,6 @@ fn karpathy_json() {
             .contains("unknown split `holdout`"),
         "{rows:?}"
     );
-    let art = PrepArtifact::open(&out).expect("open");
+    let art = PrepArtifact::open(&out, out.parent().expect("project")).expect("open");
     assert!(art.images.iter().any(|r| r.id == "val2014/0.jpg.png"));
 }

@@ -8,7 +8,7 @@ use image::{DynamicImage, RgbImage};
 use super::config::PreprocessorConfig;
 use super::error::CollateError;
 use super::resize::{Filter, resize_rgb8};
-use crate::images::{DecodeLimits, decode_rgb8, to_rgb8_on_white};
+use crate::images::{DecodeLimits, decode_rgb8_with, to_rgb8_on_white};
 
 /// Resize to the processor's size (a no-op when the image already has it).
 pub fn resize_for(rgb: &RgbImage, cfg: &PreprocessorConfig) -> RgbImage {
@@ -90,9 +90,11 @@ pub fn preprocess_file(path: &Path, cfg: &PreprocessorConfig) -> Result<Vec<f32>
         path: path.to_path_buf(),
         source,
     })?;
-    let rgb = decode_rgb8(&bytes, &DecodeLimits::default()).map_err(|i| CollateError::Image {
+    decode_rgb8_with(&bytes, &DecodeLimits::default(), |rgb| {
+        preprocess_rgb8(rgb, cfg)
+    })
+    .map_err(|i| CollateError::Image {
         path: path.to_path_buf(),
         reason: i.0,
-    })?;
-    Ok(preprocess_rgb8(&rgb, cfg))
+    })
 }

@@ -6,8 +6,11 @@
 //!                  "cross_split_duplicates": [{"image": "...", "reason": "..."}], "dataset": "flickr8k",
 //!                  "split_source": "...", "images_root": "...", "empty_captions_dropped": 0,
 //!                  "rejected_rows": [{"file": "...", "line": 7, "reason": "..."}], "sources": [...]}
-//! dataset.json    {"format": 1, "dataset": "flickr8k", "images_root": "/abs/dir" | "images"}
-//!                 (a relative root lies inside the artifact: the synthetic images)
+//! dataset.json    {"format": 2, "dataset": "flickr8k", "images_root": "data/Images",
+//!                  "images_base": "project" | "artifact" | "absolute"}
+//!                 (`project`: relative to pipeline.toml's directory; `artifact`: inside the
+//!                 artifact, the synthetic images; `absolute`: a dataset outside the project.
+//!                 No path that depends on where the project lives is stored.)
 //! images.jsonl    one line per usable image, in dataset order:
 //!                 {"id": "a/b.jpg", "hash": "<blake3 of the file>", "width": 500, "height": 375,
 //!                  "split": "train", "captions": ["...", ...]}
@@ -25,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::error::PrepError;
 use super::split::Split;
 
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// An image left out of the artifact, and why (`summary.json` → `skipped`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,8 +61,36 @@ pub struct ImageRecord {
 pub struct DatasetInfo {
     pub format: u32,
     pub dataset: String,
-    /// Absolute, or relative to the artifact directory.
+    /// Relative to [`Self::images_base`].
     pub images_root: PathBuf,
+    pub images_base: ImagesBase,
+}
+
+/// What `dataset.json`'s `images_root` is relative to. Never the machine's layout: two
+/// checkouts of one project write the same artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImagesBase {
+    /// The directory of pipeline.toml: a dataset inside the project.
+    Project,
+    /// The artifact directory: images the stage generated.
+    Artifact,
+    /// The file system: a dataset outside the project, named so in the stage's parameters.
+    Absolute,
+}
+
+impl ImagesBase {
+    /// `root` as stored: relative to the artifact (`out_dir`) or the project when inside
+    /// either, else absolute.
+    pub fn portable(root: &Path, project: &Path, out_dir: &Path) -> (Self, PathBuf) {
+        if let Ok(inside) = root.strip_prefix(out_dir) {
+            (Self::Artifact, inside.to_path_buf())
+        } else if let Ok(inside) = root.strip_prefix(project) {
+            (Self::Project, inside.to_path_buf())
+        } else {
+            (Self::Absolute, root.to_path_buf())
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,10 +121,14 @@ pub struct PrepArtifact {
     pub dir: PathBuf,
     pub info: DatasetInfo,
     pub images: Vec<ImageRecord>,
+    /// The directory image ids are relative to, resolved.
+    root: PathBuf,
 }
 
 impl PrepArtifact {
-    pub fn open(dir: &Path) -> Result<Self, PrepError> {
+    /// The artifact in `dir`, made by a stage of the pipeline in `project` (the directory of
+    /// its pipeline.toml, which a project-relative images root is resolved against).
+    pub fn open(dir: &Path, project: &Path) -> Result<Self, PrepError> {
         let info_path = dir.join("dataset.json");
         let info: DatasetInfo = read_json(&info_path)?;
         if info.format != FORMAT {
@@ -121,16 +156,22 @@ impl PrepArtifact {
                 message: e.to_string(),
             })?);
         }
+        let root = match info.images_base {
+            ImagesBase::Project => project.join(&info.images_root),
+            ImagesBase::Artifact => dir.join(&info.images_root),
+            ImagesBase::Absolute => info.images_root.clone(),
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             info,
             images,
+            root,
         })
     }
 
     /// The directory image ids are relative to.
     pub fn images_root(&self) -> PathBuf {
-        self.dir.join(&self.info.images_root)
+        self.root.clone()
     }
 
     /// The file of an image.

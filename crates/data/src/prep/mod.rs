@@ -5,7 +5,7 @@ pub mod error;
 pub mod split;
 
 pub use artifact::{
-    DatasetInfo, ImageRecord, PrepArtifact, RowIssue, Skipped, SplitCounts, Summary,
+    DatasetInfo, ImageRecord, ImagesBase, PrepArtifact, RowIssue, Skipped, SplitCounts, Summary,
 };
 pub use error::PrepError;
 pub use split::{Split, SplitFractions, hash_split};
