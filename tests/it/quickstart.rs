@@ -1,6 +1,7 @@
 //! The quickstart's whole DAG through the binary, shrunk to a few seconds.
 
 use super::*;
+use pipe_test_support::files_under;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -84,24 +85,6 @@ fn quickstart_runs_end_to_end_and_an_lr_change_reruns_only_train_and_below() {
     assert_eq!(actions, expected);
 }
 
-/// Every file under `dir`, by relative path.
-fn files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                let rel = path.strip_prefix(dir).expect("inside").to_path_buf();
-                out.insert(rel, std::fs::read(&path).expect("read"));
-            }
-        }
-    }
-    out
-}
-
 /// No absolute path enters a key or an artifact: the same project in two directories has
 /// the same key for every stage and byte-identical artifacts (what a shared cache needs).
 #[test]
@@ -120,7 +103,7 @@ fn the_same_project_in_two_places_has_the_same_keys_and_artifacts() {
         let mut show = vec!["show", stage.as_str()];
         show.extend_from_slice(&SMALL);
         let path = |p: &Project| PathBuf::from(p.json(&show)["path"].as_str().expect("path"));
-        let (fa, fb) = (files(&path(&a)), files(&path(&b)));
+        let (fa, fb) = (files_under(&path(&a)), files_under(&path(&b)));
         assert_eq!(
             fa.keys().collect::<Vec<_>>(),
             fb.keys().collect::<Vec<_>>(),

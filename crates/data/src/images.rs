@@ -121,9 +121,7 @@ pub fn load_image(path: &Path, limits: &DecodeLimits) -> Result<LoadedImage, Ima
 /// Decode encoded bytes into upright RGB8. The pixels outlive the decode's share of the
 /// process budget: where many threads decode, prefer [`decode_rgb8_with`].
 pub fn decode_rgb8(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageIssue> {
-    let mut out = None;
-    decode_rgb8_with(bytes, limits, |rgb| out = Some(rgb.clone()))?;
-    out.ok_or_else(|| ImageIssue("image decoded to nothing".to_string()))
+    decode_reserved(bytes, limits).map(|(rgb, _share)| rgb)
 }
 
 /// Decode encoded bytes into upright RGB8 and hand them to `use_it`, all within one share of
@@ -133,6 +131,12 @@ pub fn decode_rgb8_with<R>(
     limits: &DecodeLimits,
     use_it: impl FnOnce(&RgbImage) -> R,
 ) -> Result<R, ImageIssue> {
+    let (rgb, _share) = decode_reserved(bytes, limits)?;
+    Ok(use_it(&rgb))
+}
+
+/// Decode into upright RGB8, with the share of the budget the decode reserved.
+fn decode_reserved(bytes: &[u8], limits: &DecodeLimits) -> Result<(RgbImage, Share), ImageIssue> {
     if bytes.is_empty() {
         return Err(ImageIssue("zero-byte file".to_string()));
     }
@@ -166,7 +170,7 @@ pub fn decode_rgb8_with<R>(
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let _share = BUDGET.reserve(peak_bytes(
+    let share = BUDGET.reserve(peak_bytes(
         decoder.total_bytes(),
         pixels,
         decoder.color_type().has_alpha(),
@@ -177,7 +181,7 @@ pub fn decode_rgb8_with<R>(
         return Err(ImageIssue("image has zero width or height".to_string()));
     }
     img.apply_orientation(orientation);
-    Ok(use_it(&to_rgb8_on_white(img)))
+    Ok((to_rgb8_on_white(img), share))
 }
 
 /// The most memory one decode holds at once, estimated: the decoded buffer, a rotated copy

@@ -230,6 +230,15 @@ pub fn pick_dep<'d>(
 
 /// A name as an environment variable suffix: `my-stage` → `MY_STAGE` (`$PIPE_DEP_MY_STAGE`,
 /// `$PIPE_PARAM_…`).
+/// A path as stage outputs show it: relative to the pipeline's directory when below it, so no
+/// artifact depends on where the project lives.
+pub fn project_relative(path: &Path, pipeline_dir: &Path) -> String {
+    path.strip_prefix(pipeline_dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub fn env_name(name: &str) -> String {
     name.chars()
         .map(|c| {

@@ -9,7 +9,7 @@
 pub mod mock_hub;
 pub mod png;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `../shared/fixtures/blip-tiny` from the project root, whether or not it exists.
 pub fn fixture_dir() -> PathBuf {
@@ -69,4 +69,23 @@ pub fn still_runs(pid: &str, limit: std::time::Duration) -> bool {
         }
     }
     true
+}
+
+/// Every file under `dir`, by path relative to it, with its bytes: for asserting that two
+/// outputs are byte-identical.
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).expect("inside").to_path_buf();
+                out.insert(rel, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    out
 }

@@ -278,7 +278,7 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, InferError> {
 
     let names: Vec<String> = images
         .iter()
-        .map(|i| display_name(i, ctx.pipeline_dir))
+        .map(|i| pipe_stage_api::project_relative(i, ctx.pipeline_dir))
         .collect();
     write_outputs(ctx.out_dir, &images, &names, &captions, p.gallery)?;
 
@@ -389,14 +389,6 @@ impl OnBackend for CaptionJob<'_> {
         }
         Ok(out)
     }
-}
-
-/// How an image is named in the outputs: relative to pipeline.toml when below it.
-fn display_name(path: &Path, pipeline_dir: &Path) -> String {
-    path.strip_prefix(pipeline_dir)
-        .unwrap_or(path)
-        .to_string_lossy()
-        .into_owned()
 }
 
 fn write_outputs(

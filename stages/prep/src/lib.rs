@@ -59,9 +59,6 @@ enum DatasetParams {
 
 const DATASETS: &str = "flickr8k, karpathy, jsonl, csv, synthetic";
 
-/// The most `max_megapixels` may be: every side is at most 16384 pixels anyway.
-const MAX_MEGAPIXELS: f64 = 268.5;
-
 /// The decode limits, from `max_megapixels` (taken out of `rest`: every dataset accepts it).
 fn decode_limits(rest: &mut toml::Table) -> Result<DecodeLimits, ParamError> {
     let megapixels = match rest.remove("max_megapixels") {
@@ -75,12 +72,12 @@ fn decode_limits(rest: &mut toml::Table) -> Result<DecodeLimits, ParamError> {
             ));
         }
     };
-    if !(megapixels > 0.0 && megapixels <= MAX_MEGAPIXELS) {
+    // No more than a square at the side limit holds: every side is bounded anyway.
+    let most = f64::from(DecodeLimits::default().max_side).powi(2) / 1e6;
+    if !(megapixels > 0.0 && megapixels <= most) {
         return Err(ParamError::new(
             ["max_megapixels"],
-            format!(
-                "max_megapixels must be above 0 and at most {MAX_MEGAPIXELS}, got {megapixels}"
-            ),
+            format!("max_megapixels must be above 0 and at most {most:.1}, got {megapixels}"),
         ));
     }
     Ok(DecodeLimits::with_megapixels(megapixels))
@@ -127,7 +124,8 @@ impl StageKind for Prep {
     }
 
     fn version(&self) -> u32 {
-        // 2: dataset.json's images root is relative to the project, not absolute.
+        // 2: dataset.json's images root is relative to the project, not absolute; images
+        // above max_megapixels are skipped.
         2
     }
 
@@ -241,12 +239,7 @@ fn build(
     };
     // Paths in the summary are shown as written, relative to the project when inside it:
     // the artifact must not depend on where the project lives.
-    let shown = |p: &Path| {
-        p.strip_prefix(pipeline_dir)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
-    };
+    let shown = |p: &Path| pipe_stage_api::project_relative(p, pipeline_dir);
     for row in &mut listing.rows {
         row.file = shown(Path::new(&row.file));
     }

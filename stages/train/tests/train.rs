@@ -10,6 +10,7 @@ use burn::tensor::{Tensor, TensorData};
 use pipe_backend::{CpuBackend, CpuDevice};
 use pipe_blip::{Blip, BlipConfig, Captioner, GenerationConfig};
 use pipe_stage_api::{BackendChoice, Outcome, Silent, StageContext};
+use pipe_test_support::files_under;
 use pipe_train::{TrainError, run_stopping_after};
 
 type Cpu = CpuBackend;
@@ -429,27 +430,9 @@ fn early_stopping_stops() {
     assert_eq!(h["val"].as_array().expect("val").len(), 2);
 }
 
-/// Every file under `dir`, by relative path, with its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                let rel = path.strip_prefix(dir).expect("inside").to_path_buf();
-                out.insert(rel, std::fs::read(&path).expect("read"));
-            }
-        }
-    }
-    out
-}
-
 /// The two outputs hold the same files, byte for byte.
 fn assert_same_files(a: &Path, b: &Path, what: &str) {
-    let (a, b) = (files(a), files(b));
+    let (a, b) = (files_under(a), files_under(b));
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),
