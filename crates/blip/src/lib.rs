@@ -8,6 +8,7 @@
 //! - [`decode`]: greedy and beam search with transformers' semantics.
 //! - [`caption`]: [`Captioner`], the entry point.
 //! - [`loss`]: the captioning loss (teacher forcing).
+//! - [`lora`]: [`lora::LoraLinear`], a frozen Linear with an optional LoRA branch.
 
 pub mod act;
 pub mod caption;
@@ -15,6 +16,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod decode;
 mod layers;
+pub mod lora;
 pub mod loss;
 pub mod model;
 pub mod text;

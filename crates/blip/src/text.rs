@@ -10,7 +10,7 @@
 //! and [`CrossKv`] (the image's keys/values, computed once per image and read by all its rows).
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
@@ -18,6 +18,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use crate::act::activate;
 use crate::config::{Activation, TextConfig};
 use crate::layers::{layer_norm, linear, linear_rows};
+use crate::lora::LoraLinear;
 
 /// `text_decoder`: BlipTextLMHeadModel.
 #[derive(Module, Debug)]
@@ -66,65 +67,13 @@ pub struct TextAttention<B: Backend> {
 }
 
 /// `…self`: separate query/key/value projections. For cross-attention key/value read the image
-/// tokens (E → D).
+/// tokens (E → D). Each can carry a LoRA branch while training.
 #[derive(Module, Debug)]
 pub struct QkvProjections<B: Backend> {
-    pub query: Linear<B>,
-    pub key: Linear<B>,
-    pub value: Linear<B>,
+    pub query: LoraLinear<B>,
+    pub key: LoraLinear<B>,
+    pub value: LoraLinear<B>,
     pub num_heads: usize,
-    /// LoRA branches beside the projections, set only while training an adapter with dropout
-    /// (without dropout the adapter is merged into the weights); `None` in a loaded model.
-    pub lora: Option<QkvLora<B>>,
-}
-
-/// Unmerged LoRA branches of one [`QkvProjections`].
-#[derive(Module, Debug)]
-pub struct QkvLora<B: Backend> {
-    pub query: Option<LoraBranch<B>>,
-    pub key: Option<LoraBranch<B>>,
-    pub value: Option<LoraBranch<B>>,
-}
-
-/// s·(dropout(x)·A)·B, added to a projection's output (Hu et al., 2021, as PEFT computes it).
-/// Dropout is active only on an autodiff backend, i.e. while training.
-#[derive(Module, Debug)]
-pub struct LoraBranch<B: Backend> {
-    /// `[in, r]`.
-    pub a: Param<Tensor<B, 2>>,
-    /// `[r, out]`.
-    pub b: Param<Tensor<B, 2>>,
-    #[module(skip)]
-    pub scale: f64,
-    /// Built once with the branch (PEFT's `lora_dropout`).
-    pub dropout: Dropout,
-}
-
-impl<B: Backend> LoraBranch<B> {
-    /// `[A, L, in]` → `[A, L, out]`.
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.dropout.forward(x);
-        let [a, l, d] = x.dims();
-        let y = x
-            .reshape([a * l, d])
-            .matmul(self.a.val())
-            .matmul(self.b.val())
-            .mul_scalar(self.scale);
-        let out = y.dims()[1];
-        y.reshape([a, l, out])
-    }
-}
-
-/// A projection with its optional LoRA branch.
-fn project<B: Backend>(
-    layer: &Linear<B>,
-    branch: Option<&LoraBranch<B>>,
-    x: Tensor<B, 3>,
-) -> Tensor<B, 3> {
-    match branch {
-        Some(br) => linear_rows(layer, x.clone()) + br.forward(x),
-        None => linear_rows(layer, x),
-    }
 }
 
 /// `…output` blocks: LN(residual + dense(x)).
@@ -226,11 +175,10 @@ impl<B: Backend> TextDecoder<B> {
             layer_norm: layer_norm(d, eps, device),
         };
         let qkv = |d_kv: usize| QkvProjections {
-            query: linear(d, d, device),
-            key: linear(d_kv, d, device),
-            value: linear(d_kv, d, device),
+            query: LoraLinear::new(linear(d, d, device)),
+            key: LoraLinear::new(linear(d_kv, d, device)),
+            value: LoraLinear::new(linear(d_kv, d, device)),
             num_heads: c.num_attention_heads,
-            lora: None,
         };
         let layer = (0..c.num_hidden_layers)
             .map(|_| TextLayer {
@@ -286,8 +234,8 @@ impl<B: Backend> TextDecoder<B> {
             .map(|layer| {
                 let p = &layer.crossattention.projections;
                 CrossKv {
-                    k: split_heads(p.key(image_embeds.clone()), p.num_heads),
-                    v: split_heads(p.value(image_embeds.clone()), p.num_heads),
+                    k: split_heads(p.key.forward(image_embeds.clone()), p.num_heads),
+                    v: split_heads(p.value.forward(image_embeds.clone()), p.num_heads),
                 }
             })
             .collect()
@@ -409,30 +357,6 @@ fn self_attention_mask<B: Backend>(
 }
 
 impl<B: Backend> QkvProjections<B> {
-    fn query(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        project(
-            &self.query,
-            self.lora.as_ref().and_then(|l| l.query.as_ref()),
-            x,
-        )
-    }
-
-    fn key(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        project(
-            &self.key,
-            self.lora.as_ref().and_then(|l| l.key.as_ref()),
-            x,
-        )
-    }
-
-    fn value(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        project(
-            &self.value,
-            self.lora.as_ref().and_then(|l| l.value.as_ref()),
-            x,
-        )
-    }
-
     /// Causal self-attention over cached + new tokens. `x`: `[R, T, D]`; returns the context
     /// `[R, T, D]` and this layer's cache `[R, H, P+T, d]`.
     fn self_attention(
@@ -442,9 +366,9 @@ impl<B: Backend> QkvProjections<B> {
         mask: Option<Tensor<B, 4, Bool>>,
     ) -> (Tensor<B, 3>, SelfKv<B>) {
         let h = self.num_heads;
-        let q = split_heads(self.query(x.clone()), h); // [R, H, T, d]
-        let mut k = split_heads(self.key(x.clone()), h);
-        let mut v = split_heads(self.value(x), h);
+        let q = split_heads(self.query.forward(x.clone()), h); // [R, H, T, d]
+        let mut k = split_heads(self.key.forward(x.clone()), h);
+        let mut v = split_heads(self.value.forward(x), h);
         if let Some(past) = past {
             k = Tensor::cat(vec![past.k, k], 2); // [R, H, P+T, d]
             v = Tensor::cat(vec![past.v, v], 2);
@@ -470,7 +394,8 @@ impl<B: Backend> QkvProjections<B> {
         let i = r / g;
         // [R, T, D] → [I, G, T, H, d] → [I, H, G, T, d] → [I, H, G·T, d]
         let q = self
-            .query(x)
+            .query
+            .forward(x)
             .reshape([i, g, t, h, hd])
             .permute([0, 3, 1, 2, 4]);
         let q = q.reshape([i, h, g * t, hd]);

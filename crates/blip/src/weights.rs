@@ -48,6 +48,11 @@ pub const RENAMES: &[(&str, &str)] = &[
     ("layer_norm2.bias", "layer_norm2.beta"),
     ("post_layernorm.weight", "post_layernorm.gamma"),
     ("post_layernorm.bias", "post_layernorm.beta"),
+    // The text attention's projections are `LoraLinear`s: the checkpoint's Linear is their
+    // `base`.
+    ("query", "query.base"),
+    ("key", "key.base"),
+    ("value", "value.base"),
 ];
 
 /// Which way [`rename`] reads [`RENAMES`].
@@ -274,7 +279,7 @@ mod tests {
         for (hf, module) in [
             (
                 "text_decoder.bert.encoder.layer.0.attention.self.query.weight",
-                "text_decoder.bert.encoder.layer.0.attention.projections.query.weight",
+                "text_decoder.bert.encoder.layer.0.attention.projections.query.base.weight",
             ),
             (
                 "text_decoder.bert.embeddings.LayerNorm.bias",

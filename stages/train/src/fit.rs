@@ -54,6 +54,50 @@ pub struct Fitted<B: Backend> {
     pub resumed_from_epoch: Option<usize>,
 }
 
+/// How many micro-batches and optimizer steps the run takes.
+struct StepPlan {
+    micro_per_epoch: usize,
+    total_steps: usize,
+    warmup_steps: usize,
+}
+
+impl StepPlan {
+    fn new(p: &TrainParams, train_images: usize) -> Self {
+        let micro_per_epoch = train_images.div_ceil(p.batch_size);
+        let steps_per_epoch = micro_per_epoch.div_ceil(p.grad_accum);
+        let planned = steps_per_epoch * p.epochs;
+        let total_steps = p.max_steps.map_or(planned, |m| m.min(planned));
+        let warmup_steps = (p.warmup * total_steps as f64).round() as usize;
+        Self {
+            micro_per_epoch,
+            total_steps,
+            warmup_steps,
+        }
+    }
+}
+
+/// What a checkpoint holds: the model and adapter being trained, the optimizer, the best model
+/// so far and the loop's counters.
+struct LoopState<B: AutodiffBackend> {
+    trainable: Trainable<B>,
+    optim: GroupedAdamW<B>,
+    best: Trainable<B::InnerBackend>,
+    state: TrainState,
+}
+
+/// The validation split and what `validate` reads besides the model.
+struct Validation<'a> {
+    cfg: &'a FitConfig<'a>,
+    col: &'a Collated,
+    idx: Vec<usize>,
+}
+
+impl Validation<'_> {
+    fn loss<B: Backend>(&self, t: &Trainable<B>, device: &B::Device) -> Result<f64, TrainError> {
+        validate(t, self.cfg, self.col, &self.idx, device)
+    }
+}
+
 /// Train `trainable` on `col`'s train split, validating on its val split.
 pub fn fit<B: AutodiffBackend>(
     trainable: Trainable<B>,
@@ -63,24 +107,24 @@ pub fn fit<B: AutodiffBackend>(
 ) -> Result<Fitted<B::InnerBackend>, TrainError> {
     let p = cfg.params;
     let train_idx = col.split_indices(Split::Train);
-    let val_idx = col.split_indices(Split::Val);
+    let val = Validation {
+        cfg,
+        col,
+        idx: col.split_indices(Split::Val),
+    };
     if train_idx.is_empty() {
         return Err(TrainError::EmptySplit("train"));
     }
-    if val_idx.is_empty() {
+    if val.idx.is_empty() {
         return Err(TrainError::EmptySplit("val"));
     }
-    let micro_per_epoch = train_idx.len().div_ceil(p.batch_size);
-    let steps_per_epoch = micro_per_epoch.div_ceil(p.grad_accum);
-    let planned = steps_per_epoch * p.epochs;
-    let total_steps = p.max_steps.map_or(planned, |m| m.min(planned));
-    let warmup_steps = (p.warmup * total_steps as f64).round() as usize;
+    let plan = StepPlan::new(p, train_idx.len());
     tracing::info!(
         train_images = train_idx.len(),
-        val_images = val_idx.len(),
-        steps_per_epoch,
-        total_steps,
-        warmup_steps,
+        val_images = val.idx.len(),
+        steps_per_epoch = plan.micro_per_epoch.div_ceil(p.grad_accum),
+        total_steps = plan.total_steps,
+        warmup_steps = plan.warmup_steps,
         "training"
     );
 
@@ -90,49 +134,10 @@ pub fn fit<B: AutodiffBackend>(
     } else {
         Contents::Everything
     };
-    let optim = GroupedAdamW::<B>::new(p.weight_decay);
-    let (mut trainable, mut optim, mut best, mut state, resumed_from_epoch) =
-        match checkpoint::load(
-            cfg.work_dir,
-            contents,
-            &cfg.fingerprint,
-            trainable.clone(),
-            optim,
-            device,
-        )? {
-            Some(r) => {
-                tracing::info!(
-                    epoch = r.state.epochs_done,
-                    "resuming from the work dir's checkpoint"
-                );
-                let e = r.state.epochs_done;
-                (r.trainable, r.optim, r.best, r.state, Some(e))
-            }
-            None => {
-                let optim = GroupedAdamW::<B>::new(p.weight_decay);
-                let valid = trainable.valid();
-                cfg.progress.begin("initial validation", None);
-                let initial = validate(&valid, cfg, col, &val_idx, device)?;
-                tracing::info!(val_loss = initial, "before training");
-                let state = TrainState {
-                    fingerprint: cfg.fingerprint.clone(),
-                    epochs_done: 0,
-                    step: 0,
-                    history: History {
-                        initial_val_loss: Some(initial),
-                        ..History::default()
-                    },
-                    best_val: None,
-                    bad_epochs: 0,
-                    finished: false,
-                    files: Default::default(),
-                };
-                (trainable, optim, valid, state, None)
-            }
-        };
+    let (mut run, resumed_from_epoch) = resume_or_start(trainable, contents, &val, device)?;
 
-    while !state.finished {
-        let epoch = state.epochs_done + 1;
+    while !run.state.finished {
+        let epoch = run.state.epochs_done + 1;
         // Dropout draws from the backend's RNG: seeded per epoch, so a resumed run draws
         // what an uninterrupted one does.
         B::seed(device, cfg.seed.wrapping_add(epoch as u64));
@@ -144,92 +149,202 @@ pub fn fit<B: AutodiffBackend>(
         ));
         cfg.progress.begin(
             &format!("epoch {epoch}/{}", p.epochs),
-            Some(micro_per_epoch as u64),
+            Some(plan.micro_per_epoch as u64),
         );
+        let mut improved = train_epoch(&mut run, epoch, &order, &plan, &val, device)?;
 
-        let mut improved_in_epoch = false;
-        let mut accum = GradientsAccumulator::<Trainable<B>>::new();
-        let (mut n_acc, mut loss_acc) = (0usize, 0f64);
-        let chunks: Vec<&[usize]> = order.chunks(p.batch_size).collect();
-        for (k, chunk) in chunks.iter().enumerate() {
-            let batch = load_batch::<B>(col, cfg.features, chunk, device)?;
-            let model = match cfg.spec {
-                Some(spec) => trainable.training_model(spec),
-                None => trainable.model.clone(),
-            };
-            let logits = batch_logits(&model, &batch);
-            let (sum, count) = summed_loss(logits, batch.labels.clone(), p.label_smoothing);
-            let loss = sum / count.clamp_min(1.0);
-            let value: f32 = loss.clone().into_scalar().elem();
-            if !value.is_finite() {
-                return Err(TrainError::Diverged(value));
-            }
-            let grads = loss.div_scalar(p.grad_accum as f64).backward();
-            accum.accumulate(&trainable, GradientsParams::from_grads(grads, &trainable));
-            n_acc += 1;
-            loss_acc += f64::from(value);
-            cfg.progress.advance(1);
-
-            if n_acc == p.grad_accum || k + 1 == chunks.len() {
-                let (grads, norm) = clip_global_norm(&trainable, accum.grads(), p.max_grad_norm);
-                let lr = lr_at(p.schedule, p.lr, state.step, total_steps, warmup_steps);
-                trainable = optim.step(lr, trainable, grads);
-                state.step += 1;
-                let loss = loss_acc / n_acc as f64;
-                tracing::debug!(epoch, step = state.step, loss, lr, grad_norm = norm, "step");
-                state.history.train.push(TrainPoint {
-                    epoch,
-                    step: state.step,
-                    loss,
-                });
-                (n_acc, loss_acc) = (0, 0.0);
-                if state.step >= total_steps {
-                    break;
-                }
-                let epoch_ends = k + 1 == chunks.len();
-                if !epoch_ends && p.val_every_steps.is_some_and(|n| state.step % n == 0) {
-                    let valid = trainable.valid();
-                    let val = validate(&valid, cfg, col, &val_idx, device)?;
-                    tracing::info!(epoch, step = state.step, val_loss = val, "validation");
-                    if record_val(&mut state, p.min_delta, epoch, val) {
-                        best = valid;
-                        improved_in_epoch = true;
-                    }
-                }
-            }
+        let valid = run.trainable.valid();
+        let loss = val.loss(&valid, device)?;
+        if record_val(&mut run.state, p.min_delta, epoch, loss) {
+            run.best = valid;
+            improved = true;
         }
-
-        let valid = trainable.valid();
-        let val = validate(&valid, cfg, col, &val_idx, device)?;
-        if record_val(&mut state, p.min_delta, epoch, val) {
-            best = valid;
-            improved_in_epoch = true;
-        }
-        if improved_in_epoch {
+        let state = &mut run.state;
+        if improved {
             state.bad_epochs = 0;
         } else {
             state.bad_epochs += 1;
         }
         let patience_out = p.patience > 0 && state.bad_epochs >= p.patience;
-        state.history.stopped_early = patience_out && epoch < p.epochs && state.step < total_steps;
-        state.finished = patience_out || epoch >= p.epochs || state.step >= total_steps;
+        state.history.stopped_early =
+            patience_out && epoch < p.epochs && state.step < plan.total_steps;
+        state.finished = patience_out || epoch >= p.epochs || state.step >= plan.total_steps;
         state.epochs_done = epoch;
-        tracing::info!(epoch, val_loss = val, best = ?state.best_val, steps = state.step, "epoch done");
-        checkpoint::save(cfg.work_dir, contents, &state, &trainable, &optim, &best)?;
-        if !state.finished && cfg.stop_after_epoch == Some(epoch) {
+        tracing::info!(epoch, val_loss = loss, best = ?state.best_val, steps = state.step, "epoch done");
+        checkpoint::save(
+            cfg.work_dir,
+            contents,
+            &run.state,
+            &run.trainable,
+            &run.optim,
+            &run.best,
+        )?;
+        if !run.state.finished && cfg.stop_after_epoch == Some(epoch) {
             return Err(TrainError::Interrupted { epoch });
         }
     }
 
-    let best_val = state.best_val.unwrap_or(f64::NAN);
+    let state = run.state;
     Ok(Fitted {
-        best,
-        best_val,
+        best: run.best,
+        best_val: state.best_val.unwrap_or(f64::NAN),
         epochs_run: state.epochs_done,
         steps: state.step,
         history: state.history,
         resumed_from_epoch,
     })
+}
+
+/// The work dir's checkpoint if it matches the run's settings (and the epoch it was made
+/// after), else a fresh start from `trainable` with the validation loss before training.
+fn resume_or_start<B: AutodiffBackend>(
+    trainable: Trainable<B>,
+    contents: Contents,
+    val: &Validation<'_>,
+    device: &B::Device,
+) -> Result<(LoopState<B>, Option<usize>), TrainError> {
+    let cfg = val.cfg;
+    let optim = GroupedAdamW::<B>::new(cfg.params.weight_decay);
+    let resumed = checkpoint::load(
+        cfg.work_dir,
+        contents,
+        &cfg.fingerprint,
+        trainable.clone(),
+        optim,
+        device,
+    )?;
+    if let Some(r) = resumed {
+        tracing::info!(
+            epoch = r.state.epochs_done,
+            "resuming from the work dir's checkpoint"
+        );
+        let epoch = r.state.epochs_done;
+        let run = LoopState {
+            trainable: r.trainable,
+            optim: r.optim,
+            best: r.best,
+            state: r.state,
+        };
+        return Ok((run, Some(epoch)));
+    }
+    let optim = GroupedAdamW::<B>::new(cfg.params.weight_decay);
+    let valid = trainable.valid();
+    cfg.progress.begin("initial validation", None);
+    let initial = val.loss(&valid, device)?;
+    tracing::info!(val_loss = initial, "before training");
+    let state = TrainState {
+        fingerprint: cfg.fingerprint.clone(),
+        epochs_done: 0,
+        step: 0,
+        history: History {
+            initial_val_loss: Some(initial),
+            ..History::default()
+        },
+        best_val: None,
+        bad_epochs: 0,
+        finished: false,
+        files: Default::default(),
+    };
+    let run = LoopState {
+        trainable,
+        optim,
+        best: valid,
+        state,
+    };
+    Ok((run, None))
+}
+
+/// One epoch's micro-batches in `order`, `grad_accum` per optimizer step, with the mid-epoch
+/// validations of `val_every_steps`; stops early at the run's last step. True when a
+/// mid-epoch validation became the best.
+fn train_epoch<B: AutodiffBackend>(
+    run: &mut LoopState<B>,
+    epoch: usize,
+    order: &[usize],
+    plan: &StepPlan,
+    val: &Validation<'_>,
+    device: &B::Device,
+) -> Result<bool, TrainError> {
+    let cfg = val.cfg;
+    let p = cfg.params;
+    let mut improved = false;
+    let mut accum = GradientsAccumulator::<Trainable<B>>::new();
+    let (mut n_acc, mut loss_acc) = (0usize, 0f64);
+    let chunks: Vec<&[usize]> = order.chunks(p.batch_size).collect();
+    for (k, chunk) in chunks.iter().enumerate() {
+        let value = accumulate_micro_batch(&run.trainable, &mut accum, chunk, val, device)?;
+        n_acc += 1;
+        loss_acc += f64::from(value);
+        cfg.progress.advance(1);
+        if n_acc < p.grad_accum && k + 1 < chunks.len() {
+            continue;
+        }
+
+        let (grads, norm) = clip_global_norm(&run.trainable, accum.grads(), p.max_grad_norm);
+        let state = &mut run.state;
+        let lr = lr_at(
+            p.schedule,
+            p.lr,
+            state.step,
+            plan.total_steps,
+            plan.warmup_steps,
+        );
+        run.trainable = run.optim.step(lr, run.trainable.clone(), grads);
+        state.step += 1;
+        let loss = loss_acc / n_acc as f64;
+        tracing::debug!(epoch, step = state.step, loss, lr, grad_norm = norm, "step");
+        state.history.train.push(TrainPoint {
+            epoch,
+            step: state.step,
+            loss,
+        });
+        (n_acc, loss_acc) = (0, 0.0);
+        if state.step >= plan.total_steps {
+            break;
+        }
+        let epoch_ends = k + 1 == chunks.len();
+        if !epoch_ends
+            && p.val_every_steps
+                .is_some_and(|n| state.step.is_multiple_of(n))
+        {
+            let valid = run.trainable.valid();
+            let loss = val.loss(&valid, device)?;
+            tracing::info!(epoch, step = run.state.step, val_loss = loss, "validation");
+            if record_val(&mut run.state, p.min_delta, epoch, loss) {
+                run.best = valid;
+                improved = true;
+            }
+        }
+    }
+    Ok(improved)
+}
+
+/// One micro-batch's forward and backward pass, its gradients (divided by `grad_accum`) added
+/// to `accum`; returns its mean loss per scored token.
+fn accumulate_micro_batch<B: AutodiffBackend>(
+    trainable: &Trainable<B>,
+    accum: &mut GradientsAccumulator<Trainable<B>>,
+    chunk: &[usize],
+    val: &Validation<'_>,
+    device: &B::Device,
+) -> Result<f32, TrainError> {
+    let cfg = val.cfg;
+    let p = cfg.params;
+    let batch = load_batch::<B>(val.col, cfg.features, chunk, device)?;
+    let model = match cfg.spec {
+        Some(spec) => trainable.training_model(spec),
+        None => trainable.model.clone(),
+    };
+    let logits = batch_logits(&model, &batch);
+    let (sum, count) = summed_loss(logits, batch.labels.clone(), p.label_smoothing);
+    let loss = sum / count.clamp_min(1.0);
+    let value: f32 = loss.clone().into_scalar().elem();
+    if !value.is_finite() {
+        return Err(TrainError::Diverged(value));
+    }
+    let grads = loss.div_scalar(p.grad_accum as f64).backward();
+    accum.accumulate(trainable, GradientsParams::from_grads(grads, trainable));
+    Ok(value)
 }
 
 /// Record a validation loss; true when it beats the best so far by more than `min_delta` (it
@@ -258,7 +373,7 @@ fn validate<B: Backend>(
     device: &B::Device,
 ) -> Result<f64, TrainError> {
     let model = match cfg.spec {
-        Some(spec) => t.effective(spec),
+        Some(spec) => t.merged(spec),
         None => t.model.clone(),
     };
     let (mut sum, mut count) = (0f64, 0f64);

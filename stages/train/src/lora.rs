@@ -3,11 +3,12 @@
 //! s = alpha / r.
 //!
 //! The model's modules are plain `Linear`s, so the adapter lives beside the model: per step
-//! [`Trainable::effective`] builds the model whose targeted weights are W + s·A·B (one small
+//! [`Trainable::merged`] builds the model whose targeted weights are W + s·A·B (one small
 //! `[in, r]×[r, out]` product per layer, tracked by autodiff so the gradients reach A and B
 //! only). The same function merges the adapter for export. With `lora_dropout` > 0 training
-//! uses [`Trainable::training_model`], which puts unmerged branches beside the text decoder's
-//! query/key/value projections (dropout acts on the branch's input, so it cannot be merged).
+//! uses [`Trainable::training_model`], which puts unmerged branches in the model's
+//! [`LoraLinear`]s (the text decoder's query/key/value projections; dropout acts on the branch's
+//! input, so it cannot be merged).
 
 use std::collections::HashMap;
 
@@ -16,7 +17,7 @@ use burn::nn::DropoutConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use pipe_blip::Blip;
-use pipe_blip::text::{LoraBranch, QkvLora, QkvProjections, TextAttention, TextLayer};
+use pipe_blip::lora::{LoraBranch, LoraLinear};
 use pipe_blip::weights::checkpoint_name;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -101,6 +102,14 @@ impl LinearPath {
             _ => None,
         }
     }
+
+    /// Whether the Linear being walked is a [`LoraLinear`]'s base (it can take a branch). Burn
+    /// enters a field with the type of the struct that holds it, so the `base` entry carries
+    /// `Struct:LoraLinear`.
+    fn in_lora_linear(&self) -> bool {
+        let n = self.0.len();
+        n >= 2 && self.0[n - 2].1 == "Struct:LoraLinear"
+    }
 }
 
 /// Every Linear of the model with its HF module name and `[in, out]` weight shape, in module
@@ -120,6 +129,28 @@ pub fn linears<B: Backend, M: Module<B>>(m: &M) -> Vec<(String, [usize; 2])> {
                 if let [d_in, d_out] = dims[..] {
                     self.1.push((name, [d_in, d_out]));
                 }
+            }
+        }
+    }
+    let mut v = Names(LinearPath::default(), Vec::new());
+    m.visit(&mut v);
+    v.1
+}
+
+/// The HF module names of the Linears that can take an unmerged branch (the bases of the
+/// model's [`LoraLinear`]s), found by their type.
+pub fn lora_capable<B: Backend, M: Module<B>>(m: &M) -> Vec<String> {
+    struct Names(LinearPath, Vec<String>);
+    impl<B: Backend> ModuleVisitor<B> for Names {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.0.enter(name, container_type);
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.0.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<B, D>>) {
+            if let Some(name) = self.0.linear_weight().filter(|_| self.0.in_lora_linear()) {
+                self.1.push(name);
             }
         }
     }
@@ -190,71 +221,13 @@ impl<B: Backend> LoraAdapter<B> {
     }
 }
 
-/// `text_decoder.bert.encoder.layer.{i}.{kind}.self.{proj}` with proj query/key/value →
-/// (i, kind, proj): the Linears that can take an unmerged branch (for dropout).
-fn qkv_name(name: &str) -> Option<(&str, &str, &'static str)> {
-    let parts: Vec<&str> = name.split('.').collect();
-    let [
-        "text_decoder",
-        "bert",
-        "encoder",
-        "layer",
-        i,
-        kind,
-        "self",
-        proj,
-    ] = parts.as_slice()
-    else {
-        return None;
-    };
-    let proj = match *proj {
-        "query" => "query",
-        "key" => "key",
-        "value" => "value",
-        _ => return None,
-    };
-    Some((i, kind, proj))
-}
-
-/// The text decoder's query/key/value projection block named by `name`, and which of the three
-/// it is: where an unmerged branch (for dropout) can sit.
-fn qkv_slot<'a, B: Backend>(
-    m: &'a mut Blip<B>,
-    name: &str,
-) -> Option<(&'a mut QkvProjections<B>, &'static str)> {
-    let (i, kind, proj) = qkv_name(name)?;
-    Some((&mut text_attention_mut(m, i, kind)?.projections, proj))
-}
-
-/// Text decoder layer `i` (a name component).
-fn text_layer_mut<'a, B: Backend>(m: &'a mut Blip<B>, i: &str) -> Option<&'a mut TextLayer<B>> {
-    m.text_decoder
-        .bert
-        .encoder
-        .layer
-        .get_mut(i.parse::<usize>().ok()?)
-}
-
-/// `attention` or `crossattention` of text decoder layer `i`.
-fn text_attention_mut<'a, B: Backend>(
-    m: &'a mut Blip<B>,
-    i: &str,
-    kind: &str,
-) -> Option<&'a mut TextAttention<B>> {
-    let l = text_layer_mut(m, i)?;
-    match kind {
-        "attention" => Some(&mut l.attention),
-        "crossattention" => Some(&mut l.crossattention),
-        _ => None,
-    }
-}
-
-/// Targeted layers whose LoRA dropout cannot be applied (only the text decoder's
-/// query/key/value projections take an unmerged branch); they train without dropout.
-pub fn without_dropout(spec: &LoraSpec) -> Vec<&str> {
+/// Targeted layers whose LoRA dropout cannot be applied (only a [`LoraLinear`] takes an
+/// unmerged branch); they train without dropout.
+pub fn without_dropout<'a, B: Backend>(model: &Blip<B>, spec: &'a LoraSpec) -> Vec<&'a str> {
+    let capable = lora_capable(model);
     spec.names
         .iter()
-        .filter(|n| qkv_name(n).is_none())
+        .filter(|n| !capable.contains(n))
         .map(String::as_str)
         .collect()
 }
@@ -263,33 +236,30 @@ impl<B: Backend> Trainable<B> {
     /// The model the training forward pass uses: the text decoder's query/key/value targets
     /// get an unmerged branch s·(dropout(x)·A)·B, as PEFT computes it (dropout cannot be
     /// merged, and the backward pass then never forms a full-size weight gradient); other
-    /// targets are merged as in [`Self::effective`]. Everything else is shared with
+    /// targets are merged as in [`Self::merged`]. Everything else is shared with
     /// `self.model`; with no adapter, a clone.
     pub fn training_model(&self, spec: &LoraSpec) -> Blip<B> {
         let mut m = self.model.clone();
         let scale = spec.scale();
         let dropout = DropoutConfig::new(spec.dropout).init();
         let mut merged = HashMap::new();
-        for (name, layer) in spec.names.iter().zip(&self.lora.layers) {
-            if let Some((qkv, proj)) = qkv_slot(&mut m, name) {
-                let branch = LoraBranch {
-                    a: Param::initialized(layer.a.id, layer.a.val()),
-                    b: Param::initialized(layer.b.id, layer.b.val()),
-                    scale,
-                    dropout: dropout.clone(),
-                };
-                let lora = qkv.lora.get_or_insert_with(|| QkvLora {
-                    query: None,
-                    key: None,
-                    value: None,
-                });
-                match proj {
-                    "query" => lora.query = Some(branch),
-                    "key" => lora.key = Some(branch),
-                    _ => lora.value = Some(branch),
+        {
+            let mut slots: HashMap<String, &mut LoraLinear<B>> =
+                m.lora_linears_mut().into_iter().collect();
+            for (name, layer) in spec.names.iter().zip(&self.lora.layers) {
+                match slots.remove(name) {
+                    Some(slot) => {
+                        slot.lora = Some(LoraBranch {
+                            a: Param::initialized(layer.a.id, layer.a.val()),
+                            b: Param::initialized(layer.b.id, layer.b.val()),
+                            scale,
+                            dropout: dropout.clone(),
+                        });
+                    }
+                    None => {
+                        merged.insert(name.clone(), layer.delta(scale));
+                    }
                 }
-            } else {
-                merged.insert(name.clone(), layer.delta(scale));
             }
         }
         add_to_linears(m, merged)
@@ -298,7 +268,7 @@ impl<B: Backend> Trainable<B> {
     /// The merged model: targeted weights W + s·A·B (tracked by autodiff on an autodiff
     /// backend), everything else shared with `self.model`. With no adapter, a clone. This is
     /// what validation, evaluation and the export use.
-    pub fn effective(&self, spec: &LoraSpec) -> Blip<B> {
+    pub fn merged(&self, spec: &LoraSpec) -> Blip<B> {
         let scale = spec.scale();
         let deltas = spec
             .names
@@ -365,6 +335,21 @@ mod tests {
         assert_eq!(*d_out, 3 * d_in, "[in, out] shapes");
         let t = targeted(&model, &["query".into(), "value".into()]);
         assert_eq!(t.len(), 4 * config.text_config.num_hidden_layers);
+        // Only the text decoder's projections (LoraLinears) take an unmerged branch.
+        let capable = lora_capable(&model);
+        let qkv: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| n.starts_with("text_decoder.") && n.contains(".self."))
+            .collect();
+        assert_eq!(capable, qkv);
+        let spec = LoraSpec {
+            names: vec![names[0].to_string(), qkv[0].to_string()],
+            r: 2,
+            alpha: 2.0,
+            dropout: 0.1,
+        };
+        assert_eq!(without_dropout(&model, &spec), vec![names[0]]);
     }
 
     #[test]

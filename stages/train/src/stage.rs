@@ -228,7 +228,7 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
                 alpha: p.lora.alpha,
                 dropout: p.lora.dropout,
             };
-            let merged_only = without_dropout(&spec);
+            let merged_only = without_dropout(&model, &spec);
             if p.lora.dropout > 0.0 && !merged_only.is_empty() {
                 tracing::warn!(
                     dropout = p.lora.dropout,
@@ -302,7 +302,7 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
     // Exports.
     ctx.progress.begin("exporting", None);
     let merged = match &spec {
-        Some(spec) => fitted.best.effective(spec),
+        Some(spec) => fitted.best.merged(spec),
         None => fitted.best.model.clone(),
     };
     write_hf_model(&merged, &source_dir, &ctx.out_dir.join("model"))?;

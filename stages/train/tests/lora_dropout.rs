@@ -80,7 +80,7 @@ use burn::tensor::ElementConversion;
 #[test]
 fn dropout_acts_while_training_and_only_then() {
     let (t, spec, batch) = setup(0.5);
-    let merged = batch_logits(&t.effective(&spec), &batch);
+    let merged = batch_logits(&t.merged(&spec), &batch);
     let a = batch_logits(&t.training_model(&spec), &batch);
     let b = batch_logits(&t.training_model(&spec), &batch);
     let (d_merged, d_draws) = (max_diff(a.clone(), merged), max_diff(a, b));
@@ -105,7 +105,7 @@ fn dropout_acts_while_training_and_only_then() {
     };
     let d = max_diff(
         batch_logits(&valid.training_model(&spec), &inner),
-        batch_logits(&valid.effective(&spec), &inner),
+        batch_logits(&valid.merged(&spec), &inner),
     );
     assert!(d < 1e-5, "unmerged branches equal merged weights: {d}");
 }
@@ -130,6 +130,7 @@ fn with_dropout_the_gradients_reach_the_adapter_only() {
         .attention
         .projections
         .query
+        .base
         .weight;
     assert!(
         grads.get::<CpuBackend, 2>(w.id).is_none(),
