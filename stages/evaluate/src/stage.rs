@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 
 use pipe_backend::resolve;
 use pipe_data::collate::Collated;
-use pipe_data::prep::PrepArtifact;
+use pipe_data::prep::{PrepArtifact, Split};
 use pipe_features::Features;
 use pipe_hub::{HubOptions, ModelDir, ModelSource};
 use pipe_stage_api::{
     Outcome, ParamError, StageContext, StageError, StageKind, dep_names, pick_dep,
 };
 
-use crate::decode::EvaluateJob;
+use crate::decode::{Decoded, EvaluateJob};
 use crate::error::EvaluateError;
 use crate::metrics_md::metrics_markdown;
 use crate::params::Params;
@@ -172,11 +172,25 @@ fn references(
     Ok(refs)
 }
 
-fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
-    let p = Params::parse(ctx.params)?;
-    let split = p.split()?;
-    let (_, collate_dir) = pick_dep(ctx.deps, "collate", p.collate.as_deref(), &["collate"])?
-        .ok_or_else(|| {
+/// What an evaluation reads: its params, the collate artifact and the split's images in it,
+/// their references, the model and (when a dep holds them) the encoded features.
+struct Inputs<'a> {
+    p: Params,
+    split: Split,
+    collate_dir: &'a Path,
+    collated: Collated,
+    features: Option<Features>,
+    indices: Vec<usize>,
+    refs: Vec<Vec<String>>,
+    model: EvaluatedModel,
+}
+
+impl<'a> Inputs<'a> {
+    fn gather(ctx: &StageContext<'a>) -> Result<Self, EvaluateError> {
+        let p = Params::parse(ctx.params)?;
+        let split = p.split()?;
+        let (_, collate_dir) = pick_dep(ctx.deps, "collate", p.collate.as_deref(), &["collate"])?
+            .ok_or_else(|| {
             ParamError::new(
                 ["collate"],
                 format!(
@@ -185,95 +199,144 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
                 ),
             )
         })?;
-    let model = model_source(&p, ctx)?;
-    let collated = Collated::open(collate_dir)?;
-    let features = pick_dep(ctx.deps, "encode", p.encode.as_deref(), &["encode"])?
-        .map(|(_, dir)| Features::open(dir))
-        .transpose()?;
-    let indices = collated.split_indices(split);
-    if indices.is_empty() {
-        return Err(EvaluateError::EmptySplit {
-            split: split.to_string(),
-            dir: collate_dir.display().to_string(),
-        });
+        let model = model_source(&p, ctx)?;
+        let collated = Collated::open(collate_dir)?;
+        let features = pick_dep(ctx.deps, "encode", p.encode.as_deref(), &["encode"])?
+            .map(|(_, dir)| Features::open(dir))
+            .transpose()?;
+        let indices = collated.split_indices(split);
+        if indices.is_empty() {
+            return Err(EvaluateError::EmptySplit {
+                split: split.to_string(),
+                dir: collate_dir.display().to_string(),
+            });
+        }
+        let refs = references(&p, ctx, &collated, &indices)?;
+        Ok(Self {
+            p,
+            split,
+            collate_dir,
+            collated,
+            features,
+            indices,
+            refs,
+            model,
+        })
     }
-    let refs = references(&p, ctx, &collated, &indices)?;
+
+    /// The evaluated images' ids, in the split's order.
+    fn ids(&self) -> Vec<&str> {
+        self.indices
+            .iter()
+            .map(|&i| self.collated.images[i].id.as_str())
+            .collect()
+    }
+}
+
+fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
+    let inputs = Inputs::gather(ctx)?;
     let backend = resolve(ctx.backend)?;
     tracing::info!(
-        images = indices.len(),
-        split = %split,
-        model = %model.dir.display(),
+        images = inputs.indices.len(),
+        split = %inputs.split,
+        model = %inputs.model.dir.display(),
         backend = %backend,
         "evaluating"
     );
-
     let start = std::time::Instant::now();
     let decoded = backend.run(EvaluateJob {
-        model_dir: &model.dir,
-        collated: &collated,
-        indices: &indices,
-        generation: p.generation(),
-        batch_size: p.batch_size,
+        model_dir: &inputs.model.dir,
+        collated: &inputs.collated,
+        indices: &inputs.indices,
+        generation: inputs.p.generation(),
+        batch_size: inputs.p.batch_size,
         progress: ctx.progress,
-        features: features.as_ref(),
-        collate_dir,
+        features: inputs.features.as_ref(),
+        collate_dir: inputs.collate_dir,
     })?;
     let seconds = start.elapsed().as_secs_f64();
-    let test_loss = decoded.loss.mean();
 
-    let ids: Vec<&str> = indices
-        .iter()
-        .map(|&i| collated.images[i].id.as_str())
-        .collect();
-    write_predictions(ctx.out_dir, &ids, &decoded.captions, &refs)?;
+    let ids = inputs.ids();
+    write_predictions(ctx.out_dir, &ids, &decoded.captions, &inputs.refs)?;
     ctx.progress.begin("scoring", None);
     let report = score(
         &ids,
         &decoded.captions,
-        &refs,
-        &p.score_options(ctx.pipeline_dir),
+        &inputs.refs,
+        &inputs.p.score_options(ctx.pipeline_dir),
     )?;
-
-    let mut json = match report.to_json() {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    json.insert("test_loss".into(), test_loss.into());
-    json.insert("test_loss_tokens".into(), decoded.loss.tokens().into());
-    json.insert("split".into(), split.as_str().into());
-    json.insert("model".into(), model.label.clone().into());
-    json.insert("decoding".into(), p.decoding_json());
-    json.insert("prompt".into(), collated.meta.prompt.clone().into());
-    json.insert("backend".into(), backend.describe().into());
-    json.insert("seconds".into(), seconds.into());
+    let json = metrics_json(&inputs, &report, &decoded, &backend.describe(), seconds);
     let mut text =
         serde_json::to_string_pretty(&serde_json::Value::Object(json.clone())).unwrap_or_default();
     text.push('\n');
     write(ctx.out_dir, "metrics.json", &text)?;
-
-    let md = metrics_markdown(&report, test_loss, split.as_str(), &model.label);
+    let test_loss = decoded.loss.mean();
+    let md = metrics_markdown(
+        &report,
+        test_loss,
+        inputs.split.as_str(),
+        &inputs.model.label,
+    );
     write(ctx.out_dir, "metrics.md", &md)?;
 
-    // The loss plot, when the model came with a history.
     let mut results: Vec<PathBuf> = vec!["metrics.md".into(), "metrics.json".into()];
-    if let Some(h) = &model.loss_history {
+    // The loss plot, when the model came with a history.
+    if let Some(h) = &inputs.model.loss_history {
         let history = LossHistory::read(h)?;
         if draw_loss_plot(&history, &ctx.out_dir.join(PLOT))? {
             results.push(PLOT.into());
         }
     }
-
     let page = Page {
-        collated: &collated,
-        indices: &indices,
+        collated: &inputs.collated,
+        indices: &inputs.indices,
         ids: &ids,
         captions: &decoded.captions,
-        refs: &refs,
+        refs: &inputs.refs,
     };
-    write_html_report(ctx.out_dir, &page, &report, split.as_str())?;
+    write_html_report(ctx.out_dir, &page, &report, inputs.split.as_str())?;
     results.push("report.html".into());
     results.push("report".into());
 
+    tracing::info!(
+        test_loss = ?test_loss,
+        bleu4 = report.multi_ref.bleu[3],
+        cider = report.multi_ref.cider,
+        "evaluated"
+    );
+    Ok(outcome(results, &json, test_loss, inputs.indices.len()))
+}
+
+/// `metrics.json`: every score, the test loss, and what was evaluated how.
+fn metrics_json(
+    inputs: &Inputs<'_>,
+    report: &pipe_metrics::Report,
+    decoded: &Decoded,
+    backend: &str,
+    seconds: f64,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut json = match report.to_json() {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    json.insert("test_loss".into(), decoded.loss.mean().into());
+    json.insert("test_loss_tokens".into(), decoded.loss.tokens().into());
+    json.insert("split".into(), inputs.split.as_str().into());
+    json.insert("model".into(), inputs.model.label.clone().into());
+    json.insert("decoding".into(), inputs.p.decoding_json());
+    json.insert("prompt".into(), inputs.collated.meta.prompt.clone().into());
+    json.insert("backend".into(), backend.into());
+    json.insert("seconds".into(), seconds.into());
+    json
+}
+
+/// What the manifest records: the headline scores, the test loss and the image count.
+fn outcome(
+    results: Vec<PathBuf>,
+    json: &serde_json::Map<String, serde_json::Value>,
+    test_loss: Option<f64>,
+    images: usize,
+) -> Outcome {
     let mut outcome = Outcome {
         results,
         ..Outcome::default()
@@ -285,14 +348,8 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
             m.insert(key.into(), v.clone());
         }
     }
-    m.insert("images".into(), indices.len().into());
-    tracing::info!(
-        test_loss = ?test_loss,
-        bleu4 = report.multi_ref.bleu[3],
-        cider = report.multi_ref.cider,
-        "evaluated"
-    );
-    Ok(outcome)
+    m.insert("images".into(), images.into());
+    outcome
 }
 
 /// `predictions.jsonl` and `references.jsonl`, in the split's order.

@@ -30,7 +30,7 @@ use pipe_stage_api::{Deps, Outcome, ParamError, StageContext, StageError, StageK
 
 use crate::error::TrainError;
 use crate::export::{write_hf_model, write_json, write_peft_adapter};
-use crate::fit::{FitConfig, fit};
+use crate::fit::{FitConfig, Fitted, fit};
 use crate::init::random_init;
 use crate::lora::{LoraAdapter, LoraSpec, Trainable, count_params, targeted, without_dropout};
 use crate::params::{Method, TrainParams};
@@ -194,66 +194,8 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
     let (ctx, p) = (job.ctx, job.params);
     B::seed(device, ctx.seed);
     let col = Collated::open(job.collate_dir)?;
-
-    // The base model, and the directory its config/tokenizer/preprocessor come from.
-    let (source_dir, model) = if p.is_scratch() {
-        let dir = ctx
-            .pipeline_dir
-            .join(p.config.as_deref().unwrap_or_default());
-        let config = BlipConfig::from_file(&dir.join("config.json"))?;
-        let model = random_init(Blip::<B>::new(&config, device), 0.02, ctx.seed);
-        tracing::info!(config = %dir.display(), "random initialisation (training from scratch)");
-        (dir, model)
-    } else {
-        let dir =
-            ModelSource::in_pipeline(&p.model, ctx.pipeline_dir).resolve(&HubOptions::from_env())?;
-        let (_, model) = load_model::<B>(&dir, device)?;
-        (dir.dir, model)
-    };
-
-    let (trainable, spec) = match p.method {
-        Method::Lora => {
-            let model = model.no_grad();
-            let layers = targeted(&model, &p.lora.targets);
-            if layers.is_empty() {
-                return Err(TrainError::NoTargets {
-                    targets: p.lora.targets.clone(),
-                });
-            }
-            let shapes: Vec<[usize; 2]> = layers.iter().map(|(_, s)| *s).collect();
-            let lora = LoraAdapter::new(&shapes, p.lora.r, ctx.seed, device);
-            let spec = LoraSpec {
-                names: layers.into_iter().map(|(n, _)| n).collect(),
-                r: p.lora.r,
-                alpha: p.lora.alpha,
-                dropout: p.lora.dropout,
-            };
-            let merged_only = without_dropout(&model, &spec);
-            if p.lora.dropout > 0.0 && !merged_only.is_empty() {
-                tracing::warn!(
-                    dropout = p.lora.dropout,
-                    layers = ?merged_only,
-                    "lora.dropout applies to the text decoder's query/key/value; these targets \
-                     train without it"
-                );
-            }
-            (Trainable { model, lora }, Some(spec))
-        }
-        Method::Full => {
-            // Loaded and freshly initialised parameters require gradients already.
-            let mut model = model;
-            if p.freeze_vision {
-                model.vision_model = model.vision_model.no_grad();
-            }
-            (
-                Trainable {
-                    model,
-                    lora: LoraAdapter::empty(),
-                },
-                None,
-            )
-        }
-    };
+    let (source_dir, model) = base_model::<B>(ctx, p, device)?;
+    let (trainable, spec) = make_trainable(model, p, ctx.seed, device)?;
     let features = match job.encode_dir {
         Some(dir) => Some(open_features(
             dir,
@@ -265,11 +207,11 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
         )?),
         None => None,
     };
-    let (trainable_params, total_params) = count_params(&trainable);
+    let params = count_params(&trainable);
     tracing::info!(
         method = ?p.method,
-        trainable_params,
-        total_params,
+        trainable_params = params.0,
+        total_params = params.1,
         adapted_layers = spec.as_ref().map_or(0, |s| s.names.len()),
         "parameters"
     );
@@ -298,15 +240,97 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
         },
         device,
     )?;
+    export(ctx, p, &source_dir, spec.as_ref(), &fitted, params)
+}
 
-    // Exports.
+/// The model training starts from, and the directory its config, tokenizer and preprocessor
+/// come from.
+fn base_model<B: AutodiffBackend>(
+    ctx: &StageContext<'_>,
+    p: &TrainParams,
+    device: &B::Device,
+) -> Result<(PathBuf, Blip<B>), TrainError> {
+    if p.is_scratch() {
+        let dir = ctx
+            .pipeline_dir
+            .join(p.config.as_deref().unwrap_or_default());
+        let config = BlipConfig::from_file(&dir.join("config.json"))?;
+        let model = random_init(Blip::<B>::new(&config, device), 0.02, ctx.seed);
+        tracing::info!(config = %dir.display(), "random initialisation (training from scratch)");
+        Ok((dir, model))
+    } else {
+        let dir =
+            ModelSource::in_pipeline(&p.model, ctx.pipeline_dir).resolve(&HubOptions::from_env())?;
+        let (_, model) = load_model::<B>(&dir, device)?;
+        Ok((dir.dir, model))
+    }
+}
+
+/// What the optimiser updates: fresh LoRA branches on a frozen model, or the model itself
+/// (its vision tower frozen if asked). The spec is `None` for full fine-tuning.
+fn make_trainable<B: AutodiffBackend>(
+    model: Blip<B>,
+    p: &TrainParams,
+    seed: u64,
+    device: &B::Device,
+) -> Result<(Trainable<B>, Option<LoraSpec>), TrainError> {
+    match p.method {
+        Method::Lora => {
+            let model = model.no_grad();
+            let layers = targeted(&model, &p.lora.targets);
+            if layers.is_empty() {
+                return Err(TrainError::NoTargets {
+                    targets: p.lora.targets.clone(),
+                });
+            }
+            let shapes: Vec<[usize; 2]> = layers.iter().map(|(_, s)| *s).collect();
+            let lora = LoraAdapter::new(&shapes, p.lora.r, seed, device);
+            let spec = LoraSpec {
+                names: layers.into_iter().map(|(n, _)| n).collect(),
+                r: p.lora.r,
+                alpha: p.lora.alpha,
+                dropout: p.lora.dropout,
+            };
+            let merged_only = without_dropout(&model, &spec);
+            if p.lora.dropout > 0.0 && !merged_only.is_empty() {
+                tracing::warn!(
+                    dropout = p.lora.dropout,
+                    layers = ?merged_only,
+                    "lora.dropout applies to the text decoder's query/key/value; these targets \
+                     train without it"
+                );
+            }
+            Ok((Trainable { model, lora }, Some(spec)))
+        }
+        Method::Full => {
+            // Loaded and freshly initialised parameters require gradients already.
+            let mut model = model;
+            if p.freeze_vision {
+                model.vision_model = model.vision_model.no_grad();
+            }
+            let lora = LoraAdapter::empty();
+            Ok((Trainable { model, lora }, None))
+        }
+    }
+}
+
+/// Writes the artifact (the merged model, the PEFT adapter, the loss history, the summary)
+/// and says what the manifest records.
+fn export<B: Backend>(
+    ctx: &StageContext<'_>,
+    p: &TrainParams,
+    source_dir: &Path,
+    spec: Option<&LoraSpec>,
+    fitted: &Fitted<B>,
+    (trainable_params, total_params): (usize, usize),
+) -> Result<Outcome, TrainError> {
     ctx.progress.begin("exporting", None);
-    let merged = match &spec {
+    let merged = match spec {
         Some(spec) => fitted.best.merged(spec),
         None => fitted.best.model.clone(),
     };
-    write_hf_model(&merged, &source_dir, &ctx.out_dir.join("model"))?;
-    if let Some(spec) = &spec {
+    write_hf_model(&merged, source_dir, &ctx.out_dir.join("model"))?;
+    if let Some(spec) = spec {
         write_peft_adapter(
             &fitted.best.lora,
             spec,
@@ -322,8 +346,8 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
         "model": p.model,
         "trainable_params": trainable_params,
         "total_params": total_params,
-        "adapted_layers": spec.as_ref().map_or(0, |s| s.names.len()),
-        "lora_scale": spec.as_ref().map_or(0.0, LoraSpec::scale),
+        "adapted_layers": spec.map_or(0, |s| s.names.len()),
+        "lora_scale": spec.map_or(0.0, LoraSpec::scale),
         "best_val_loss": fitted.best_val,
         "best_epoch": fitted.history.best_epoch,
         "initial_val_loss": fitted.history.initial_val_loss,
@@ -337,26 +361,15 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
     let mut outcome = Outcome::default();
     // How the artifact was made goes in the manifest, not the output: a resumed run's files
     // are byte-identical to an uninterrupted run's.
+    let metrics = &mut outcome.metrics;
     if let Some(epoch) = fitted.resumed_from_epoch {
-        outcome
-            .metrics
-            .insert("resumed_from_epoch".into(), epoch.into());
+        metrics.insert("resumed_from_epoch".into(), epoch.into());
     }
-    outcome
-        .metrics
-        .insert("best_val_loss".into(), fitted.best_val.into());
-    outcome
-        .metrics
-        .insert("epochs".into(), fitted.epochs_run.into());
-    outcome
-        .metrics
-        .insert("trainable_params".into(), trainable_params.into());
-    outcome
-        .metrics
-        .insert("total_params".into(), total_params.into());
-    outcome
-        .metrics
-        .insert("stopped_early".into(), fitted.history.stopped_early.into());
+    metrics.insert("best_val_loss".into(), fitted.best_val.into());
+    metrics.insert("epochs".into(), fitted.epochs_run.into());
+    metrics.insert("trainable_params".into(), trainable_params.into());
+    metrics.insert("total_params".into(), total_params.into());
+    metrics.insert("stopped_early".into(), fitted.history.stopped_early.into());
     outcome.results = vec![
         PathBuf::from("loss_history.json"),
         PathBuf::from("summary.json"),
