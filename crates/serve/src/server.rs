@@ -21,8 +21,8 @@ use crate::api::{self, AppState, RequestLimits};
 use crate::connections::{self, ConnectionLimits};
 use crate::error::ServeError;
 use crate::options::ServeOptions;
-use crate::page;
-use crate::worker::{self, Batching, Stats, StatsSnapshot};
+use crate::page::{self, Example};
+use crate::worker::{self, Batching, ModelFacts, Stats, StatsSnapshot};
 
 /// A running server. Dropping it (or [`Server::shutdown`]) stops it gracefully.
 pub struct Server {
@@ -183,9 +183,43 @@ fn start(
         .check()
         .map_err(|e| ServeError::Options(format!("decoding option `{}`: {}", e.key, e.message)))?;
 
-    let info = serde_json::json!({
+    let info = info_json(&dir.dir, &opts, &facts, token_cap, &examples);
+    let decoders = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let stats = Arc::clone(&worker.stats);
+    let state = Arc::new(AppState {
+        queue: worker.queue,
+        admitted: Arc::new(Semaphore::new(opts.queue_capacity)),
+        decoders: Arc::new(Semaphore::new(decoders)),
+        preprocessor: Arc::new(preprocessor),
+        limits: RequestLimits {
+            max_body_bytes: opts.max_body_bytes,
+            max_pixels: opts.max_pixels,
+            timeout: opts.request_timeout,
+            queue_capacity: opts.queue_capacity,
+            max_beams: opts.max_beams,
+            max_new_tokens: token_cap,
+            generation: opts.decode.generation(),
+        },
+        stats: Arc::clone(&stats),
+        worker: Arc::new(worker.thread),
+        info,
+        examples,
+    });
+    let app = router(state, opts.max_body_bytes, opts.cors);
+    listen(app, &opts, until_signal, stats)
+}
+
+/// What `GET /api/info` answers: the model, the defaults, the limits and the examples.
+fn info_json(
+    dir: &Path,
+    opts: &ServeOptions,
+    facts: &ModelFacts,
+    token_cap: usize,
+    examples: &[Example],
+) -> serde_json::Value {
+    serde_json::json!({
         "model": {
-            "dir": std::fs::canonicalize(&dir.dir).unwrap_or_else(|_| dir.dir.clone()).display().to_string(),
+            "dir": std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string(),
             "source": opts.info.source,
             "stage": opts.info.stage,
             "stage_key": opts.info.stage_key,
@@ -215,35 +249,22 @@ fn start(
             "name": e.name,
             "url": format!("/api/examples/{i}"),
         })).collect::<Vec<_>>(),
-    });
-    let decoders = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let stats = Arc::clone(&worker.stats);
-    let state = Arc::new(AppState {
-        queue: worker.queue,
-        admitted: Arc::new(Semaphore::new(opts.queue_capacity)),
-        decoders: Arc::new(Semaphore::new(decoders)),
-        preprocessor: Arc::new(preprocessor),
-        limits: RequestLimits {
-            max_body_bytes: opts.max_body_bytes,
-            max_pixels: opts.max_pixels,
-            timeout: opts.request_timeout,
-            queue_capacity: opts.queue_capacity,
-            max_beams: opts.max_beams,
-            max_new_tokens: token_cap,
-            generation: opts.decode.generation(),
-        },
-        stats: Arc::clone(&stats),
-        worker: Arc::new(worker.thread),
-        info,
-        examples,
-    });
-    let app = router(state, opts.max_body_bytes, opts.cors);
+    })
+}
+
+/// Bind, and serve `app` on a runtime of its own on a background thread; returns once the
+/// listener accepts connections.
+fn listen(
+    app: Router,
+    opts: &ServeOptions,
+    until_signal: bool,
+    stats: Arc<Stats>,
+) -> Result<Server, ServeError> {
     let limits = ConnectionLimits {
         max_connections: opts.max_connections,
         header_timeout: opts.header_timeout,
         shutdown_grace: opts.shutdown_grace,
     };
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("pipe-serve-http")
         .enable_all()

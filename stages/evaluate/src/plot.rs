@@ -102,130 +102,150 @@ fn register_font() -> bool {
     *OK.get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok())
 }
 
+/// What the plot shows: train and validation (x, loss), and the best validation point with
+/// its epoch.
+struct PlotPoints {
+    train: Vec<(f64, f64)>,
+    val: Vec<(f64, f64)>,
+    best: Option<(f64, f64, f64)>,
+}
+
+impl LossHistory {
+    /// The finite points to draw, placed on one x axis (steps when known, else epochs).
+    fn plot_points(&self) -> PlotPoints {
+        let train = self.train_xy();
+        let val: Vec<(f64, f64)> = self
+            .val
+            .iter()
+            .map(|p| (self.val_x(p, &train), p.loss))
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        let best = self.best_epoch.and_then(|b| {
+            self.val
+                .iter()
+                .rev()
+                .find(|p| {
+                    p.epoch == b
+                        && p.loss.is_finite()
+                        && (self.best_step.is_none() || p.step == self.best_step)
+                })
+                .map(|p| (self.val_x(p, &train), p.loss, b))
+        });
+        PlotPoints { train, val, best }
+    }
+}
+
 /// Draw the history into a PNG at `path`. Returns false (and writes nothing) when the history
 /// holds no finite loss.
 pub fn draw_loss_plot(history: &LossHistory, path: &Path) -> Result<bool, EvaluateError> {
-    let train = history.train_xy();
-    let steps_known = !train.is_empty();
-    let val: Vec<(f64, f64)> = history
-        .val
-        .iter()
-        .map(|p| (history.val_x(p, &train), p.loss))
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .collect();
-    if train.is_empty() && val.is_empty() {
+    let points = history.plot_points();
+    if points.train.is_empty() && points.val.is_empty() {
         return Ok(false);
     }
-    let best = history.best_epoch.and_then(|b| {
-        history
-            .val
-            .iter()
-            .rev()
-            .find(|p| {
-                p.epoch == b
-                    && p.loss.is_finite()
-                    && (history.best_step.is_none() || p.step == history.best_step)
-            })
-            .map(|p| (history.val_x(p, &train), p.loss, b))
-    });
-    let text = register_font();
     let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    let plot_err = |e: &dyn std::fmt::Display| EvaluateError::Plot {
+    draw(&mut buf, history, &points).map_err(|message| EvaluateError::Plot {
         path: path.display().to_string(),
-        message: e.to_string(),
-    };
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| plot_err(&e))?;
-        let all = train.iter().chain(&val);
-        let (x0, x1) = span(all.clone().map(|p| p.0));
-        let (y0, y1) = span(all.map(|p| p.1));
-        let pad = (y1 - y0) * 0.05;
-        let mut builder = ChartBuilder::on(&root);
-        builder.margin(16);
-        if text {
-            let mut title = "train vs val loss".to_string();
-            if history.stopped_early == Some(true) {
-                title.push_str(" (stopped early)");
-            }
-            builder
-                .caption(title, (FAMILY, 22))
-                .x_label_area_size(40)
-                .y_label_area_size(60);
-        }
-        let mut chart = builder
-            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
-            .map_err(|e| plot_err(&e))?;
-        let mut mesh = chart.configure_mesh();
-        if text {
-            mesh.x_desc(if steps_known { "step" } else { "epoch" })
-                .y_desc("loss");
-        } else {
-            mesh.disable_x_axis().disable_y_axis();
-        }
-        mesh.draw().map_err(|e| plot_err(&e))?;
-
-        let train_color = RGBColor(31, 119, 180);
-        let val_color = RGBColor(255, 127, 14);
-        if !train.is_empty() {
-            let series = chart
-                .draw_series(LineSeries::new(
-                    train.iter().copied(),
-                    train_color.stroke_width(2),
-                ))
-                .map_err(|e| plot_err(&e))?;
-            if text {
-                series.label("train").legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], train_color.stroke_width(2))
-                });
-            }
-        }
-        if !val.is_empty() {
-            let series = chart
-                .draw_series(LineSeries::new(
-                    val.iter().copied(),
-                    val_color.stroke_width(2),
-                ))
-                .map_err(|e| plot_err(&e))?;
-            if text {
-                series.label("val").legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], val_color.stroke_width(2))
-                });
-            }
-            chart
-                .draw_series(
-                    val.iter()
-                        .map(|&(x, y)| Circle::new((x, y), 4, val_color.filled())),
-                )
-                .map_err(|e| plot_err(&e))?;
-        }
-        if let Some((x, y, epoch)) = best {
-            let series = chart
-                .draw_series(std::iter::once(Circle::new(
-                    (x, y),
-                    8,
-                    BLACK.stroke_width(2),
-                )))
-                .map_err(|e| plot_err(&e))?;
-            if text {
-                series
-                    .label(format!("best (epoch {epoch})"))
-                    .legend(|(x, y)| Circle::new((x + 10, y), 6, BLACK.stroke_width(2)));
-            }
-        }
-        if text {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| plot_err(&e))?;
-        }
-        root.present().map_err(|e| plot_err(&e))?;
-    }
+        message,
+    })?;
     write_png(path, &buf, SIZE.0, SIZE.1)?;
     Ok(true)
+}
+
+/// Render the chart into an RGB8 buffer of [`SIZE`]; axis labels, title and legend only when
+/// the embedded font registered.
+fn draw(buf: &mut [u8], history: &LossHistory, points: &PlotPoints) -> Result<(), String> {
+    let plot_err = |e: &dyn std::fmt::Display| e.to_string();
+    let text = register_font();
+    let PlotPoints { train, val, best } = points;
+    let steps_known = !train.is_empty();
+    let root = BitMapBackend::with_buffer(buf, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+    let all = train.iter().chain(val.iter());
+    let (x0, x1) = span(all.clone().map(|p| p.0));
+    let (y0, y1) = span(all.map(|p| p.1));
+    let pad = (y1 - y0) * 0.05;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(16);
+    if text {
+        let mut title = "train vs val loss".to_string();
+        if history.stopped_early == Some(true) {
+            title.push_str(" (stopped early)");
+        }
+        builder
+            .caption(title, (FAMILY, 22))
+            .x_label_area_size(40)
+            .y_label_area_size(60);
+    }
+    let mut chart = builder
+        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+        .map_err(|e| plot_err(&e))?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc(if steps_known { "step" } else { "epoch" })
+            .y_desc("loss");
+    } else {
+        mesh.disable_x_axis().disable_y_axis();
+    }
+    mesh.draw().map_err(|e| plot_err(&e))?;
+
+    let train_color = RGBColor(31, 119, 180);
+    let val_color = RGBColor(255, 127, 14);
+    if !train.is_empty() {
+        let series = chart
+            .draw_series(LineSeries::new(
+                train.iter().copied(),
+                train_color.stroke_width(2),
+            ))
+            .map_err(|e| plot_err(&e))?;
+        if text {
+            series.label("train").legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], train_color.stroke_width(2))
+            });
+        }
+    }
+    if !val.is_empty() {
+        let series = chart
+            .draw_series(LineSeries::new(
+                val.iter().copied(),
+                val_color.stroke_width(2),
+            ))
+            .map_err(|e| plot_err(&e))?;
+        if text {
+            series.label("val").legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], val_color.stroke_width(2))
+            });
+        }
+        chart
+            .draw_series(
+                val.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 4, val_color.filled())),
+            )
+            .map_err(|e| plot_err(&e))?;
+    }
+    if let Some((x, y, epoch)) = *best {
+        let series = chart
+            .draw_series(std::iter::once(Circle::new(
+                (x, y),
+                8,
+                BLACK.stroke_width(2),
+            )))
+            .map_err(|e| plot_err(&e))?;
+        if text {
+            series
+                .label(format!("best (epoch {epoch})"))
+                .legend(|(x, y)| Circle::new((x + 10, y), 6, BLACK.stroke_width(2)));
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+    }
+    root.present().map_err(|e| plot_err(&e))
 }
 
 /// (min, max) of finite values, widened when they are equal.
