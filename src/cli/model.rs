@@ -31,6 +31,7 @@ pub enum Backend {
     Auto,
     Cpu,
     Cuda,
+    Wgpu,
 }
 
 impl From<Backend> for BackendChoice {
@@ -39,6 +40,7 @@ impl From<Backend> for BackendChoice {
             Backend::Auto => BackendChoice::Auto,
             Backend::Cpu => BackendChoice::Cpu,
             Backend::Cuda => BackendChoice::Cuda,
+            Backend::Wgpu => BackendChoice::Wgpu,
         }
     }
 }

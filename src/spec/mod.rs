@@ -225,11 +225,14 @@ impl Validator<'_> {
             None | Some("auto") => BackendChoice::Auto,
             Some("cpu") => BackendChoice::Cpu,
             Some("cuda") => BackendChoice::Cuda,
+            Some("wgpu") => BackendChoice::Wgpu,
             Some(other) => {
-                let help = did_you_mean(other, ["auto", "cpu", "cuda"]);
+                let help = did_you_mean(other, ["auto", "cpu", "cuda", "wgpu"]);
                 self.report(
                     &["pipeline", "backend"],
-                    format!("unknown backend `{other}`: expected \"auto\", \"cpu\" or \"cuda\""),
+                    format!(
+                        "unknown backend `{other}`: expected \"auto\", \"cpu\", \"cuda\" or \"wgpu\""
+                    ),
                     help,
                 );
                 BackendChoice::Auto

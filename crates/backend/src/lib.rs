@@ -1,5 +1,5 @@
-//! Which Burn backend a run uses: `[pipeline] backend` (Auto/Cpu/Cuda) resolved against what
-//! this build can run.
+//! Which Burn backend a run uses: `[pipeline] backend` (Auto/Cpu/Cuda/Wgpu) resolved against
+//! what this build can run and what this machine has.
 //!
 //! The model is generic over `B: Backend`; the choice between backends is made once, at run
 //! time, here. Code that wants to run on "whatever was chosen" implements [`OnBackend`] and calls
@@ -22,6 +22,19 @@ pub type CudaBackend = burn::backend::Cuda<f32>;
 #[cfg(feature = "cuda")]
 pub type CudaDevice = burn::backend::cuda::CudaDevice;
 
+/// Burn's wgpu backend (only with `--features wgpu`), f32: Vulkan on Linux, Metal on macOS.
+#[cfg(feature = "wgpu")]
+pub type WgpuBackend = burn::backend::Wgpu<f32>;
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod kernel_cache;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub use kernel_cache::kernel_cache_dir;
+#[cfg(feature = "wgpu")]
+mod wgpu_probe;
+#[cfg(feature = "wgpu")]
+pub use wgpu_probe::{WgpuAdapter, WgpuKind};
+
 /// The backend this build can actually run for the pipeline's choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResolvedBackend {
@@ -30,6 +43,9 @@ pub enum ResolvedBackend {
     /// CUDA device `index`.
     #[cfg(feature = "cuda")]
     Cuda { index: usize },
+    /// A wgpu adapter.
+    #[cfg(feature = "wgpu")]
+    Wgpu(WgpuAdapter),
 }
 
 /// Why a backend choice cannot be honoured by this build.
@@ -40,17 +56,31 @@ pub enum BackendError {
          rebuild with `--features cuda` (or set `backend = \"cpu\"`)"
     )]
     CudaNotBuilt,
+    #[error(
+        "backend \"wgpu\" was requested but this build has no wgpu support; \
+         rebuild with `--features wgpu` (or set `backend = \"cpu\"`)"
+    )]
+    WgpuNotBuilt,
+    #[error(
+        "backend \"wgpu\" was requested but no Vulkan or Metal adapter was found \
+         (on Debian, `apt-get install mesa-vulkan-drivers` gives the software one, lavapipe)"
+    )]
+    NoWgpuAdapter,
 }
 
 /// Resolve the pipeline's backend choice.
 ///
 /// - `Cpu` → the CPU.
 /// - `Cuda` → CUDA device 0, or [`BackendError::CudaNotBuilt`] without the `cuda` feature.
-/// - `Auto` → CUDA when the build has it and an NVIDIA driver is present, the CPU otherwise.
+/// - `Wgpu` → the best wgpu adapter (discrete, integrated, virtual, then software), or a typed
+///   error when the build has no `wgpu` feature or the machine no adapter.
+/// - `Auto` → CUDA when the build has it and an NVIDIA driver is present, else a wgpu adapter
+///   that is a real GPU (never a software one), else the CPU.
 pub fn resolve(choice: BackendChoice) -> Result<ResolvedBackend, BackendError> {
     let resolved = match choice {
         BackendChoice::Cpu => ResolvedBackend::Cpu,
         BackendChoice::Cuda => cuda_or_error()?,
+        BackendChoice::Wgpu => wgpu_or_error()?,
         BackendChoice::Auto => auto(),
     };
     tracing::debug!(?choice, backend = %resolved, "resolved backend");
@@ -67,19 +97,29 @@ fn cuda_or_error() -> Result<ResolvedBackend, BackendError> {
     Err(BackendError::CudaNotBuilt)
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "wgpu")]
+fn wgpu_or_error() -> Result<ResolvedBackend, BackendError> {
+    wgpu_probe::best_adapter()
+        .map(ResolvedBackend::Wgpu)
+        .ok_or(BackendError::NoWgpuAdapter)
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_or_error() -> Result<ResolvedBackend, BackendError> {
+    Err(BackendError::WgpuNotBuilt)
+}
+
 fn auto() -> ResolvedBackend {
     // The CUDA driver library is loaded lazily by cudarc, which panics when it is absent; probe
     // for the kernel driver instead of touching it, so Auto never aborts on a CPU-only machine.
+    #[cfg(feature = "cuda")]
     if nvidia_driver_present() {
-        ResolvedBackend::Cuda { index: 0 }
-    } else {
-        ResolvedBackend::Cpu
+        return ResolvedBackend::Cuda { index: 0 };
     }
-}
-
-#[cfg(not(feature = "cuda"))]
-fn auto() -> ResolvedBackend {
+    #[cfg(feature = "wgpu")]
+    if let Some(adapter) = wgpu_probe::best_adapter().filter(|a| a.kind.is_hardware()) {
+        return ResolvedBackend::Wgpu(adapter);
+    }
     ResolvedBackend::Cpu
 }
 
@@ -91,12 +131,15 @@ fn nvidia_driver_present() -> bool {
 }
 
 impl ResolvedBackend {
-    /// A human description for logs and manifests: `"cpu (flex)"`, `"cuda:0"`.
+    /// A human description for logs and manifests: `"cpu (flex)"`, `"cuda:0"`,
+    /// `"wgpu:cpu:0 (llvmpipe …)"`.
     pub fn describe(&self) -> String {
         match self {
             ResolvedBackend::Cpu => "cpu (flex)".to_string(),
             #[cfg(feature = "cuda")]
             ResolvedBackend::Cuda { index } => format!("cuda:{index}"),
+            #[cfg(feature = "wgpu")]
+            ResolvedBackend::Wgpu(adapter) => format!("wgpu:{adapter}"),
         }
     }
 
@@ -110,7 +153,15 @@ impl ResolvedBackend {
         match self {
             ResolvedBackend::Cpu => job.run::<CpuBackend>(CpuDevice::default()),
             #[cfg(feature = "cuda")]
-            ResolvedBackend::Cuda { index } => job.run::<CudaBackend>(CudaDevice::new(*index)),
+            ResolvedBackend::Cuda { index } => {
+                kernel_cache::pin_cubecl_config();
+                job.run::<CudaBackend>(CudaDevice::new(*index))
+            }
+            #[cfg(feature = "wgpu")]
+            ResolvedBackend::Wgpu(adapter) => {
+                kernel_cache::pin_cubecl_config();
+                job.run::<WgpuBackend>(adapter.device())
+            }
         }
     }
 }
@@ -145,10 +196,23 @@ mod tests {
         let e = resolve(BackendChoice::Cuda).expect_err("no cuda in this build");
         assert_eq!(e, BackendError::CudaNotBuilt);
         assert!(e.to_string().contains("--features cuda"), "{e}");
+    }
+
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    #[test]
+    fn auto_without_accelerators_is_the_cpu() {
         assert_eq!(
             resolve(BackendChoice::Auto).expect("auto resolves"),
             ResolvedBackend::Cpu
         );
+    }
+
+    #[cfg(not(feature = "wgpu"))]
+    #[test]
+    fn wgpu_without_feature_is_a_typed_error() {
+        let e = resolve(BackendChoice::Wgpu).expect_err("no wgpu in this build");
+        assert_eq!(e, BackendError::WgpuNotBuilt);
+        assert!(e.to_string().contains("--features wgpu"), "{e}");
     }
 
     #[cfg(feature = "cuda")]
@@ -158,17 +222,40 @@ mod tests {
         assert_eq!(r.describe(), "cuda:0");
     }
 
+    /// On a machine with a Vulkan (or Metal) adapter, lavapipe included: CI installs
+    /// `mesa-vulkan-drivers`, so this fails there rather than skip when none is found.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn wgpu_resolves_to_an_adapter_and_runs_generic_work() {
+        let r = resolve(BackendChoice::Wgpu).expect("a wgpu adapter (mesa-vulkan-drivers?)");
+        assert!(r.describe().starts_with("wgpu:"), "{r}");
+        assert!(r.is_accelerator());
+        assert_eq!(r.run(Sum), 6.0);
+        // Running pinned CubeCL's configuration: its autotune cache is ours, not a `target/`
+        // found above the working directory.
+        use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig, cache::CacheConfig};
+        match &CubeClRuntimeConfig::get().autotune.cache {
+            CacheConfig::File(dir) => assert_eq!(dir, &kernel_cache_dir()),
+            other => panic!("autotune cache not pinned: {other:?}"),
+        }
+        let auto = resolve(BackendChoice::Auto).expect("auto resolves");
+        if let ResolvedBackend::Wgpu(a) = &auto {
+            assert!(a.kind.is_hardware(), "auto picked a software adapter: {a}");
+        }
+    }
+
+    struct Sum;
+    impl OnBackend for Sum {
+        type Output = f32;
+        fn run<B: Backend>(self, device: B::Device) -> f32 {
+            use burn::tensor::ElementConversion;
+            let t = burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0, 3.0], &device);
+            t.sum().into_scalar().elem()
+        }
+    }
+
     #[test]
     fn run_dispatches_generic_work() {
-        struct Sum;
-        impl OnBackend for Sum {
-            type Output = f32;
-            fn run<B: Backend>(self, device: B::Device) -> f32 {
-                let t = burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0, 3.0], &device);
-                t.sum().into_scalar().elem()
-            }
-        }
-        use burn::tensor::ElementConversion;
         assert_eq!(ResolvedBackend::Cpu.run(Sum), 6.0);
     }
 }

@@ -5,8 +5,11 @@
 
 mod common;
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Int, Tensor};
 use common::{Cpu, max_abs_diff, reference_tensor};
+use pipe_backend::OnBackend;
+use pipe_stage_api::BackendChoice;
 use pipe_test_support::reference_fixture;
 
 use pipe_blip::loss::summed_loss;
@@ -45,7 +48,7 @@ fn image_embeds_logits_and_loss_match_transformers() {
     let Some(dir) = reference_fixture() else {
         return;
     };
-    check_forward(&dir);
+    check_forward::<Cpu>(&dir, &Default::default());
 }
 
 #[test]
@@ -53,7 +56,38 @@ fn greedy_and_beam3_match_transformers() {
     let Some(dir) = reference_fixture() else {
         return;
     };
-    check_decoding(&dir);
+    check_decoding::<Cpu>(&dir, &Default::default());
+}
+
+/// The same forward and decoding checks, with the same tolerances, on Burn's wgpu backend
+/// through `pipe_backend::resolve` (CI: lavapipe, `cargo test -p pipe-blip --test parity
+/// --features pipe-backend/wgpu` with `PIPE_REQUIRE_WGPU=1`). Without the feature or an
+/// adapter it says so and returns, unless `PIPE_REQUIRE_WGPU=1` makes that a failure.
+#[test]
+fn on_wgpu_image_embeds_logits_loss_and_captions_match_transformers() {
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
+    let backend = match pipe_backend::resolve(BackendChoice::Wgpu) {
+        Ok(b) => b,
+        Err(e) if std::env::var_os("PIPE_REQUIRE_WGPU").is_some_and(|v| v == "1") => {
+            panic!("PIPE_REQUIRE_WGPU=1 but wgpu is not usable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping the wgpu parity test: {e}");
+            return;
+        }
+    };
+    eprintln!("wgpu parity on {backend}");
+    struct Checks<'a>(&'a std::path::Path);
+    impl OnBackend for Checks<'_> {
+        type Output = ();
+        fn run<B: Backend>(self, device: B::Device) {
+            check_forward::<B>(self.0, &device);
+            check_decoding::<B>(self.0, &device);
+        }
+    }
+    backend.run(Checks(&dir));
 }
 
 /// The base-size architecture (random weights, ~900 MB; never in the repository): run with
@@ -65,29 +99,28 @@ fn base_size_matches_transformers() {
         eprintln!("skipping: PIPE_BLIP_BASE_DIR is not set");
         return;
     };
-    check_forward(&dir);
-    check_decoding(&dir);
+    check_forward::<Cpu>(&dir, &Default::default());
+    check_decoding::<Cpu>(&dir, &Default::default());
 }
 
-fn check_forward(dir: &std::path::Path) {
+fn check_forward<B: Backend>(dir: &std::path::Path, device: &B::Device) {
     let dir = dir.to_path_buf();
-    let device = Default::default();
-    let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load fixture");
-    let pixels: Tensor<Cpu, 4> = reference_tensor(&dir, "pixel_values", &device);
+    let captioner = Captioner::<B>::load(&dir, device).expect("load fixture");
+    let pixels: Tensor<B, 4> = reference_tensor(&dir, "pixel_values", device);
 
     let embeds = captioner.model.encode_images(pixels);
-    let ref_embeds: Tensor<Cpu, 3> = reference_tensor(&dir, "image_embeds", &device);
+    let ref_embeds: Tensor<B, 3> = reference_tensor(&dir, "image_embeds", device);
     let d = max_abs_diff(embeds.clone(), ref_embeds);
     eprintln!("image_embeds max |Δ| = {d:e}");
     assert!(d < 1e-4, "image_embeds differ by {d}");
 
-    let input_ids: Tensor<Cpu, 2, Int> = reference_tensor::<2>(&dir, "input_ids", &device).int();
-    let mask: Tensor<Cpu, 2, Int> = reference_tensor::<2>(&dir, "attention_mask", &device).int();
+    let input_ids: Tensor<B, 2, Int> = reference_tensor::<B, 2>(&dir, "input_ids", device).int();
+    let mask: Tensor<B, 2, Int> = reference_tensor::<B, 2>(&dir, "attention_mask", device).int();
     let logits =
         captioner
             .model
             .teacher_forced_logits(embeds, input_ids.clone(), Some(mask.clone()));
-    let ref_logits: Tensor<Cpu, 3> = reference_tensor(&dir, "logits", &device);
+    let ref_logits: Tensor<B, 3> = reference_tensor(&dir, "logits", device);
     // The 1e-4 target sits below f32's noise floor for this fixture: its random weights
     // (initializer_range 0.5) make the decoder ill-conditioned, and transformers' own f32
     // logits are 2.1e-4 (max) / 7.7e-6 (mean) away from the same model run in f64. Ours are
@@ -95,7 +128,10 @@ fn check_forward(dir: &std::path::Path) {
     // transformers is to itself in exact arithmetic. So: max 5e-4, mean 1e-5. That the
     // implementation is exact is checked in f64 below (2.8e-13 from transformers' f64).
     let diff = (logits.clone() - ref_logits).abs();
-    let (max, mean): (f32, f32) = (diff.clone().max().into_scalar(), diff.mean().into_scalar());
+    let (max, mean): (f32, f32) = (
+        diff.clone().max().into_scalar().elem(),
+        diff.mean().into_scalar().elem(),
+    );
     eprintln!("logits |Δ| max = {max:e}, mean = {mean:e}");
     assert!(max < 5e-4, "logits differ by {max}");
     assert!(mean < 1e-5, "logits differ by {mean} on average");
@@ -103,7 +139,7 @@ fn check_forward(dir: &std::path::Path) {
     // transformers' labels: the input ids, -100 on padding.
     let labels = input_ids.mask_fill(mask.equal_elem(0), -100);
     let (sum, count) = summed_loss(logits, labels, 0.0);
-    let loss: f32 = (sum / count).into_scalar();
+    let loss: f32 = (sum / count).into_scalar().elem();
     let ref_loss = ref_json(&dir)["loss"].as_f64().expect("loss");
     eprintln!("loss {loss} vs {ref_loss}");
     assert!(
@@ -112,12 +148,11 @@ fn check_forward(dir: &std::path::Path) {
     );
 }
 
-fn check_decoding(dir: &std::path::Path) {
+fn check_decoding<B: Backend>(dir: &std::path::Path, device: &B::Device) {
     let dir = dir.to_path_buf();
-    let device = Default::default();
-    let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load fixture");
+    let captioner = Captioner::<B>::load(&dir, device).expect("load fixture");
     let reference = ref_json(&dir);
-    let pixels: Tensor<Cpu, 4> = reference_tensor(&dir, "pixel_values", &device);
+    let pixels: Tensor<B, 4> = reference_tensor(&dir, "pixel_values", device);
 
     for (beams, ids_key, text_key) in [
         (1, "greedy_max_new_tokens_12", "greedy_text"),

@@ -18,11 +18,14 @@ pub type StageError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
-    /// CUDA when this build has it and a device is present, the CPU otherwise.
+    /// CUDA when this build has it and a device is present, then a wgpu adapter that is a real
+    /// GPU, the CPU otherwise.
     #[default]
     Auto,
     Cpu,
     Cuda,
+    /// Burn's wgpu backend (Vulkan, Metal): the best adapter present, software ones included.
+    Wgpu,
 }
 
 /// Everything a stage run may look at. Paths are absolute.

@@ -6,16 +6,17 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use burn::store::{ModuleStore, SafetensorsStore};
-use burn::tensor::{DType, Tensor};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, ElementConversion, Tensor};
 
 pub type Cpu = pipe_backend::CpuBackend;
 
-/// A tensor of reference.safetensors as f32.
-pub fn reference_tensor<const D: usize>(
+/// A tensor of reference.safetensors as f32, on any backend.
+pub fn reference_tensor<B: Backend, const D: usize>(
     dir: &std::path::Path,
     name: &str,
-    device: &pipe_backend::CpuDevice,
-) -> Tensor<Cpu, D> {
+    device: &B::Device,
+) -> Tensor<B, D> {
     let mut store = SafetensorsStore::from_file(dir.join("reference/reference.safetensors"));
     let snap = store
         .get_snapshot(name)
@@ -29,9 +30,9 @@ pub fn reference_tensor<const D: usize>(
 }
 
 /// max |a - b| over all elements.
-pub fn max_abs_diff<const D: usize>(a: Tensor<Cpu, D>, b: Tensor<Cpu, D>) -> f32 {
+pub fn max_abs_diff<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes");
-    (a - b).abs().max().into_scalar()
+    (a - b).abs().max().into_scalar().elem()
 }
 
 /// A tensor of a safetensors file: name, dtype, shape, little-endian bytes.
