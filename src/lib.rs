@@ -3,7 +3,8 @@
 //!
 //! Each module uses only those before it: [`registry`] and [`hash`]; [`spec`] (pipeline.toml,
 //! checked against the registry); [`dag`]; [`cache`]; [`plan`] (keys, status); [`schedule`]
-//! (which stage to start or skip, using none of the others); [`run`]; [`results`]. The binary
+//! (which stage to start or skip, using none of the others); [`run`]; [`results`]; [`tries`]
+//! (recorded runs with overrides, compared and diffed). The binary
 //! (`main.rs`, `cli/`) ties them to the command line.
 
 pub mod cache;
@@ -15,6 +16,7 @@ pub mod results;
 pub mod run;
 pub mod schedule;
 pub mod spec;
+pub mod tries;
 
 /// Render an error and all its sources on one line: `outer: inner: innermost`.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -40,6 +40,36 @@ pub fn update(spec: &Spec, fresh: &[(&str, &Artifact)]) -> Result<(), ResultsErr
     Ok(())
 }
 
+/// Make `dir/<stage>/` show each of `fresh` (a try's results, `results/tries/NAME/`), and
+/// remove the folders there of stages that are not in it.
+pub fn update_try(dir: &Path, fresh: &[(&str, &Artifact)]) -> Result<(), ResultsError> {
+    for (stage, artifact) in fresh {
+        mirror(&dir.join(stage), artifact)?;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !fresh.iter().any(|(stage, _)| name == **stage) {
+                remove_ours(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Remove a try's results folder, `results/tries/NAME/`: the stage folders pipe made, then
+/// the folder itself if nothing else is left in it.
+pub fn remove_try(dir: &Path) -> Result<(), ResultsError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        remove_ours(&entry.path())?;
+    }
+    let _ = std::fs::remove_dir(dir); // kept when the user put something of theirs there
+    Ok(())
+}
+
 fn is_ours(dir: &Path) -> bool {
     dir.join(MARKER).is_file()
 }

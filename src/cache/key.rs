@@ -84,6 +84,17 @@ pub fn canonical(v: &serde_json::Value) -> String {
 
 /// Flatten parameters to `dotted.path → value text`, for explaining changes.
 pub fn flatten(v: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
+    let mut values = BTreeMap::new();
+    flatten_values(v, prefix, &mut values);
+    out.extend(values.into_iter().map(|(k, v)| (k, v.to_string())));
+}
+
+/// Flatten nested objects to `dotted.path → value` (arrays and empty objects are values).
+pub fn flatten_values(
+    v: &serde_json::Value,
+    prefix: &str,
+    out: &mut BTreeMap<String, serde_json::Value>,
+) {
     match v {
         serde_json::Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
@@ -92,11 +103,11 @@ pub fn flatten(v: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, S
                 } else {
                     format!("{prefix}.{k}")
                 };
-                flatten(v, &p, out);
+                flatten_values(v, &p, out);
             }
         }
         other => {
-            out.insert(prefix.to_string(), other.to_string());
+            out.insert(prefix.to_string(), other.clone());
         }
     }
 }

@@ -9,6 +9,7 @@
 //!     work/<key>/                resumable state of a stage key; survives failed runs
 //!     refs/<pipeline>/<stage>    the key each stage of each pipeline last produced
 //!     runs/<pipeline>/<t>-<pid>.json   run records (roots for gc)
+//!     tries/<pipeline>/<name>.json     recorded tries (`pipe exp`; roots for gc until removed)
 //!     locks/                     per-key execution locks, the metadata lock
 //!     statcache.json             (path, size, mtime, inode) → hash
 //! ```
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use fsutil::{read_json, remove_tree, write_atomic, write_json_atomic};
 pub use gc::{GcReport, VerifyProblem, VerifyReport};
-pub use key::{PreImage, SCHEME, canonical, flatten, params_json};
+pub use key::{PreImage, SCHEME, canonical, flatten, flatten_values, params_json};
 pub use lock::{Lock, Taken};
 pub use manifest::Manifest;
 
@@ -313,10 +314,15 @@ impl Cache {
         Ok(())
     }
 
-    /// Keys named by any pipeline's recent run records and refs.
+    /// Where the tries of a pipeline are recorded (see [`crate::tries`]).
+    pub fn tries_dir(&self, pipeline: &str) -> PathBuf {
+        self.root.join("tries").join(pipeline)
+    }
+
+    /// Keys named by any pipeline's recent run records, tries and refs.
     pub fn rooted_keys(&self) -> BTreeSet<String> {
         let mut keys = BTreeSet::new();
-        for sub in ["runs", "refs"] {
+        for sub in ["runs", "tries", "refs"] {
             for item in walkdir::WalkDir::new(self.root.join(sub))
                 .into_iter()
                 .flatten()

@@ -18,10 +18,12 @@ macro_rules! out {
     };
 }
 
+mod exp;
 mod model;
 mod output;
 mod score;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,7 @@ use pipe::plan::{Planner, State};
 use pipe::results::{self, ResultsError};
 use pipe::run::{self, RunOptions};
 use pipe::spec::{self, Override, Spec, SpecError};
+use pipe::tries::{self, Tries, Try, TryError, TryStatus};
 
 /// Set once stdout is gone: nothing more is written to it.
 static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -86,8 +89,13 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Override a value for this run: STAGE.KEY=VALUE (TOML syntax), or pipeline.KEY=VALUE.
+        /// The run is recorded as a try (`pipe exp show`) and leaves results/ as it was.
         #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
         set: Vec<Override>,
+        /// Record this run as a try called NAME (kept until `pipe exp remove`); without it, a
+        /// `--set` run gets a name made of its overrides.
+        #[arg(long)]
+        name: Option<String>,
         /// Show what would run, and why, without running anything.
         #[arg(long)]
         dry_run: bool,
@@ -121,7 +129,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Delete cached artifacts that neither this pipeline nor recent runs use.
+    /// Compare tries: `exp show` (a table), `exp diff A B`, `exp remove NAME…`.
+    Exp {
+        #[command(subcommand)]
+        command: exp::ExpCommand,
+    },
+    /// Delete cached artifacts that neither this pipeline, nor its tries, nor recent runs use.
     Gc {
         /// List what would be deleted.
         #[arg(long)]
@@ -169,6 +182,10 @@ pub enum CliError {
     Caption(Box<pipe_infer::InferError>),
     #[error(transparent)]
     Serve(#[from] pipe_serve::ServeError),
+    #[error(transparent)]
+    Tries(#[from] TryError),
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
@@ -183,6 +200,8 @@ impl CliError {
             CliError::Caption(_) => 3,
             CliError::Serve(pipe_serve::ServeError::Options(_)) => 2,
             CliError::Serve(_) => 3,
+            CliError::Tries(TryError::Corrupt { .. } | TryError::Cache(_)) => 3,
+            CliError::Tries(_) | CliError::Usage(_) => 2,
         }
     }
 }
@@ -228,11 +247,15 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             stages,
             force,
             set,
+            name,
             dry_run,
             keep_going,
             jobs,
             json,
         } => {
+            if let Some(name) = &name {
+                tries::validate_name(name)?;
+            }
             let spec = load(&set)?;
             let opts = RunOptions {
                 targets: stages,
@@ -241,8 +264,13 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
                 keep_going,
                 jobs,
             };
-            run_cmd(&spec, &opts, json, args.quiet)
+            let try_of = (!set.is_empty() || name.is_some()).then(|| TryOf {
+                overrides: set.iter().map(tries::override_text).collect(),
+                name,
+            });
+            run_cmd(&spec, &opts, try_of.as_ref(), json, args.quiet)
         }
+        Command::Exp { command } => exp::run(&load(&[])?, &command),
         Command::Status { set, json } => {
             let spec = load(&set)?;
             let cache = Cache::for_reading(&spec.cache_dir);
@@ -304,13 +332,25 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
     }
 }
 
-fn run_cmd(spec: &Spec, opts: &RunOptions, json: bool, quiet: bool) -> Result<Exit, CliError> {
+/// A run recorded as a try: its overrides (as `STAGE.KEY=VALUE`) and the name asked for.
+struct TryOf {
+    overrides: Vec<String>,
+    name: Option<String>,
+}
+
+fn run_cmd(
+    spec: &Spec,
+    opts: &RunOptions,
+    try_of: Option<&TryOf>,
+    json: bool,
+    quiet: bool,
+) -> Result<Exit, CliError> {
     let cache = Cache::open(&spec.cache_dir)?;
     let planner = Planner::new(spec, &cache);
     if opts.dry_run {
         let reports = run::dry_run(&planner, opts)?;
         planner.finish();
-        output::run(&reports, json, true);
+        output::run(&reports, None, json, true);
         return Ok(Exit::Ok);
     }
     let live = !json && !quiet;
@@ -319,28 +359,89 @@ fn run_cmd(spec: &Spec, opts: &RunOptions, json: bool, quiet: bool) -> Result<Ex
             output::run_line(r);
         }
     })?;
-    // Make results/ and the run record match the cache as it now stands.
+    // Make results/, the try and the run record match the cache as it now stands.
     let statuses = planner.status();
     let fresh: Vec<(&str, &pipe::cache::Artifact)> = statuses
         .iter()
         .filter(|s| s.state == State::Fresh)
         .filter_map(|s| s.artifact.as_ref().map(|a| (s.name.as_str(), a)))
         .collect();
-    {
-        let _lock = cache.meta_lock()?;
-        results::update(spec, &fresh)?;
-    }
     let keys = fresh
         .iter()
         .map(|(n, a)| (n.to_string(), a.manifest.key.clone()))
         .collect();
+    let recorded = {
+        let _lock = cache.meta_lock()?;
+        // results/ shows the file's config: a run with overrides leaves it as it was.
+        if try_of.is_none_or(|t| t.overrides.is_empty()) {
+            results::update(spec, &fresh)?;
+        }
+        match try_of {
+            Some(t) => {
+                let failed = reports.iter().any(|r| r.action == run::Action::Failed);
+                let store = Tries::new(&cache, &planner.pipeline_id);
+                Some(record_try(spec, &store, t, failed, &keys, &fresh)?)
+            }
+            None => None,
+        }
+    };
     cache.record_run(&planner.pipeline_id, &spec.file, &keys)?;
     planner.finish();
     if json {
-        output::run(&reports, true, false);
+        output::run(&reports, recorded.as_deref(), true, false);
     } else if !quiet {
         output::run_summary(&reports);
+        if let Some(name) = &recorded {
+            outln!("{}", exp::try_line(spec, name));
+        }
     }
     let failed = reports.iter().any(|r| r.action == run::Action::Failed);
     Ok(if failed { Exit::Failed } else { Exit::Ok })
+}
+
+/// Record the run as a try and show its results in `results/tries/NAME/`; its name.
+fn record_try(
+    spec: &Spec,
+    store: &Tries,
+    t: &TryOf,
+    failed: bool,
+    keys: &BTreeMap<String, String>,
+    fresh: &[(&str, &pipe::cache::Artifact)],
+) -> Result<String, CliError> {
+    let name = match &t.name {
+        Some(name) => name.clone(),
+        None => store.unique_name(&t.overrides)?,
+    };
+    let status = if failed {
+        TryStatus::Failed
+    } else if keys.len() == spec.stages.len() {
+        TryStatus::Ok
+    } else {
+        TryStatus::Incomplete
+    };
+    let record = Try {
+        name: name.clone(),
+        named: t.name.is_some(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        status,
+        overrides: t.overrides.clone(),
+        params: tries::effective_params(spec),
+        keys: keys.clone(),
+    };
+    for pruned in store.save(&record, tries::KEEP_UNNAMED)? {
+        results::remove_try(&tries::results_dir(spec, &pruned))?;
+    }
+    let root = tries::tries_results_root(&spec.results_dir);
+    if let Some(clash) = spec.stages.iter().find(|s| s.results.starts_with(&root)) {
+        tracing::warn!(
+            "stage {} shows its results in {}: tries' results are not shown there",
+            clash.name,
+            root.display()
+        );
+    } else {
+        results::update_try(&tries::results_dir(spec, &name), fresh)?;
+    }
+    Ok(name)
 }

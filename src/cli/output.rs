@@ -6,7 +6,7 @@ use pipe::run::{Action, StageReport};
 use pipe::spec::StageSpec;
 use serde_json::json;
 
-fn print_json(v: &serde_json::Value) {
+pub fn print_json(v: &serde_json::Value) {
     outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -83,9 +83,10 @@ pub fn run_summary(reports: &[StageReport]) {
     );
 }
 
-pub fn run(reports: &[StageReport], as_json: bool, dry_run: bool) {
+/// A run's stages; `try_name` is the try it was recorded as (`null` in JSON when none).
+pub fn run(reports: &[StageReport], try_name: Option<&str>, as_json: bool, dry_run: bool) {
     if as_json {
-        print_json(&json!({ "dry_run": dry_run, "stages": reports }));
+        print_json(&json!({ "dry_run": dry_run, "stages": reports, "try": try_name }));
         return;
     }
     for r in reports {

@@ -55,7 +55,10 @@ fn switching_a_param_back_restores_without_executing() {
     let p = chain();
     p.ok(&["run"]);
     p.ok(&["run", "--set", "train.params.lr=0.5"]);
-    assert!(p.read("results/train/model.txt").starts_with("lr=0.5"));
+    assert!(
+        p.read("results/tries/lr=0.5/train/model.txt")
+            .starts_with("lr=0.5")
+    );
     let before = p.executions().len();
     let actions = p.run_actions(&[]);
     assert_eq!(
@@ -180,9 +183,15 @@ cmd = "echo c > $PIPE_OUT/c"
 fn gc_never_deletes_what_status_calls_fresh() {
     let p = chain();
     p.ok(&["run"]);
+    // Edits of the file, not tries (`--set`), which gc keeps until they are removed.
     for lr in ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6"] {
-        p.ok(&["run", "--set", &format!("train.params.lr={lr}")]);
+        p.write(
+            "pipeline.toml",
+            &CHAIN.replace("lr = 0.001", &format!("lr = {lr}")),
+        );
+        p.ok(&["run"]);
     }
+    p.write("pipeline.toml", CHAIN);
     p.ok(&["run"]);
     let before = artifact_dirs(&p).len();
     assert_eq!(before, 1 + 7 * 2);
@@ -297,7 +306,8 @@ fn results_folder_matches_status() {
     p.ok(&["run"]);
     assert!(p.path("results/evaluate/metrics.txt").exists());
     // Only run up to train with a changed lr: evaluate is no longer fresh, its folder goes.
-    p.ok(&["run", "train", "--set", "train.params.lr=9"]);
+    p.write("pipeline.toml", &CHAIN.replace("lr = 0.001", "lr = 9"));
+    p.ok(&["run", "train"]);
     assert!(!p.path("results/evaluate").exists());
     assert!(p.read("results/train/model.txt").starts_with("lr=9"));
     // A folder the user made is never touched.

@@ -5,6 +5,7 @@ mod concurrency;
 mod data;
 mod encode;
 mod errors;
+mod experiments;
 mod hub;
 mod inspect;
 mod model;

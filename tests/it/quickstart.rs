@@ -37,7 +37,9 @@ const SMALL: [&str; 10] = [
 fn quickstart_runs_end_to_end_and_an_lr_change_reruns_only_train_and_below() {
     let p = quickstart();
     let small = SMALL;
-    let actions = p.run_actions(&small);
+    let mut named = small.to_vec();
+    named.extend(["--name", "small"]);
+    let actions = p.run_actions(&named);
     let all_ran = pairs(&[
         ("prep", "ran"),
         ("collate", "ran"),
@@ -47,17 +49,27 @@ fn quickstart_runs_end_to_end_and_an_lr_change_reruns_only_train_and_below() {
     ]);
     assert_eq!(actions, all_ran);
 
+    // A run with overrides is a try: its results are under results/tries/NAME/.
     let metrics: serde_json::Value =
-        serde_json::from_str(&p.read("results/evaluate/metrics.json")).expect("metrics.json");
+        serde_json::from_str(&p.read("results/tries/small/evaluate/metrics.json"))
+            .expect("metrics.json");
     for key in ["BLEU-4", "CIDEr", "ROUGE-L", "test_loss"] {
         assert!(
             metrics[key].is_number(),
             "metrics.json has {key}: {metrics}"
         );
     }
-    assert!(p.path("results/evaluate/train_vs_val_loss.png").is_file());
-    assert!(p.path("results/evaluate/report.html").is_file());
-    assert_eq!(p.read("results/infer/captions.jsonl").lines().count(), 4);
+    assert!(
+        p.path("results/tries/small/evaluate/train_vs_val_loss.png")
+            .is_file()
+    );
+    assert!(p.path("results/tries/small/evaluate/report.html").is_file());
+    assert_eq!(
+        p.read("results/tries/small/infer/captions.jsonl")
+            .lines()
+            .count(),
+        4
+    );
     let train = p.json(&[
         "show",
         "train",

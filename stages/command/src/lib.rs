@@ -9,7 +9,9 @@
 //! cmd = "…"                    # sh -c in pipeline.toml's dir
 //! ```
 //! The command also sees `$PIPE_STAGE`, `$PIPE_SEED` and `$PIPE_WORK` (a directory that
-//! survives failed runs of the same stage key, for resumable work).
+//! survives failed runs of the same stage key, for resumable work). A command reports metrics
+//! by writing a flat JSON object of numbers to `$PIPE_OUT/metrics.json` (`{"accuracy": 0.93}`):
+//! they are the stage's metrics in `pipe show` and `pipe exp show`.
 //!
 //! The command runs in a process group of its own with a watchdog beside it: when the command
 //! exits, whatever it left running in the background is killed, and if `pipe` itself dies
@@ -29,6 +31,12 @@ use pipe_stage_api::{
     Outcome, ParamError, StageContext, StageError, StageKind, env_name, parse_params,
 };
 use serde::Deserialize;
+
+/// The file a command reports its metrics in, inside `$PIPE_OUT`.
+pub const METRICS_FILE: &str = "metrics.json";
+
+/// The largest `metrics.json` read (it is a handful of numbers).
+pub const MAX_METRICS_BYTES: u64 = 1 << 20;
 
 /// How many trailing lines of stderr a failure shows.
 const TAIL_LINES: usize = 40;
@@ -69,6 +77,11 @@ pub enum CommandError {
     Wait(#[source] std::io::Error),
     #[error("cannot start the command's watchdog (`sh -c {WATCHDOG:?}`)")]
     Watchdog(#[source] std::io::Error),
+    #[error(
+        "$PIPE_OUT/{METRICS_FILE}: {0} (a command reports metrics as a flat JSON object of \
+         numbers, e.g. {{\"accuracy\": 0.93}})"
+    )]
+    Metrics(String),
 }
 
 fn tail(lines: &[String]) -> String {
@@ -180,7 +193,10 @@ impl StageKind for Command {
         };
         let (status, stderr) = wait_forwarding(child, &mut watchdog, ctx.stage)?;
         if status.success() {
-            return Ok(Outcome::default());
+            return Ok(Outcome {
+                metrics: read_metrics(ctx.out_dir)?,
+                results: Vec::new(),
+            });
         }
         use std::os::unix::process::ExitStatusExt;
         Err(match (status.code(), status.signal()) {
@@ -189,6 +205,42 @@ impl StageKind for Command {
             (None, None) => CommandError::Failed { code: -1, stderr }.into(),
         })
     }
+}
+
+/// The metrics the command wrote to `$PIPE_OUT/metrics.json`, if it wrote that file.
+fn read_metrics(
+    out_dir: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, CommandError> {
+    let path = out_dir.join(METRICS_FILE);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(CommandError::Metrics(format!("cannot read it: {e}"))),
+    };
+    if !meta.is_file() {
+        return Err(CommandError::Metrics("is not a regular file".into()));
+    }
+    if meta.len() > MAX_METRICS_BYTES {
+        return Err(CommandError::Metrics(format!(
+            "is {} bytes, more than the {MAX_METRICS_BYTES} allowed",
+            meta.len()
+        )));
+    }
+    let bytes =
+        std::fs::read(&path).map_err(|e| CommandError::Metrics(format!("cannot read it: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| CommandError::Metrics(format!("not JSON: {e}")))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(CommandError::Metrics("is not a JSON object".into()));
+    };
+    for (name, v) in &map {
+        if !v.is_number() {
+            return Err(CommandError::Metrics(format!(
+                "metric {name:?} is {v}, not a number"
+            )));
+        }
+    }
+    Ok(map)
 }
 
 /// Wait for the command while its output is logged, then stop what it left running; its exit

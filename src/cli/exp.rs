@@ -1,0 +1,372 @@
+//! `pipe exp`: this pipeline's tries side by side (`show`), two of them compared (`diff`),
+//! some forgotten (`remove`). A try is made by `pipe run --set …` or `pipe run --name NAME`.
+
+use std::collections::BTreeMap;
+
+use pipe::cache::{Cache, short};
+use pipe::plan::{Planner, State, display_path};
+use pipe::results;
+use pipe::spec::Spec;
+use pipe::tries::{self, Diff, Row, Tries, WORKSPACE};
+use serde_json::{Value, json};
+
+use super::{CliError, Exit};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ExpCommand {
+    /// A table of the workspace (the file's own config) and every try: the parameters that
+    /// differ between them, then every metric, the best value of each marked with `*`.
+    Show(ShowArgs),
+    /// What differs between two tries (`workspace` is the file's config): parameters,
+    /// metrics (with `b - a`) and stage keys.
+    Diff {
+        a: String,
+        b: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget tries: `gc` may then delete their artifacts; their results folders go now.
+    Remove {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Order the tries by this metric, best first (e.g. `train.best_val_loss`).
+    #[arg(long, value_name = "STAGE.METRIC")]
+    sort: Option<String>,
+    /// Show every parameter, not only those that differ between the rows.
+    #[arg(long)]
+    all_params: bool,
+    /// Show each try's metrics as differences from the workspace's.
+    #[arg(long)]
+    delta: bool,
+    /// A Markdown table.
+    #[arg(long, conflicts_with_all = ["csv", "json"])]
+    md: bool,
+    /// CSV: a header of column names, one line per row, plain values.
+    #[arg(long, conflicts_with = "json")]
+    csv: bool,
+    /// `{"tries": [{"name", "created", "status", "params", "metrics", "keys"}]}`, the
+    /// workspace first, every parameter and metric of each.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(spec: &Spec, command: &ExpCommand) -> Result<Exit, CliError> {
+    let cache = Cache::for_reading(&spec.cache_dir);
+    match command {
+        ExpCommand::Show(args) => {
+            let mut rows = all_rows(spec, &cache)?;
+            if let Some(metric) = &args.sort {
+                let known = tries::metric_names(&rows);
+                if !known.contains(metric) {
+                    return Err(CliError::Usage(format!(
+                        "--sort {metric}: no try has this metric (known: {})",
+                        if known.is_empty() {
+                            "none yet".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )));
+                }
+                tries::sort_by_metric(&mut rows, metric);
+            }
+            show(&rows, args);
+        }
+        ExpCommand::Diff { a, b, json } => {
+            let rows = all_rows(spec, &cache)?;
+            let find = |name: &str| -> Result<&Row, CliError> {
+                rows.iter().find(|r| r.name == name).ok_or_else(|| {
+                    tries::TryError::Unknown {
+                        name: name.to_string(),
+                        known: rows.iter().map(|r| r.name.clone()).collect(),
+                    }
+                    .into()
+                })
+            };
+            let d = tries::diff(find(a)?, find(b)?);
+            if *json {
+                super::output::print_json(&json!({
+                    "params": d.params, "metrics": d.metrics, "keys": d.keys
+                }));
+            } else {
+                print_diff(a, b, &d);
+            }
+        }
+        ExpCommand::Remove { names } => {
+            let cache = Cache::open(&spec.cache_dir)?;
+            let store = Tries::new(&cache, &pipeline_id(spec, &cache));
+            let _lock = cache.meta_lock()?;
+            // Every name first: a typo removes nothing.
+            for name in names {
+                store.get(name)?;
+            }
+            for name in names {
+                store.remove(name)?;
+                results::remove_try(&tries::results_dir(spec, name))?;
+                outln!("removed try {name}");
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn pipeline_id(spec: &Spec, cache: &Cache) -> String {
+    let planner = Planner::new(spec, cache);
+    let id = planner.pipeline_id.clone();
+    planner.finish();
+    id
+}
+
+/// The workspace row, then every try, oldest first.
+fn all_rows(spec: &Spec, cache: &Cache) -> Result<Vec<Row>, CliError> {
+    let planner = Planner::new(spec, cache);
+    let fresh: BTreeMap<String, String> = planner
+        .status()
+        .into_iter()
+        .filter(|s| s.state == State::Fresh)
+        .filter_map(|s| Some((s.name, s.key?)))
+        .collect();
+    let store = Tries::new(cache, &planner.pipeline_id);
+    planner.finish();
+    let mut rows = vec![Row::workspace(spec, fresh, cache)];
+    rows.extend(store.list()?.iter().map(|t| Row::of_try(t, cache)));
+    Ok(rows)
+}
+
+fn show(rows: &[Row], args: &ShowArgs) {
+    let params = if args.all_params {
+        let all: std::collections::BTreeSet<&String> =
+            rows.iter().flat_map(|r| r.params.keys()).collect();
+        all.into_iter().cloned().collect()
+    } else {
+        tries::differing_params(rows)
+    };
+    let metrics = tries::metric_names(rows);
+    if args.json {
+        let tries: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name, "created": r.created, "status": r.status,
+                    "params": r.params, "metrics": r.metrics, "keys": r.keys,
+                })
+            })
+            .collect();
+        super::output::print_json(&json!({ "tries": tries }));
+        return;
+    }
+    let mut header = vec!["try".to_string(), "status".into(), "created".into()];
+    header.extend(params.iter().cloned());
+    header.extend(metrics.iter().cloned());
+    if args.csv {
+        print_csv(rows, &header, &params, &metrics);
+        return;
+    }
+    let best: Vec<Option<f64>> = metrics.iter().map(|m| tries::best(rows, m)).collect();
+    let workspace = rows.iter().find(|r| r.name == WORKSPACE);
+    let now = unix_now();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![
+                r.name.clone(),
+                r.status.clone(),
+                r.created.map_or_else(|| "-".to_string(), |t| age(now - t)),
+            ];
+            cells.extend(
+                params
+                    .iter()
+                    .map(|p| r.params.get(p).map_or("-".into(), param_text)),
+            );
+            for (m, best) in metrics.iter().zip(&best) {
+                let Some(v) = r.metrics.get(m).copied() else {
+                    cells.push("-".into());
+                    continue;
+                };
+                let base = workspace.and_then(|w| w.metrics.get(m)).copied();
+                let mut cell = match base {
+                    Some(b) if args.delta && r.name != WORKSPACE => signed(v - b),
+                    _ => number(v),
+                };
+                if Some(v) == *best && rows.len() > 1 {
+                    cell.push('*');
+                }
+                cells.push(cell);
+            }
+            cells
+        })
+        .collect();
+    if args.md {
+        print_md(&header, &table);
+    } else {
+        print_text(&header, &table);
+    }
+    if rows.len() == 1 {
+        outln!("\nno tries yet: `pipe run --set STAGE.KEY=VALUE [--name NAME]` records one");
+    }
+}
+
+fn print_text(header: &[String], table: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|row| row[c].chars().count())
+                .chain([header[c].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        outln!("{}", padded.join("  ").trim_end());
+    };
+    line(header);
+    for row in table {
+        line(row);
+    }
+}
+
+fn print_md(header: &[String], table: &[Vec<String>]) {
+    let escape = |c: &String| c.replace('|', "\\|");
+    let line = |cells: &[String]| {
+        let cells: Vec<String> = cells.iter().map(escape).collect();
+        outln!("| {} |", cells.join(" | "));
+    };
+    line(header);
+    outln!("|{}", "---|".repeat(header.len()));
+    for row in table {
+        line(row);
+    }
+}
+
+fn print_csv(rows: &[Row], header: &[String], params: &[String], metrics: &[String]) {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut lines = vec![header.to_vec()];
+    for r in rows {
+        let mut cells = vec![
+            r.name.clone(),
+            r.status.clone(),
+            r.created.map(|t| format!("{t:.3}")).unwrap_or_default(),
+        ];
+        cells.extend(
+            params
+                .iter()
+                .map(|p| r.params.get(p).map_or(String::new(), param_text)),
+        );
+        cells.extend(
+            metrics
+                .iter()
+                .map(|m| r.metrics.get(m).map_or(String::new(), |v| v.to_string())),
+        );
+        lines.push(cells);
+    }
+    for line in lines {
+        if let Err(e) = w.write_record(&line) {
+            tracing::warn!("cannot write a CSV line: {e}");
+        }
+    }
+    match w.into_inner() {
+        Ok(bytes) => out!("{}", String::from_utf8_lossy(&bytes)),
+        Err(e) => tracing::warn!("cannot finish the CSV: {e}"),
+    }
+}
+
+fn print_diff(a: &str, b: &str, d: &Diff) {
+    if d.params.is_empty() && d.metrics.is_empty() && d.keys.is_empty() {
+        outln!("{a} and {b}: no differences");
+        return;
+    }
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    if !d.params.is_empty() {
+        outln!("params ({a} → {b}):");
+        for p in &d.params {
+            let (x, y) = (p.a.as_ref().map(param_text), p.b.as_ref().map(param_text));
+            outln!("  {}  {} → {}", p.key, or_dash(x), or_dash(y));
+        }
+    }
+    if !d.metrics.is_empty() {
+        outln!("metrics ({a} → {b}):");
+        for m in &d.metrics {
+            let delta = m
+                .delta
+                .map(|d| format!("  ({})", signed(d)))
+                .unwrap_or_default();
+            let (x, y) = (m.a.map(number), m.b.map(number));
+            outln!("  {}  {} → {}{delta}", m.key, or_dash(x), or_dash(y));
+        }
+    }
+    if !d.keys.is_empty() {
+        outln!("stage keys ({a} → {b}):");
+        for k in &d.keys {
+            let (x, y) = (k.a.as_deref().map(short), k.b.as_deref().map(short));
+            let (x, y) = (x.map(str::to_string), y.map(str::to_string));
+            outln!("  {}  {} → {}", k.stage, or_dash(x), or_dash(y));
+        }
+    }
+}
+
+/// A parameter as a person reads it: strings without quotes, other values as JSON.
+fn param_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A metric with at most 4 decimals, integers as integers.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1e-4 {
+        let text = format!("{v:.4}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+/// A difference, with its sign: `+0.25`, `-1`.
+fn signed(d: f64) -> String {
+    if d >= 0.0 {
+        format!("+{}", number(d))
+    } else {
+        number(d)
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// How long ago, roughly: `12s`, `5m`, `3h`, `2d`.
+fn age(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+/// The line a try's run ends with: its name and where its results are.
+pub fn try_line(spec: &Spec, name: &str) -> String {
+    let dir = display_path(&tries::results_dir(spec, name), &spec.dir);
+    let file = display_path(&spec.file, &spec.dir);
+    let results = display_path(&spec.results_dir, &spec.dir);
+    format!(
+        "try {name}: its results are in {dir}/ ({results}/ shows {file} as written); \
+         compare with `pipe exp show`"
+    )
+}
