@@ -88,12 +88,10 @@ type Memo = BTreeMap<(String, BTreeMap<String, String>), StageKey>;
 
 impl<'a> Planner<'a> {
     pub fn new(spec: &'a Spec, cache: &'a Cache) -> Self {
-        let pipeline_id =
-            blake3::hash(spec.file.to_string_lossy().as_bytes()).to_hex()[..16].to_string();
         Self {
             spec,
             cache,
-            pipeline_id,
+            pipeline_id: pipeline_id(spec),
             stat: Mutex::new(cache.load_statcache()),
             memo: Mutex::new(BTreeMap::new()),
             backend: (spec.registry.backend)(spec.backend).map_err(|e| crate::error_chain(&*e)),
@@ -384,6 +382,12 @@ fn input_change(path: &str, old: Option<&Tree>, new: Option<&Tree>) -> String {
 }
 
 /// A path as the user wrote it: relative to the pipeline's directory when inside it.
+/// Identifies a pipeline file inside a shared cache (refs, run records, tries): a digest of
+/// its path.
+pub fn pipeline_id(spec: &Spec) -> String {
+    blake3::hash(spec.file.to_string_lossy().as_bytes()).to_hex()[..16].to_string()
+}
+
 pub fn display_path(path: &Path, base: &Path) -> String {
     let p: PathBuf = path
         .strip_prefix(base)

@@ -427,48 +427,36 @@ pub struct KeyDiff {
 
 /// The parameters, metrics and stage keys that differ from `a` to `b`.
 pub fn diff(a: &Row, b: &Row) -> Diff {
-    fn union<'k, V>(
-        x: &'k BTreeMap<String, V>,
-        y: &'k BTreeMap<String, V>,
-    ) -> BTreeSet<&'k String> {
-        x.keys().chain(y.keys()).collect()
-    }
-    let params = union(&a.params, &b.params)
-        .into_iter()
-        .filter(|k| a.params.get(*k) != b.params.get(*k))
-        .map(|k| ParamDiff {
-            key: k.clone(),
-            a: a.params.get(k).cloned(),
-            b: b.params.get(k).cloned(),
+    let params = changed(&a.params, &b.params)
+        .map(|(key, a, b)| ParamDiff { key, a, b })
+        .collect();
+    let metrics = changed(&a.metrics, &b.metrics)
+        .map(|(key, a, b)| MetricDiff {
+            key,
+            a,
+            b,
+            delta: a.zip(b).map(|(x, y)| y - x),
         })
         .collect();
-    let metrics = union(&a.metrics, &b.metrics)
-        .into_iter()
-        .filter(|k| a.metrics.get(*k) != b.metrics.get(*k))
-        .map(|k| {
-            let (x, y) = (a.metrics.get(k).copied(), b.metrics.get(k).copied());
-            MetricDiff {
-                key: k.clone(),
-                a: x,
-                b: y,
-                delta: x.zip(y).map(|(x, y)| y - x),
-            }
-        })
-        .collect();
-    let keys = union(&a.keys, &b.keys)
-        .into_iter()
-        .filter(|k| a.keys.get(*k) != b.keys.get(*k))
-        .map(|k| KeyDiff {
-            stage: k.clone(),
-            a: a.keys.get(k).cloned(),
-            b: b.keys.get(k).cloned(),
-        })
+    let keys = changed(&a.keys, &b.keys)
+        .map(|(stage, a, b)| KeyDiff { stage, a, b })
         .collect();
     Diff {
         params,
         metrics,
         keys,
     }
+}
+
+/// The entries of either map whose values differ (missing counts as different), in key order.
+fn changed<'m, V: PartialEq + Clone>(
+    a: &'m BTreeMap<String, V>,
+    b: &'m BTreeMap<String, V>,
+) -> impl Iterator<Item = (String, Option<V>, Option<V>)> + 'm {
+    let all: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    all.into_iter()
+        .filter(move |k| a.get(*k) != b.get(*k))
+        .map(move |k| (k.clone(), a.get(k).cloned(), b.get(k).cloned()))
 }
 
 /// Where a try's results are shown: `results/tries/NAME/`.

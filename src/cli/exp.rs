@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use pipe::cache::{Cache, short};
-use pipe::plan::{Planner, State, display_path};
+use pipe::plan::{Planner, State, display_path, pipeline_id};
 use pipe::results;
 use pipe::spec::Spec;
 use pipe::tries::{self, Diff, Row, Tries, WORKSPACE};
@@ -98,11 +98,16 @@ pub fn run(spec: &Spec, command: &ExpCommand) -> Result<Exit, CliError> {
         }
         ExpCommand::Remove { names } => {
             let cache = Cache::open(&spec.cache_dir)?;
-            let store = Tries::new(&cache, &pipeline_id(spec, &cache));
+            let store = Tries::new(&cache, &pipeline_id(spec));
             let _lock = cache.meta_lock()?;
             // Every name first: a typo removes nothing.
-            for name in names {
-                store.get(name)?;
+            let known: Vec<String> = store.list()?.into_iter().map(|t| t.name).collect();
+            if let Some(unknown) = names.iter().find(|n| !known.contains(n)) {
+                return Err(tries::TryError::Unknown {
+                    name: unknown.clone(),
+                    known,
+                }
+                .into());
             }
             for name in names {
                 store.remove(name)?;
@@ -112,13 +117,6 @@ pub fn run(spec: &Spec, command: &ExpCommand) -> Result<Exit, CliError> {
         }
     }
     Ok(Exit::Ok)
-}
-
-fn pipeline_id(spec: &Spec, cache: &Cache) -> String {
-    let planner = Planner::new(spec, cache);
-    let id = planner.pipeline_id.clone();
-    planner.finish();
-    id
 }
 
 /// The workspace row, then every try, oldest first.

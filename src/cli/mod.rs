@@ -370,6 +370,7 @@ fn run_cmd(
         .iter()
         .map(|(n, a)| (n.to_string(), a.manifest.key.clone()))
         .collect();
+    let failed = reports.iter().any(|r| r.action == run::Action::Failed);
     let recorded = {
         let _lock = cache.meta_lock()?;
         // results/ shows the file's config: a run with overrides leaves it as it was.
@@ -378,7 +379,6 @@ fn run_cmd(
         }
         match try_of {
             Some(t) => {
-                let failed = reports.iter().any(|r| r.action == run::Action::Failed);
                 let store = Tries::new(&cache, &planner.pipeline_id);
                 Some(record_try(spec, &store, t, failed, &keys, &fresh)?)
             }
@@ -395,7 +395,6 @@ fn run_cmd(
             outln!("{}", exp::try_line(spec, name));
         }
     }
-    let failed = reports.iter().any(|r| r.action == run::Action::Failed);
     Ok(if failed { Exit::Failed } else { Exit::Ok })
 }
 
