@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -119,13 +119,20 @@ fn forced(planner: &Planner, opts: &RunOptions) -> BTreeSet<String> {
 /// Stages that use the accelerator run one at a time: there is one device to run them on.
 const ACCELERATOR_SLOTS: usize = 1;
 
-/// Run the selected stages. `on_done` is called as each stage finishes (for live output).
+/// Stages that use the accelerator produce one at a time in this process, whichever run they
+/// belong to (a sweep runs several points at once; each point's scheduler sees only its own).
+/// Taken after the key's execution lock, never before, so no two runs wait on each other.
+static ACCELERATOR: Mutex<()> = Mutex::new(());
+
+/// Run the selected stages. `on_done` is called as each stage finishes (for live output);
+/// each stage's progress bar is drawn in `bars`.
 ///
 /// The [`Scheduler`] decides what starts and what is skipped; this runs what it starts, each
 /// stage on its own thread with its own progress bar, and tells it how each one ended.
 pub fn execute(
     planner: &Planner,
     opts: &RunOptions,
+    bars: &MultiProgress,
     on_done: &dyn Fn(&StageReport),
 ) -> Result<Vec<StageReport>, UnknownStage> {
     let spec = planner.spec;
@@ -147,7 +154,6 @@ pub fn execute(
     // The artifacts of the stages that completed: what their dependents read.
     let mut completed: BTreeMap<String, Artifact> = BTreeMap::new();
     let mut reports: BTreeMap<String, StageReport> = BTreeMap::new();
-    let bars = MultiProgress::new();
     planner.cache.clean_dead_scratch();
 
     std::thread::scope(|scope| {
@@ -300,6 +306,10 @@ fn run_stage(
         reuse(&mut report, &a);
         return finish(planner, report);
     }
+    let _device = stage.kind.uses_accelerator().then(|| {
+        bar.set_message("waiting for the accelerator");
+        ACCELERATOR.lock().unwrap_or_else(PoisonError::into_inner)
+    });
     bar.set_message(format!("running ({})", stage.kind.name()));
     tracing::info!("running stage `{}` ({})", stage.name, short(&keyed.key));
     let started = Instant::now();

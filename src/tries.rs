@@ -122,15 +122,30 @@ pub fn override_text(o: &Override) -> String {
 /// A readable name made of the overrides' last keys and values (`lr=0.0003_epochs=2`), cut
 /// to [`MAX_NAME`] with a digest of the whole when it is too long. Empty without overrides.
 pub fn generated_name(overrides: &[String]) -> String {
+    bounded(readable(overrides), overrides)
+}
+
+/// The name of a sweep's point: the sweep's, then its values (`lr_rank-lr=0.0001_r=8`).
+pub fn point_name(sweep: &str, overrides: &[String]) -> String {
+    bounded(format!("{sweep}-{}", readable(overrides)), overrides)
+}
+
+/// `last=value` for each override, joined by `_`, with what a name may not hold made `-`.
+fn readable(overrides: &[String]) -> String {
     let words: Vec<String> = overrides
         .iter()
         .map(|o| {
             let (path, value) = o.split_once('=').unwrap_or((o, ""));
             let last = path.rsplit('.').next().unwrap_or(path);
+            // A string reads better without its quotes: `model=base`, not `model=-base-`.
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
             format!("{last}={value}")
         })
         .collect();
-    let mut name: String = words
+    words
         .join("_")
         .chars()
         .map(|c| {
@@ -140,7 +155,12 @@ pub fn generated_name(overrides: &[String]) -> String {
                 '-'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// `name` made a valid try name: starting with a letter or digit, cut to [`MAX_NAME`] with
+/// a digest of `overrides` when too long.
+fn bounded(mut name: String, overrides: &[String]) -> String {
     if name.starts_with(|c: char| !c.is_ascii_alphanumeric()) {
         name.insert(0, 't');
     }
@@ -497,8 +517,14 @@ mod tests {
         let name = generated_name(&["train.lr=0.0003".into(), "train.lora.r=8".into()]);
         assert_eq!(name, "lr=0.0003_r=8");
         let odd = generated_name(&["prep.path=\"a b/c\"".into()]);
-        assert_eq!(odd, "path=-a-b-c-");
+        assert_eq!(odd, "path=a-b-c", "a string's quotes are dropped");
         validate_name(&odd).expect("generated names are valid");
+        let point = point_name("grid", &["train.lr=0.0003".into()]);
+        assert_eq!(point, "grid-lr=0.0003");
+        let long_point = point_name("grid", &[format!("train.cmd=\"{}\"", "x".repeat(100))]);
+        assert_eq!(long_point.len(), MAX_NAME);
+        assert!(long_point.starts_with("grid-cmd=xxx"), "{long_point}");
+        validate_name(&long_point).expect("point names are valid");
         let long: Vec<String> = (0..20).map(|i| format!("s.key{i}={i}")).collect();
         let cut = generated_name(&long);
         assert_eq!(cut.len(), MAX_NAME);

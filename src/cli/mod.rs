@@ -22,11 +22,13 @@ mod exp;
 mod model;
 mod output;
 mod score;
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use indicatif::MultiProgress;
 
 use pipe::cache::{Cache, CacheError};
 use pipe::dag::{self, Format, UnknownStage};
@@ -94,16 +96,20 @@ pub enum Command {
         set: Vec<Override>,
         /// Record this run as a try called NAME (kept until `pipe exp remove`); without it, a
         /// `--set` run gets a name made of its overrides.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sweep")]
         name: Option<String>,
+        /// Run every point of `[sweeps.NAME]`, each recorded as a try named after the sweep
+        /// and its values; `-j N` runs up to N points at once.
+        #[arg(long, value_name = "NAME")]
+        sweep: Option<String>,
         /// Show what would run, and why, without running anything.
         #[arg(long)]
         dry_run: bool,
         /// After a failure, go on with the stages that do not depend on it.
         #[arg(long)]
         keep_going: bool,
-        /// How many independent stages may run at once (stages that use the accelerator
-        /// always run one at a time).
+        /// How many independent stages (with --sweep: points) may run at once; stages that
+        /// use the accelerator always run one at a time.
         #[arg(short, long, default_value_t = 1)]
         jobs: usize,
         #[arg(long)]
@@ -248,6 +254,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             force,
             set,
             name,
+            sweep,
             dry_run,
             keep_going,
             jobs,
@@ -264,6 +271,13 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
                 keep_going,
                 jobs,
             };
+            if let Some(sweep) = sweep {
+                let out = sweep::Output {
+                    json,
+                    quiet: args.quiet,
+                };
+                return sweep::run(&spec, &sweep, &set, &opts, out);
+            }
             let try_of = (!set.is_empty() || name.is_some()).then(|| TryOf {
                 overrides: set.iter().map(tries::override_text).collect(),
                 name,
@@ -354,12 +368,43 @@ fn run_cmd(
         return Ok(Exit::Ok);
     }
     let live = !json && !quiet;
-    let reports = run::execute(&planner, opts, &|r| {
+    let done = run_and_record(&planner, opts, try_of, &MultiProgress::new(), &|r| {
         if live {
             output::run_line(r);
         }
     })?;
-    // Make results/, the try and the run record match the cache as it now stands.
+    planner.finish();
+    if json {
+        output::run(&done.reports, done.recorded.as_deref(), true, false);
+    } else if !quiet {
+        output::run_summary(&done.reports);
+        if let Some(name) = &done.recorded {
+            outln!("{}", exp::try_line(spec, name));
+        }
+    }
+    Ok(if done.failed { Exit::Failed } else { Exit::Ok })
+}
+
+/// What one run did.
+struct Done {
+    reports: Vec<run::StageReport>,
+    /// The try it was recorded as.
+    recorded: Option<String>,
+    /// Whether a stage failed.
+    failed: bool,
+}
+
+/// Run the selected stages, then make results/, the try and the run record match the cache
+/// as it now stands.
+fn run_and_record(
+    planner: &Planner,
+    opts: &RunOptions,
+    try_of: Option<&TryOf>,
+    bars: &MultiProgress,
+    on_done: &dyn Fn(&run::StageReport),
+) -> Result<Done, CliError> {
+    let (spec, cache) = (planner.spec, planner.cache);
+    let reports = run::execute(planner, opts, bars, on_done)?;
     let statuses = planner.status();
     let fresh: Vec<(&str, &pipe::cache::Artifact)> = statuses
         .iter()
@@ -379,23 +424,18 @@ fn run_cmd(
         }
         match try_of {
             Some(t) => {
-                let store = Tries::new(&cache, &planner.pipeline_id);
+                let store = Tries::new(cache, &planner.pipeline_id);
                 Some(record_try(spec, &store, t, failed, &keys, &fresh)?)
             }
             None => None,
         }
     };
     cache.record_run(&planner.pipeline_id, &spec.file, &keys)?;
-    planner.finish();
-    if json {
-        output::run(&reports, recorded.as_deref(), true, false);
-    } else if !quiet {
-        output::run_summary(&reports);
-        if let Some(name) = &recorded {
-            outln!("{}", exp::try_line(spec, name));
-        }
-    }
-    Ok(if failed { Exit::Failed } else { Exit::Ok })
+    Ok(Done {
+        reports,
+        recorded,
+        failed,
+    })
 }
 
 /// Record the run as a try and show its results in `results/tries/NAME/`; its name.

@@ -61,6 +61,16 @@ pub fn run_line(r: &StageReport) {
 }
 
 pub fn run_summary(reports: &[StageReport]) {
+    outln!(
+        "{} stage{}: {}",
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" },
+        action_counts(reports)
+    );
+}
+
+/// `2 ran, 3 cached`: how many stages ended each way.
+pub fn action_counts(reports: &[StageReport]) -> String {
     let count = |a: Action| reports.iter().filter(|r| r.action == a).count();
     let mut parts = vec![];
     for a in [
@@ -75,12 +85,7 @@ pub fn run_summary(reports: &[StageReport]) {
             parts.push(format!("{n} {}", a.as_str()));
         }
     }
-    outln!(
-        "{} stage{}: {}",
-        reports.len(),
-        if reports.len() == 1 { "" } else { "s" },
-        parts.join(", ")
-    );
+    parts.join(", ")
 }
 
 /// A run's stages; `try_name` is the try it was recorded as (`null` in JSON when none).

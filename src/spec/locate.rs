@@ -66,6 +66,35 @@ impl<'a> Source<'a> {
         self.at(self.span_of(path).start)
     }
 
+    /// Where item `index` of the array at `path` is written; where `path` is, when it is not
+    /// an array with that item.
+    pub fn locate_item(&self, path: &[&str], index: usize) -> Location {
+        let item = self.value_of(path).and_then(|v| match v.get_ref() {
+            DeValue::Array(items) => items.get(index).map(|i| i.span()),
+            _ => None,
+        });
+        self.at(item.unwrap_or_else(|| self.span_of(path)).start)
+    }
+
+    /// The value written at `path`, if every part of it exists.
+    fn value_of(&self, path: &[&str]) -> Option<&Spanned<DeValue<'a>>> {
+        let (last, parents) = path.split_last()?;
+        let mut table = self.doc.as_ref()?.get_ref();
+        fn find<'t, 'i>(table: &'t DeTable<'i>, name: &str) -> Option<&'t Spanned<DeValue<'i>>> {
+            table
+                .iter()
+                .find(|(k, _)| k.get_ref().as_ref() == name)
+                .map(|(_, v)| v)
+        }
+        for name in parents {
+            match find(table, name)?.get_ref() {
+                DeValue::Table(t) => table = t,
+                _ => return None,
+            }
+        }
+        find(table, last)
+    }
+
     fn span_of(&self, path: &[&str]) -> Range<usize> {
         let Some(doc) = &self.doc else { return 0..0 };
         let mut span = doc.span();
@@ -100,5 +129,18 @@ mod tests {
         // A missing key points at its table.
         let loc = src.locate(&["stages", "train", "nope"]);
         assert_eq!((loc.line, loc.col), (4, 9));
+    }
+
+    #[test]
+    fn locates_array_items() {
+        let text = "[sweeps.s]\n\"train.lr\" = [1, 2,\n  3]\n";
+        let src = Source::new(Path::new("p.toml"), text);
+        let loc = src.locate_item(&["sweeps", "s", "train.lr"], 2);
+        assert_eq!((loc.line, loc.col), (3, 3));
+        let loc = src.locate_item(&["sweeps", "s", "train.lr"], 1);
+        assert_eq!((loc.line, loc.col), (2, 18));
+        // No such item: the key.
+        let loc = src.locate_item(&["sweeps", "s", "train.lr"], 9);
+        assert_eq!((loc.line, loc.col), (2, 1));
     }
 }

@@ -4,6 +4,7 @@
 mod error;
 mod locate;
 mod overrides;
+mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ pub use error::{Diagnostic, SpecError, did_you_mean};
 pub use locate::{Location, Source};
 pub use overrides::Override;
 pub use pipe_stage_api::env_name;
+pub use sweep::{Axis, MAX_POINTS, Sweep};
 
 use crate::registry::Registry;
 
@@ -32,6 +34,8 @@ pub struct Spec {
     pub results_dir: PathBuf,
     /// Stages in a topological order (file order among independent stages).
     pub stages: Vec<StageSpec>,
+    /// `[sweeps.NAME]`, in file order.
+    pub sweeps: Vec<Sweep>,
 }
 
 pub struct StageSpec {
@@ -52,9 +56,13 @@ impl Spec {
     pub fn stage_names(&self) -> impl Iterator<Item = &str> {
         self.stages.iter().map(|s| s.name.as_str())
     }
+
+    pub fn sweep(&self, name: &str) -> Option<&Sweep> {
+        self.sweeps.iter().find(|s| s.name == name)
+    }
 }
 
-const TOP_KEYS: &[&str] = &["pipeline", "stages"];
+const TOP_KEYS: &[&str] = &["pipeline", "stages", "sweeps"];
 const PIPELINE_KEYS: &[&str] = &["name", "backend", "seed", "cache", "results"];
 const STAGE_KEYS: &[&str] = &["kind", "deps", "results"];
 
@@ -268,6 +276,12 @@ impl Validator<'_> {
             &cache_dir,
         );
 
+        let stage_names: Vec<&str> = doc
+            .get("stages")
+            .and_then(toml::Value::as_table)
+            .map(|t| t.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let sweeps = self.sweeps(doc, &stage_names);
         let stages = self.stages(doc, &results_dir)?;
         self.check_results(&stages, &cache_dir);
         let stages = self.order(stages)?;
@@ -281,6 +295,7 @@ impl Validator<'_> {
             cache_dir,
             results_dir,
             stages,
+            sweeps,
         })
     }
 

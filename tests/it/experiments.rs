@@ -308,3 +308,195 @@ fn a_command_reports_metrics_in_metrics_json_and_a_bad_file_fails_the_stage() {
         );
     }
 }
+
+/// [`EXP`] with a 2 × 2 grid: train's lr and epochs.
+fn with_sweep(grid: &str) -> String {
+    format!("{EXP}\n[sweeps.grid]\n{grid}")
+}
+
+const GRID: &str = "\"train.params.lr\" = [0.2, 0.4]\n\"train.params.epochs\" = [1, 3]\n";
+
+fn count(runs: &[String], stage: &str) -> usize {
+    runs.iter().filter(|r| *r == stage).count()
+}
+
+#[test]
+fn a_sweep_runs_each_point_once_and_shares_what_points_share() {
+    let p = Project::new(&with_sweep(GRID));
+    let out = p.ok(&["run", "--sweep", "grid", "-j", "2"]);
+    assert!(
+        out.contains("sweep grid: 4 points: 4 ok; compare with `pipe exp show`"),
+        "{out}"
+    );
+    let runs = p.executions();
+    assert_eq!(
+        count(&runs, "prep"),
+        1,
+        "prep is shared by all four: {runs:?}"
+    );
+    assert_eq!(count(&runs, "train"), 4, "{runs:?}");
+    // epochs does not change train's output, so evaluate's key is shared per lr.
+    assert_eq!(count(&runs, "evaluate"), 2, "{runs:?}");
+
+    let show = p.json(&["exp", "show"]);
+    let mut got: Vec<(String, f64)> = show["tries"]
+        .as_array()
+        .expect("tries")
+        .iter()
+        .skip(1)
+        .map(|t| {
+            assert_eq!(t["status"], "ok", "{t}");
+            let name = t["name"].as_str().unwrap_or_default().to_string();
+            (
+                name,
+                t["metrics"]["evaluate.score"].as_f64().unwrap_or(-1.0),
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("grid-lr=0.2_epochs=1".to_string(), 0.8),
+            ("grid-lr=0.2_epochs=3".to_string(), 0.8),
+            ("grid-lr=0.4_epochs=1".to_string(), 0.6),
+            ("grid-lr=0.4_epochs=3".to_string(), 0.6),
+        ]
+    );
+    assert!(
+        p.path("results/tries/grid-lr=0.4_epochs=3/evaluate/metrics.json")
+            .exists()
+    );
+    assert!(
+        !p.path("results/evaluate").exists(),
+        "results/ is the file's config's"
+    );
+
+    // A rerun executes nothing; sweep tries are named, so kept until removed.
+    let again = p.json(&["run", "--sweep", "grid"]);
+    assert_eq!(p.executions().len(), runs.len(), "nothing ran again");
+    let points = again["points"].as_array().expect("points");
+    assert_eq!(points.len(), 4);
+    assert!(points.iter().all(|pt| pt["status"] == "ok"), "{again}");
+    assert_eq!(
+        points[0]["try"], "grid-lr=0.2_epochs=1",
+        "the last axis varies fastest"
+    );
+    assert_eq!(
+        points[0]["overrides"],
+        serde_json::json!(["train.params.lr=0.2", "train.params.epochs=1"])
+    );
+    let actions: Vec<&str> = points[3]["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s["action"].as_str())
+        .collect();
+    assert!(actions.iter().all(|a| *a != "ran"), "{actions:?}");
+}
+
+#[test]
+fn a_sweep_combines_with_set_and_refuses_to_set_what_it_sweeps() {
+    let p = Project::new(&with_sweep("\"train.params.lr\" = [0.2, 0.4]\n"));
+    let out = p.json(&["run", "--sweep", "grid", "--set", "train.params.epochs=7"]);
+    assert_eq!(
+        out["points"][1]["overrides"],
+        serde_json::json!(["train.params.epochs=7", "train.params.lr=0.4"])
+    );
+    let show = p.json(&["exp", "show"]);
+    assert_eq!(
+        show["tries"][1]["params"]["train.params.epochs"], 7,
+        "{show}"
+    );
+
+    let clash = p.pipe(&["run", "--sweep", "grid", "--set", "train.params.lr=1"]);
+    assert_eq!(clash.status.code(), Some(2));
+    let err = text(&clash.stderr);
+    assert!(
+        err.contains("--set train.params.lr=1") && err.contains("swept by sweep grid"),
+        "{err}"
+    );
+
+    let unknown = p.pipe(&["run", "--sweep", "gird"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let err = text(&unknown.stderr);
+    assert!(
+        err.contains("no such sweep") && err.contains("did you mean `grid`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_sweeps_are_located_errors_before_anything_runs() {
+    let grid_line = EXP.lines().count() + 3;
+    for (grid, at, says) in [
+        (
+            "\"trian.params.lr\" = [1]",
+            1,
+            "no stage named `trian` in the pipeline (did you mean `train`?)",
+        ),
+        ("\"train.params.lr\" = []", 1, "an empty list"),
+        ("\"train.params.lr\" = 0.1", 1, "must be a list of values"),
+        ("\"train.kind\" = [\"command\"]", 1, "cannot be swept"),
+        ("\"train.cmd\" = [\"true\", 3]", 24, "expected a string"),
+        ("\"train.nope\" = [1]", 17, "unknown field `nope`"),
+        ("\"pipeline.seed\" = [1, -2]", 23, "non-negative integer"),
+    ] {
+        let p = Project::new(&with_sweep(grid));
+        let out = p.pipe(&["run", "--sweep", "grid"]);
+        assert_eq!(out.status.code(), Some(2), "{grid}");
+        let err = text(&out.stderr);
+        let location = format!("pipeline.toml:{grid_line}:{at}: ");
+        assert!(
+            err.contains(&location) && err.contains(says),
+            "{grid}: want {location}…{says}: {err}"
+        );
+        assert!(p.executions().is_empty(), "{grid}: nothing ran");
+    }
+    // Too many points is refused, not enumerated.
+    let huge: String = (0..4)
+        .map(|i| format!("\"train.params.k{i}\" = [{}]\n", vec!["1"; 40].join(", ")))
+        .collect();
+    let p = Project::new(&with_sweep(&huge));
+    let out = p.pipe(&["run", "--sweep", "grid"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("more than 1000 points"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_failed_point_stops_the_sweep_unless_keep_going() {
+    // lr = "boom" makes train write metrics.json that is not JSON: the stage fails.
+    let p = Project::new(&with_sweep("\"train.params.lr\" = [\"boom\", 0.2]\n"));
+    let out = p.pipe(&["run", "--sweep", "grid"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("1 failed, 1 not run"), "{stdout}");
+    assert_eq!(count(&p.executions(), "train"), 1);
+
+    let out = p.pipe(&["run", "--sweep", "grid", "--keep-going"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("1 ok, 1 failed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let show = p.json(&["exp", "show"]);
+    let status: Vec<(&str, &str)> = show["tries"]
+        .as_array()
+        .expect("tries")
+        .iter()
+        .skip(1)
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap_or(""),
+                t["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(status.contains(&("grid-lr=boom", "failed")), "{status:?}");
+    assert!(status.contains(&("grid-lr=0.2", "ok")), "{status:?}");
+}
