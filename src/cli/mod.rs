@@ -375,10 +375,11 @@ fn run_cmd(
     })?;
     planner.finish();
     if json {
-        output::run(&done.reports, done.recorded.as_deref(), true, false);
+        let name = done.recorded.as_ref().map(|(n, _)| n.as_str());
+        output::run(&done.reports, name, true, false);
     } else if !quiet {
         output::run_summary(&done.reports);
-        if let Some(name) = &done.recorded {
+        if let Some((name, _)) = &done.recorded {
             outln!("{}", exp::try_line(spec, name));
         }
     }
@@ -388,8 +389,8 @@ fn run_cmd(
 /// What one run did.
 struct Done {
     reports: Vec<run::StageReport>,
-    /// The try it was recorded as.
-    recorded: Option<String>,
+    /// The try it was recorded as, and how it ended.
+    recorded: Option<(String, TryStatus)>,
     /// Whether a stage failed.
     failed: bool,
 }
@@ -438,7 +439,8 @@ fn run_and_record(
     })
 }
 
-/// Record the run as a try and show its results in `results/tries/NAME/`; its name.
+/// Record the run as a try and show its results in `results/tries/NAME/`; its name and
+/// status.
 fn record_try(
     spec: &Spec,
     store: &Tries,
@@ -446,7 +448,7 @@ fn record_try(
     failed: bool,
     keys: &BTreeMap<String, String>,
     fresh: &[(&str, &pipe::cache::Artifact)],
-) -> Result<String, CliError> {
+) -> Result<(String, TryStatus), CliError> {
     let name = match &t.name {
         Some(name) => name.clone(),
         None => store.unique_name(&t.overrides)?,
@@ -482,5 +484,5 @@ fn record_try(
     } else {
         results::update_try(&tries::results_dir(spec, &name), fresh)?;
     }
-    Ok(name)
+    Ok((name, status))
 }

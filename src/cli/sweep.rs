@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use indicatif::MultiProgress;
 use pipe::cache::Cache;
 use pipe::plan::Planner;
-use pipe::run::{self, Action, RunOptions, StageReport};
+use pipe::run::{self, RunOptions, StageReport};
 use pipe::spec::{self, Diagnostic, MAX_PROBLEMS, Override, Spec, SpecError, Sweep};
-use pipe::tries;
+use pipe::tries::{self, TryStatus};
 use serde_json::json;
 
 use super::{CliError, Exit, TryOf, output};
@@ -33,7 +33,8 @@ struct Point {
 
 /// How a point ended.
 enum Ended {
-    Ran(Vec<StageReport>),
+    /// Its stages, and the status its try was recorded with.
+    Ran(Vec<StageReport>, TryStatus),
     /// An earlier point failed and `--keep-going` was not given.
     NotRun,
 }
@@ -75,7 +76,7 @@ pub fn run(
                     } else {
                         run_point(point, &point_opts, &cache, &bars)
                     };
-                    let failed = !matches!(&result, Ok(Ended::Ran(r)) if !any_failed(r));
+                    let failed = status(&result) == TryStatus::Failed.as_str();
                     if failed && !opts.keep_going {
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -181,22 +182,17 @@ fn run_point(
     };
     let done = super::run_and_record(&planner, opts, Some(&try_of), bars, &|_| {});
     planner.finish();
-    Ok(Ended::Ran(done?.reports))
+    let done = done?;
+    let status = done.recorded.map_or(TryStatus::Failed, |(_, s)| s);
+    Ok(Ended::Ran(done.reports, status))
 }
 
-fn any_failed(reports: &[StageReport]) -> bool {
-    reports.iter().any(|r| r.action == Action::Failed)
-}
-
-/// A point's status: `ok`, `failed`, `incomplete` (stages skipped or not selected) or
-/// `not run`.
+/// A point's status: its try's (`ok`, `failed`, `incomplete`), or `not run`.
 fn status(result: &Result<Ended, CliError>) -> &'static str {
     match result {
-        Err(_) => "failed",
+        Err(_) => TryStatus::Failed.as_str(),
         Ok(Ended::NotRun) => "not run",
-        Ok(Ended::Ran(r)) if any_failed(r) => "failed",
-        Ok(Ended::Ran(r)) if r.iter().any(|r| r.action == Action::Skipped) => "incomplete",
-        Ok(Ended::Ran(_)) => "ok",
+        Ok(Ended::Ran(_, s)) => s.as_str(),
     }
 }
 
@@ -206,7 +202,7 @@ fn point_line(i: usize, points: &[Point], result: &Result<Ended, CliError>) {
     let n = points.len();
     let status = status(result);
     match result {
-        Ok(Ended::Ran(reports)) => {
+        Ok(Ended::Ran(reports, _)) => {
             outln!(
                 "[{}/{n}] {name}  {status}  {}",
                 i + 1,
@@ -244,7 +240,7 @@ fn summary(
             .zip(&statuses)
             .map(|((p, r), s)| {
                 let (stages, error) = match r {
-                    Ok(Ended::Ran(reports)) => (json!(reports), None),
+                    Ok(Ended::Ran(reports, _)) => (json!(reports), None),
                     Ok(Ended::NotRun) => (json!([]), None),
                     Err(e) => (json!([]), Some(pipe::error_chain(e))),
                 };

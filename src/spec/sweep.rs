@@ -42,15 +42,6 @@ pub struct Axis {
 }
 
 impl Sweep {
-    /// How many points the grid has.
-    pub fn len(&self) -> usize {
-        self.axes.iter().map(|a| a.values.len()).product()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Every point of the grid, each the overrides of one value per axis, in order (the last
     /// axis varies fastest).
     pub fn points(&self) -> Vec<Vec<Override>> {
