@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cache::{Cache, CacheError, flatten_values, params_json, read_json, write_json_atomic};
+use crate::spec::edit::Change;
 use crate::spec::{Override, Spec};
 
 /// The row for the pipeline file's own configuration.
@@ -477,6 +478,41 @@ fn changed<'m, V: PartialEq + Clone>(
     all.into_iter()
         .filter(move |k| a.get(*k) != b.get(*k))
         .map(move |k| (k.clone(), a.get(k).cloned(), b.get(k).cloned()))
+}
+
+/// The edits to pipeline.toml that give its stages `target`'s parameters (a try's): each
+/// value that differs set, each value `target` lacks removed. Only the stages (and
+/// `pipeline`) both sides have are compared; [`stages_of`] tells which those are.
+pub fn changes_to(current: &BTreeMap<String, Value>, target: &BTreeMap<String, Value>) -> Vec<Change> {
+    let theirs = stages_of(target);
+    let both: BTreeSet<&str> = stages_of(current).intersection(&theirs).copied().collect();
+    changed(current, target)
+        .filter(|(key, ..)| both.contains(stage_of(key)))
+        .map(|(key, _, value)| Change {
+            path: file_path(&key),
+            value,
+        })
+        .collect()
+}
+
+/// The stages (and `pipeline`) that flattened parameters are of.
+pub fn stages_of(params: &BTreeMap<String, Value>) -> BTreeSet<&str> {
+    params.keys().map(|k| stage_of(k)).collect()
+}
+
+/// `train.lr` → `train`; `pipeline.seed` → `pipeline`.
+pub fn stage_of(key: &str) -> &str {
+    key.split('.').next().unwrap_or(key)
+}
+
+/// A flattened parameter's path in the file: `train.lr` → `stages.train.lr`.
+fn file_path(key: &str) -> Vec<String> {
+    let parts = key.split('.').map(str::to_string);
+    if stage_of(key) == "pipeline" {
+        parts.collect()
+    } else {
+        std::iter::once("stages".to_string()).chain(parts).collect()
+    }
 }
 
 /// Where a try's results are shown: `results/tries/NAME/`.

@@ -1,12 +1,12 @@
 //! `pipe exp`: this pipeline's tries side by side (`show`), two of them compared (`diff`),
-//! some forgotten (`remove`). A try is made by `pipe run --set …` or `pipe run --name NAME`.
+//! one written into the file (`apply`), some forgotten (`remove`). A try is made by `pipe run --set …` or `pipe run --name NAME`.
 
 use std::collections::BTreeMap;
 
 use pipe::cache::{Cache, short};
 use pipe::plan::{Planner, State, display_path, pipeline_id};
 use pipe::results;
-use pipe::spec::Spec;
+use pipe::spec::{self, Spec, SpecError, edit};
 use pipe::tries::{self, Diff, Row, Tries, WORKSPACE};
 use serde_json::{Value, json};
 
@@ -24,6 +24,14 @@ pub enum ExpCommand {
         b: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Write a try's parameters into the pipeline file, keeping its comments and layout, so
+    /// that `pipe run` restores the try from the cache.
+    Apply {
+        name: String,
+        /// Print what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Forget tries: `gc` may then delete their artifacts; their results folders go now.
     Remove {
@@ -96,6 +104,7 @@ pub fn run(spec: &Spec, command: &ExpCommand) -> Result<Exit, CliError> {
                 print_diff(a, b, &d);
             }
         }
+        ExpCommand::Apply { name, dry_run } => return apply(spec, &cache, name, *dry_run),
         ExpCommand::Remove { names } => {
             let cache = Cache::open(&spec.cache_dir)?;
             let store = Tries::new(&cache, &pipeline_id(spec));
@@ -115,6 +124,96 @@ pub fn run(spec: &Spec, command: &ExpCommand) -> Result<Exit, CliError> {
                 outln!("removed try {name}");
             }
         }
+    }
+    Ok(Exit::Ok)
+}
+
+/// `pipe exp apply NAME`: the try's values into the file, checked before anything is written
+/// (the new text must be a valid pipeline with exactly the try's parameters), written
+/// atomically; then what `pipe run` will do.
+fn apply(spec: &Spec, cache: &Cache, name: &str, dry_run: bool) -> Result<Exit, CliError> {
+    let file = display_path(&spec.file, &spec.dir);
+    if name == WORKSPACE {
+        return Err(CliError::Usage(format!(
+            "exp apply: `{WORKSPACE}` is {file} itself; name a try (see `pipe exp show`)"
+        )));
+    }
+    let t = Tries::new(cache, &pipeline_id(spec)).get(name)?;
+    let fail = |reason: String| CliError::Apply {
+        name: name.to_string(),
+        file: file.clone(),
+        reason,
+    };
+    let current = tries::effective_params(spec);
+    let gone: Vec<&str> = tries::stages_of(&t.params)
+        .difference(&tries::stages_of(&current))
+        .copied()
+        .collect();
+    if !gone.is_empty() {
+        return Err(fail(format!(
+            "the try has stages the file no longer has ({}), so no edit of the file restores it",
+            gone.join(", ")
+        )));
+    }
+    let changes = tries::changes_to(&current, &t.params);
+    if changes.is_empty() {
+        outln!("{file} already has try {name}'s parameters");
+        return Ok(Exit::Ok);
+    }
+    let text = std::fs::read_to_string(&spec.file).map_err(|source| SpecError::Read {
+        path: spec.file.clone(),
+        source,
+    })?;
+    let new_text = edit::apply(&text, &changes).map_err(|e| fail(e.to_string()))?;
+    let new_spec = spec::parse(&spec.file, &new_text, &[], &crate::REGISTRY)
+        .map_err(|e| fail(format!("the edited file would be invalid: {e}")))?;
+    let stages = tries::stages_of(&current);
+    let after = tries::effective_params(&new_spec);
+    let mismatched: Vec<String> = t
+        .params
+        .iter()
+        .filter(|(k, v)| stages.contains(tries::stage_of(k)) && after.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if !mismatched.is_empty() {
+        return Err(fail(format!(
+            "the edited file would not carry these values as the try has them: {}",
+            mismatched.join(", ")
+        )));
+    }
+    let verb = if dry_run { "would change" } else { "changed" };
+    outln!("exp apply {name}: {verb} in {file}:");
+    for c in &changes {
+        let key = c.path.strip_prefix(&["stages".to_string()][..]).unwrap_or(&c.path);
+        let key = key.join(".");
+        let old = current.get(&key).map_or("-".to_string(), param_text);
+        let new = c.value.as_ref().map_or("(removed)".to_string(), param_text);
+        outln!("  {key}  {old} → {new}");
+    }
+    if dry_run {
+        return Ok(Exit::Ok);
+    }
+    pipe::cache::write_atomic(&spec.file, new_text.as_bytes()).map_err(|source| {
+        CliError::Write {
+            path: spec.file.clone(),
+            source,
+        }
+    })?;
+    let planner = Planner::new(&new_spec, cache);
+    let to_run: Vec<String> = planner
+        .status()
+        .into_iter()
+        .filter(|s| s.state != State::Fresh)
+        .map(|s| s.name)
+        .collect();
+    planner.finish();
+    if to_run.is_empty() {
+        outln!("`pipe run` restores it from the cache: nothing to execute");
+    } else {
+        outln!(
+            "`pipe run` will execute {} (not in the cache for this code and data)",
+            to_run.join(", ")
+        );
     }
     Ok(Exit::Ok)
 }

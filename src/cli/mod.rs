@@ -192,6 +192,19 @@ pub enum CliError {
     Tries(#[from] TryError),
     #[error("{0}")]
     Usage(String),
+    /// `pipe exp apply` would not give the file the try's parameters; nothing was written.
+    #[error("exp apply {name}: {reason}; {file} is left as it was")]
+    Apply {
+        name: String,
+        file: String,
+        reason: String,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl CliError {
@@ -207,7 +220,8 @@ impl CliError {
             CliError::Serve(pipe_serve::ServeError::Options(_)) => 2,
             CliError::Serve(_) => 3,
             CliError::Tries(TryError::Corrupt { .. } | TryError::Cache(_)) => 3,
-            CliError::Tries(_) | CliError::Usage(_) => 2,
+            CliError::Tries(_) | CliError::Usage(_) | CliError::Apply { .. } => 2,
+            CliError::Write { .. } => 3,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! pipeline.toml → a typed, validated [`Spec`]. Everything that can be wrong with the file is
 //! found here, once, and reported with its location; later stages trust the spec.
 
+pub mod edit;
 mod error;
 mod locate;
 mod overrides;
