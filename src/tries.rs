@@ -483,7 +483,10 @@ fn changed<'m, V: PartialEq + Clone>(
 /// The edits to pipeline.toml that give its stages `target`'s parameters (a try's): each
 /// value that differs set, each value `target` lacks removed. Only the stages (and
 /// `pipeline`) both sides have are compared; [`stages_of`] tells which those are.
-pub fn changes_to(current: &BTreeMap<String, Value>, target: &BTreeMap<String, Value>) -> Vec<Change> {
+pub fn changes_to(
+    current: &BTreeMap<String, Value>,
+    target: &BTreeMap<String, Value>,
+) -> Vec<Change> {
     let theirs = stages_of(target);
     let both: BTreeSet<&str> = stages_of(current).intersection(&theirs).copied().collect();
     changed(current, target)

@@ -184,7 +184,10 @@ fn apply(spec: &Spec, cache: &Cache, name: &str, dry_run: bool) -> Result<Exit, 
     let verb = if dry_run { "would change" } else { "changed" };
     outln!("exp apply {name}: {verb} in {file}:");
     for c in &changes {
-        let key = c.path.strip_prefix(&["stages".to_string()][..]).unwrap_or(&c.path);
+        let key = c
+            .path
+            .strip_prefix(&["stages".to_string()][..])
+            .unwrap_or(&c.path);
         let key = key.join(".");
         let old = current.get(&key).map_or("-".to_string(), param_text);
         let new = c.value.as_ref().map_or("(removed)".to_string(), param_text);

@@ -46,13 +46,36 @@ fn remove(doc: &mut DocumentMut, path: &[String]) {
         return;
     };
     let mut table: &mut dyn TableLike = doc.as_table_mut();
-    for key in parents {
-        match table.get_mut(key).and_then(Item::as_table_like_mut) {
+    for (i, key) in parents.iter().enumerate() {
+        let Some(item) = table.get_mut(key) else {
+            return;
+        };
+        if i + 1 == parents.len()
+            && let Some(inline) = item.as_inline_table_mut()
+        {
+            remove_inline(inline, leaf);
+            return;
+        }
+        match item.as_table_like_mut() {
             Some(t) => table = t,
             None => return,
         }
     }
     table.remove(leaf);
+}
+
+/// Remove `key` from `{ a = 1, key = 2 }`, handing the space before `}` to the new last value.
+fn remove_inline(table: &mut InlineTable, key: &str) {
+    let was_last = table.iter().last().is_some_and(|(k, _)| k == key);
+    let Some(removed) = table.remove(key) else {
+        return;
+    };
+    if was_last && let Some((_, last)) = table.iter_mut().last() {
+        let suffix = removed.decor().suffix().cloned();
+        if let Some(suffix) = suffix {
+            last.decor_mut().set_suffix(suffix);
+        }
+    }
 }
 
 fn set(doc: &mut DocumentMut, path: &[String], json: &Json) -> Result<(), EditError> {
@@ -146,7 +169,7 @@ seed = 0
 
 [stages.train]
 lr = 1e-4          # the learning rate
-lora = { r = 16, alpha = 32 }   # adapters
+lora = { r = 16, alpha = 32, dropout = 0.1 }   # adapters
 epochs = 5
 ";
 
@@ -158,6 +181,7 @@ epochs = 5
                 change("stages.train.lr", Some(json!(0.0003))),
                 change("stages.train.lora.r", Some(json!(8))),
                 change("stages.train.epochs", None),
+                change("stages.train.lora.dropout", None),
                 change("stages.train.schedule", Some(json!("cosine"))),
             ],
         )

@@ -267,6 +267,61 @@ fn tries_are_gc_roots_until_removed() {
 }
 
 #[test]
+fn exp_apply_writes_the_try_into_the_file_keeping_comments_then_nothing_runs() {
+    // The file as a user keeps it: comments on and between the lines.
+    let file = EXP.replace(
+        "params = { lr = 0.1, epochs = 2 }",
+        "# tuned by hand\nparams = { lr = 0.1, epochs = 2 }   # the grid's centre",
+    );
+    let p = Project::new(&file);
+    p.ok(&[
+        "run",
+        "--set",
+        "train.params.lr=0.3",
+        "--set",
+        "train.params.epochs=4",
+        "--name",
+        "best",
+    ]);
+    // Since the try, the file gained a value the try does not have: apply removes it.
+    let edited = file.replace("epochs = 2 }", "epochs = 2, warmup = 1 }");
+    p.write("pipeline.toml", &edited);
+    p.ok(&["run"]);
+    let runs_before = p.executions().len();
+
+    for bad in [
+        &["exp", "apply", "nope"][..],
+        &["exp", "apply", "workspace"],
+    ] {
+        let out = p.pipe(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+    }
+    let dry = p.ok(&["exp", "apply", "best", "--dry-run"]);
+    assert!(dry.contains("train.params.lr  0.1 → 0.3"), "{dry}");
+    assert!(dry.contains("train.params.warmup  1 → (removed)"), "{dry}");
+    assert_eq!(p.read("pipeline.toml"), edited, "a dry run writes nothing");
+
+    let out = p.ok(&["exp", "apply", "best"]);
+    assert!(out.contains("nothing to execute"), "{out}");
+    assert_eq!(
+        p.read("pipeline.toml"),
+        file.replace("lr = 0.1, epochs = 2 }", "lr = 0.3, epochs = 4 }"),
+        "only the values changed: comments, order and spacing are the file's"
+    );
+    p.ok(&["run"]);
+    assert_eq!(
+        p.executions().len(),
+        runs_before,
+        "the try came from the cache"
+    );
+    assert_eq!(score(&p, "results/evaluate/metrics.json"), 0.7);
+    assert!(
+        p.ok(&["exp", "apply", "best"])
+            .contains("already has try best's parameters")
+    );
+}
+
+#[test]
 fn a_bad_try_name_is_refused_before_anything_runs() {
     let p = Project::new(EXP);
     for (name, says) in [("workspace", "reserved"), ("../x", "try name \"../x\"")] {
