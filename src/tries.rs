@@ -377,6 +377,19 @@ pub fn metric_names(rows: &[Row]) -> Vec<String> {
     all.into_iter().cloned().collect()
 }
 
+/// The metrics whose values are not the same in every row (a row without one counts as
+/// different).
+pub fn differing_metrics(rows: &[Row]) -> Vec<String> {
+    metric_names(rows)
+        .into_iter()
+        .filter(|m| {
+            let mut values = rows.iter().map(|r| r.metrics.get(m));
+            let first = values.next().flatten();
+            values.any(|v| v != first)
+        })
+        .collect()
+}
+
 /// Whether smaller is better for a metric: losses, perplexities, errors and durations.
 pub fn lower_is_better(metric: &str) -> bool {
     let name = metric
@@ -387,7 +400,7 @@ pub fn lower_is_better(metric: &str) -> bool {
     ["loss", "perplexity", "error", "seconds"]
         .iter()
         .any(|w| name.contains(w))
-        || name.ends_with("_s")
+        || (name.ends_with("_s") && !name.contains("_per_"))
 }
 
 /// The best value of `metric` among the rows.
@@ -639,10 +652,16 @@ mod tests {
             "train.best_val_loss",
             "evaluate.test_loss",
             "train.duration_s",
+            "infer.seconds",
         ] {
             assert!(lower_is_better(lower), "{lower}");
         }
-        for higher in ["evaluate.bleu4", "evaluate.meteor", "evaluate.cider"] {
+        for higher in [
+            "evaluate.bleu4",
+            "evaluate.meteor",
+            "evaluate.cider",
+            "infer.captions_per_s",
+        ] {
             assert!(!lower_is_better(higher), "{higher}");
         }
     }

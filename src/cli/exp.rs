@@ -2,6 +2,7 @@
 //! one written into the file (`apply`), some forgotten (`remove`). A try is made by `pipe run --set …` or `pipe run --name NAME`.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use pipe::cache::{Cache, short};
 use pipe::plan::{Planner, State, display_path, pipeline_id};
@@ -48,6 +49,9 @@ pub struct ShowArgs {
     /// Show every parameter, not only those that differ between the rows.
     #[arg(long)]
     all_params: bool,
+    /// Show only the metrics whose values differ between the rows.
+    #[arg(long)]
+    only_changed: bool,
     /// Show each try's metrics as differences from the workspace's.
     #[arg(long)]
     delta: bool,
@@ -61,6 +65,10 @@ pub struct ShowArgs {
     /// workspace first, every parameter and metric of each.
     #[arg(long)]
     json: bool,
+    /// Write results/experiments.html (the table, the tries' validation losses overlaid, a
+    /// link to each evaluate report) and results/experiments.png; print the page's path.
+    #[arg(long, conflicts_with_all = ["md", "csv", "json", "delta", "all_params", "sort"])]
+    html: bool,
 }
 
 pub fn run(spec: &Spec, command: &ExpCommand) -> Result<Exit, CliError> {
@@ -82,7 +90,13 @@ pub fn run(spec: &Spec, command: &ExpCommand) -> Result<Exit, CliError> {
                 }
                 tries::sort_by_metric(&mut rows, metric);
             }
-            show(&rows, args);
+            if args.html {
+                if let Some(path) = write_page(&spec.file, true)? {
+                    outln!("{}", display_path(&path, &spec.dir));
+                }
+            } else {
+                show(&rows, args);
+            }
         }
         ExpCommand::Diff { a, b, json } => {
             let rows = all_rows(spec, &cache)?;
@@ -123,6 +137,7 @@ pub fn run(spec: &Spec, command: &ExpCommand) -> Result<Exit, CliError> {
                 results::remove_try(&tries::results_dir(spec, name))?;
                 outln!("removed try {name}");
             }
+            refresh_page(spec);
         }
     }
     Ok(Exit::Ok)
@@ -245,7 +260,11 @@ fn show(rows: &[Row], args: &ShowArgs) {
     } else {
         tries::differing_params(rows)
     };
-    let metrics = tries::metric_names(rows);
+    let metrics = if args.only_changed {
+        tries::differing_metrics(rows)
+    } else {
+        tries::metric_names(rows)
+    };
     if args.json {
         let tries: Vec<Value> = rows
             .iter()
@@ -259,46 +278,15 @@ fn show(rows: &[Row], args: &ShowArgs) {
         super::output::print_json(&json!({ "tries": tries }));
         return;
     }
-    let mut header = vec!["try".to_string(), "status".into(), "created".into()];
-    header.extend(params.iter().cloned());
-    header.extend(metrics.iter().cloned());
+    let header = header(&params, &metrics);
     if args.csv {
         print_csv(rows, &header, &params, &metrics);
         return;
     }
-    let best: Vec<Option<f64>> = metrics.iter().map(|m| tries::best(rows, m)).collect();
-    let workspace = rows.iter().find(|r| r.name == WORKSPACE);
-    let now = unix_now();
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let mut cells = vec![
-                r.name.clone(),
-                r.status.clone(),
-                r.created.map_or_else(|| "-".to_string(), |t| age(now - t)),
-            ];
-            cells.extend(
-                params
-                    .iter()
-                    .map(|p| r.params.get(p).map_or("-".into(), param_text)),
-            );
-            for (m, best) in metrics.iter().zip(&best) {
-                let Some(v) = r.metrics.get(m).copied() else {
-                    cells.push("-".into());
-                    continue;
-                };
-                let base = workspace.and_then(|w| w.metrics.get(m)).copied();
-                let mut cell = match base {
-                    Some(b) if args.delta && r.name != WORKSPACE => signed(v - b),
-                    _ => number(v),
-                };
-                if Some(v) == *best && rows.len() > 1 {
-                    cell.push('*');
-                }
-                cells.push(cell);
-            }
-            cells
-        })
+    let table = cells(rows, &params, &metrics, args.delta);
+    let table: Vec<Vec<String>> = table
+        .into_iter()
+        .map(|row| row.into_iter().map(Cell::marked).collect())
         .collect();
     if args.md {
         print_md(&header, &table);
@@ -308,6 +296,102 @@ fn show(rows: &[Row], args: &ShowArgs) {
     if rows.len() == 1 {
         outln!("\nno tries yet: `pipe run --set STAGE.KEY=VALUE [--name NAME]` records one");
     }
+}
+
+/// One cell of the table; `best` when it holds the best value of its metric.
+pub struct Cell {
+    pub text: String,
+    pub best: bool,
+}
+
+impl Cell {
+    fn plain(text: String) -> Self {
+        Self { text, best: false }
+    }
+
+    /// The text with the best value marked `*`.
+    fn marked(self) -> String {
+        if self.best {
+            self.text + "*"
+        } else {
+            self.text
+        }
+    }
+}
+
+/// The column names: the try, its status and age, the parameters, the metrics.
+fn header(params: &[String], metrics: &[String]) -> Vec<String> {
+    let mut header = vec!["try".to_string(), "status".into(), "created".into()];
+    header.extend(params.iter().cloned());
+    header.extend(metrics.iter().cloned());
+    header
+}
+
+/// The table's cells, one row per row; metrics as differences from the workspace's with
+/// `delta`.
+fn cells(rows: &[Row], params: &[String], metrics: &[String], delta: bool) -> Vec<Vec<Cell>> {
+    // A best value only where there is a choice: the metric differs between rows.
+    let varies = tries::differing_metrics(rows);
+    let best: Vec<Option<f64>> = metrics
+        .iter()
+        .map(|m| tries::best(rows, m).filter(|_| varies.contains(m)))
+        .collect();
+    let workspace = rows.iter().find(|r| r.name == WORKSPACE);
+    let now = unix_now();
+    rows.iter()
+        .map(|r| {
+            let mut cells = vec![
+                Cell::plain(r.name.clone()),
+                Cell::plain(r.status.clone()),
+                Cell::plain(r.created.map_or_else(|| "-".to_string(), |t| age(now - t))),
+            ];
+            cells.extend(
+                params
+                    .iter()
+                    .map(|p| Cell::plain(r.params.get(p).map_or("-".into(), param_text))),
+            );
+            for (m, best) in metrics.iter().zip(&best) {
+                let Some(v) = r.metrics.get(m).copied() else {
+                    cells.push(Cell::plain("-".into()));
+                    continue;
+                };
+                let base = workspace.and_then(|w| w.metrics.get(m)).copied();
+                let text = match base {
+                    Some(b) if delta && r.name != WORKSPACE => signed(v - b),
+                    _ => number(v),
+                };
+                let best = Some(v) == *best;
+                cells.push(Cell { text, best });
+            }
+            cells
+        })
+        .collect()
+}
+
+/// Write `results/experiments.html` (and its plot) for the pipeline in `file` as written (a
+/// run with overrides has the file's own config as its workspace row too). With `on_demand`
+/// false (after a run), nothing is written while the pipeline has no try and no page yet.
+pub fn write_page(file: &Path, on_demand: bool) -> Result<Option<PathBuf>, CliError> {
+    let spec = spec::load(file, &[], &crate::REGISTRY)?;
+    let cache = Cache::for_reading(&spec.cache_dir);
+    let rows = all_rows(&spec, &cache)?;
+    let page = spec.results_dir.join(super::exp_page::PAGE);
+    if !on_demand && rows.len() == 1 && !page.exists() {
+        return Ok(None);
+    }
+    let params = tries::differing_params(&rows);
+    let metrics = tries::metric_names(&rows);
+    let table = cells(&rows, &params, &metrics, false);
+    let written_at = super::output::utc(unix_now());
+    let path = super::exp_page::write(
+        &spec,
+        &cache,
+        &rows,
+        &header(&params, &metrics),
+        &table,
+        &written_at,
+    )?;
+    Ok(Some(path))
 }
 
 fn print_text(header: &[String], table: &[Vec<String>]) {
@@ -460,6 +544,19 @@ fn age(seconds: f64) -> String {
     }
 }
 
+/// After a run or `exp remove`: bring the experiments page up to date when the pipeline has
+/// tries or a page. What the command did stands whatever happens here; a failure is a warning.
+pub fn refresh_page(spec: &Spec) {
+    if let Err(e) = write_page(&spec.file, false) {
+        tracing::warn!("{}", pipe::error_chain(&e));
+    }
+}
+
+/// Where the experiments page is, as the user reads it: `results/experiments.html`.
+pub fn page_text(spec: &Spec) -> String {
+    display_path(&spec.results_dir.join(super::exp_page::PAGE), &spec.dir)
+}
+
 /// The line a try's run ends with: its name and where its results are.
 pub fn try_line(spec: &Spec, name: &str) -> String {
     let dir = display_path(&tries::results_dir(spec, name), &spec.dir);
@@ -467,6 +564,7 @@ pub fn try_line(spec: &Spec, name: &str) -> String {
     let results = display_path(&spec.results_dir, &spec.dir);
     format!(
         "try {name}: its results are in {dir}/ ({results}/ shows {file} as written); \
-         compare with `pipe exp show`"
+         compare with `pipe exp show` or {}",
+        page_text(spec)
     )
 }

@@ -19,6 +19,7 @@ macro_rules! out {
 }
 
 mod exp;
+mod exp_page;
 mod model;
 mod output;
 mod score;
@@ -199,6 +200,9 @@ pub enum CliError {
         file: String,
         reason: String,
     },
+    /// The experiments page's plot could not be drawn.
+    #[error("experiments page")]
+    Page(#[source] pipe_evaluate::EvaluateError),
     #[error("cannot write {path}")]
     Write {
         path: PathBuf,
@@ -221,7 +225,7 @@ impl CliError {
             CliError::Serve(_) => 3,
             CliError::Tries(TryError::Corrupt { .. } | TryError::Cache(_)) => 3,
             CliError::Tries(_) | CliError::Usage(_) | CliError::Apply { .. } => 2,
-            CliError::Write { .. } => 3,
+            CliError::Write { .. } | CliError::Page(_) => 3,
         }
     }
 }
@@ -388,6 +392,7 @@ fn run_cmd(
         }
     })?;
     planner.finish();
+    exp::refresh_page(spec);
     if json {
         let name = done.recorded.as_ref().map(|(n, _)| n.as_str());
         output::run(&done.reports, name, true, false);

@@ -257,7 +257,7 @@ fn bytes(n: u64) -> String {
 }
 
 /// Unix seconds → `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian, Howard Hinnant's algorithm).
-fn utc(secs: f64) -> String {
+pub(crate) fn utc(secs: f64) -> String {
     let secs = secs as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

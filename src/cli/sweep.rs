@@ -90,7 +90,8 @@ pub fn run(
         }
     });
     let ended = ended.into_inner().unwrap_or_else(|e| e.into_inner());
-    summary(sweep, &points, ended, &out)
+    super::exp::refresh_page(spec);
+    summary(spec, sweep, &points, ended, &out)
 }
 
 fn find<'s>(spec: &'s Spec, name: &str) -> Result<&'s Sweep, CliError> {
@@ -222,6 +223,7 @@ fn point_line(i: usize, points: &[Point], result: &Result<Ended, CliError>) {
 }
 
 fn summary(
+    spec: &Spec,
     sweep: &Sweep,
     points: &[Point],
     ended: Vec<Option<Result<Ended, CliError>>>,
@@ -258,11 +260,12 @@ fn summary(
             }
         }
         outln!(
-            "sweep {}: {} point{}: {}; compare with `pipe exp show`",
+            "sweep {}: {} point{}: {}; compare with `pipe exp show` or {}",
             sweep.name,
             points.len(),
             if points.len() == 1 { "" } else { "s" },
-            parts.join(", ")
+            parts.join(", "),
+            super::exp::page_text(spec),
         );
     }
     Ok(if all_ok { Exit::Ok } else { Exit::Failed })

@@ -555,3 +555,93 @@ fn a_failed_point_stops_the_sweep_unless_keep_going() {
     assert!(status.contains(&("grid-lr=boom", "failed")), "{status:?}");
     assert!(status.contains(&("grid-lr=0.2", "ok")), "{status:?}");
 }
+
+/// Like [`EXP`], with train writing a `loss_history.json` (validation losses `lr × 10/epoch`)
+/// and evaluate a `report.html`, as the built-in kinds do.
+const CURVES: &str = r#"
+[pipeline]
+name = "curves"
+
+[stages.train]
+kind = "command"
+params = { lr = 0.1 }
+cmd = '''awk -v lr=$PIPE_PARAM_LR 'BEGIN { printf "{\"val\": [{\"epoch\": 1, \"loss\": %s}, {\"epoch\": 2, \"loss\": %s}]}", lr * 10, lr * 5 }' > $PIPE_OUT/loss_history.json; printf '{"loss": %s}' $PIPE_PARAM_LR > $PIPE_OUT/metrics.json'''
+
+[stages.evaluate]
+kind = "command"
+deps = ["train"]
+cmd = "echo '<p>report</p>' > $PIPE_OUT/report.html"
+"#;
+
+#[test]
+fn the_experiments_page_overlays_every_try_and_links_its_report() {
+    let p = Project::new(CURVES);
+    p.ok(&["run"]);
+    assert!(
+        !p.path("results/experiments.html").exists(),
+        "no page without a try"
+    );
+    let out = p.ok(&["run", "--set", "train.params.lr=0.3", "--name", "fast"]);
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.ends_with("or results/experiments.html")),
+        "{out}"
+    );
+    let page = p.read("results/experiments.html");
+    // The table: both rows, the parameter that differs, the best loss in bold.
+    for needle in [
+        ">workspace</td>",
+        ">fast</td>",
+        ">train.params.lr</th>",
+        "<b>0.1</b>",
+    ] {
+        assert!(page.contains(needle), "no {needle} in the page:\n{page}");
+    }
+    // Each row links to the evaluate report results/ shows for it, and the link works.
+    for link in ["evaluate/report.html", "tries/fast/evaluate/report.html"] {
+        assert!(
+            page.contains(&format!("href=\"{link}\"")),
+            "{link}:\n{page}"
+        );
+        assert!(p.path("results").join(link).is_file(), "{link}");
+    }
+    // The overlay: inline SVG, a legend entry per try, a log axis, and the PNG beside it.
+    let start = page.find("<svg").expect("an inline SVG");
+    let end = page.find("</svg>").expect("the SVG's end");
+    let svg = &page[start..end];
+    assert!(
+        svg.contains("\nworkspace\n") && svg.contains("\nfast\n"),
+        "{svg}"
+    );
+    // Each row's line and legend sample in the colour of its table swatch.
+    for colour in ["1f77b4", "ff7f0e"] {
+        assert!(
+            page.contains(&format!("background:#{colour}")),
+            "swatch {colour}"
+        );
+        let stroke = format!("stroke=\"#{}\"", colour.to_uppercase());
+        assert!(svg.matches(&stroke).count() >= 2, "line {colour}:\n{svg}");
+    }
+    assert!(svg.contains("validation loss (log)"));
+    let png = image::open(p.path("results/experiments.png")).expect("a PNG");
+    assert!(png.width() > 100 && png.height() > 100);
+
+    // Removing the try updates the page; `exp show --html` writes it on demand.
+    p.ok(&["exp", "remove", "fast"]);
+    let page = p.read("results/experiments.html");
+    assert!(!page.contains(">fast<"), "{page}");
+    std::fs::remove_file(p.path("results/experiments.html")).expect("rm");
+    let out = p.ok(&["exp", "show", "--html"]);
+    assert_eq!(out.trim(), "results/experiments.html");
+    assert!(
+        p.read("results/experiments.html")
+            .contains(">workspace</td>")
+    );
+    // The page's files are readable by others, like everything else under results/.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p.path("results/experiments.html"))
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0);
+    assert_eq!(mode & 0o044, 0o044, "mode {mode:o}");
+}

@@ -35,6 +35,7 @@ mod decode;
 mod error;
 mod loss;
 mod metrics_md;
+mod overlay;
 mod params;
 mod plot;
 mod report_html;
@@ -42,8 +43,10 @@ mod stage;
 
 pub use error::EvaluateError;
 pub use loss::masked_caption_loss;
+pub use overlay::{Curve, color, draw_overlay_png, overlay_svg};
 pub use params::{MeteorParam, Params};
 pub use plot::{LossHistory, TrainPoint, ValPoint, draw_loss_plot};
+pub use report_html::escape as html_escape;
 pub use stage::Evaluate;
 
 use pipe_stage_api::StageKind;

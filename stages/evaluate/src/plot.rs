@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::error::EvaluateError;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
-const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 const SIZE: (u32, u32) = (900, 540);
 
 /// `loss_history.json` as the train stage writes it.
@@ -97,7 +97,7 @@ impl LossHistory {
     }
 }
 
-fn register_font() -> bool {
+pub(crate) fn register_font() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok())
 }
@@ -249,7 +249,7 @@ fn draw(buf: &mut [u8], history: &LossHistory, points: &PlotPoints) -> Result<()
 }
 
 /// (min, max) of finite values, widened when they are equal.
-fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(crate) fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     });

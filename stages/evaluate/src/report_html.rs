@@ -108,7 +108,7 @@ fn thumbnail(rgb: &[u8], w: u32, h: u32) -> (u32, u32, Vec<u8>) {
 }
 
 /// HTML text and attribute escaping.
-pub(crate) fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
