@@ -55,6 +55,11 @@ for i in $(seq 1 "$n"); do dvc exp run -q -S "lr=$(lr "$i")" -n "t$i" > /dev/nul
 exps=$(dvc exp show --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(len(r.get("experiments") or []) for r in d))')
 echo "rows: pipe $rows (workspace + tries), dvc $exps experiments"
 
+# Making the tries loaded the machine: wait (up to 2 min) for the 1-minute load to settle.
+for _ in $(seq 1 24); do
+  awk '{ exit !($1 < 0.3) }' /proc/loadavg && break
+  sleep 5
+done
 ms() { local s e; s=$(date +%s%N); "$@" > /dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
 p=() d=()
 for _ in $(seq 1 "$rounds"); do
