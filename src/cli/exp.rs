@@ -319,11 +319,18 @@ impl Cell {
     }
 }
 
-/// The column names: the try, its status and age, the parameters, the metrics.
+/// The column names: the try, its status and age, the parameters, the metrics. A metric named
+/// like a parameter (train's `epochs` run against the `train.epochs` asked for) says so.
 fn header(params: &[String], metrics: &[String]) -> Vec<String> {
     let mut header = vec!["try".to_string(), "status".into(), "created".into()];
     header.extend(params.iter().cloned());
-    header.extend(metrics.iter().cloned());
+    header.extend(metrics.iter().map(|m| {
+        if params.contains(m) {
+            format!("{m} (metric)")
+        } else {
+            m.clone()
+        }
+    }));
     header
 }
 
@@ -567,4 +574,28 @@ pub fn try_line(spec: &Spec, name: &str) -> String {
          compare with `pipe exp show` or {}",
         page_text(spec)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header;
+
+    #[test]
+    fn a_metric_named_like_a_parameter_says_it_is_one() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let params = s(&["train.epochs", "train.lr"]);
+        let metrics = s(&["evaluate.BLEU-4", "train.epochs"]);
+        assert_eq!(
+            header(&params, &metrics),
+            s(&[
+                "try",
+                "status",
+                "created",
+                "train.epochs",
+                "train.lr",
+                "evaluate.BLEU-4",
+                "train.epochs (metric)"
+            ])
+        );
+    }
 }

@@ -8,9 +8,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::EvaluateError;
-use crate::plot::{FAMILY, LossHistory, register_font, span, write_png};
+use crate::plot::{
+    FAMILY, LossHistory, SIZE, draw_legend, line_sample, register_font, render_png, span,
+};
 
-const SIZE: (u32, u32) = (900, 540);
 /// More legend entries than this would hide the lines; the rest are named by the page's table.
 const LEGEND_MAX: usize = 20;
 
@@ -78,15 +79,7 @@ pub fn draw_overlay_png(curves: &[Curve], path: &Path) -> Result<bool, EvaluateE
     if curves.iter().all(|c| c.points.is_empty()) {
         return Ok(false);
     }
-    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
-        draw(root, curves).map_err(|message| EvaluateError::Plot {
-            path: path.display().to_string(),
-            message,
-        })?;
-    }
-    write_png(path, &buf, SIZE.0, SIZE.1)?;
+    render_png(path, |root| draw(root, curves))?;
     Ok(true)
 }
 
@@ -130,9 +123,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[Curve]) -> R
             ))
             .map_err(|e| err(&e))?;
         if text && i < LEGEND_MAX {
-            series.label(curve.name.clone()).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], style.stroke_width(2))
-            });
+            series.label(curve.name.clone()).legend(line_sample(style));
         }
         chart
             .draw_series(
@@ -144,13 +135,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[Curve]) -> R
             .map_err(|e| err(&e))?;
     }
     if text {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| err(&e))?;
+        draw_legend(&mut chart)?;
     }
     root.present().map_err(|e| err(&e))
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use image::ImageEncoder;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Deserialize;
 
@@ -13,7 +14,8 @@ use crate::error::EvaluateError;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 pub(crate) const FAMILY: &str = "sans-serif";
-const SIZE: (u32, u32) = (900, 540);
+/// Every chart's size in pixels (SVG units for the experiments page).
+pub(crate) const SIZE: (u32, u32) = (900, 540);
 
 /// `loss_history.json` as the train stage writes it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -142,23 +144,21 @@ pub fn draw_loss_plot(history: &LossHistory, path: &Path) -> Result<bool, Evalua
     if points.train.is_empty() && points.val.is_empty() {
         return Ok(false);
     }
-    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    draw(&mut buf, history, &points).map_err(|message| EvaluateError::Plot {
-        path: path.display().to_string(),
-        message,
-    })?;
-    write_png(path, &buf, SIZE.0, SIZE.1)?;
+    render_png(path, |root| draw(root, history, &points))?;
     Ok(true)
 }
 
-/// Render the chart into an RGB8 buffer of [`SIZE`]; axis labels, title and legend only when
-/// the embedded font registered.
-fn draw(buf: &mut [u8], history: &LossHistory, points: &PlotPoints) -> Result<(), String> {
+/// Draw the chart on `root`; axis labels, title and legend only when the embedded font
+/// registered.
+fn draw(
+    root: DrawingArea<BitMapBackend<'_>, Shift>,
+    history: &LossHistory,
+    points: &PlotPoints,
+) -> Result<(), String> {
     let plot_err = |e: &dyn std::fmt::Display| e.to_string();
     let text = register_font();
     let PlotPoints { train, val, best } = points;
     let steps_known = !train.is_empty();
-    let root = BitMapBackend::with_buffer(buf, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(&e))?;
     let all = train.iter().chain(val.iter());
     let (x0, x1) = span(all.clone().map(|p| p.0));
@@ -198,9 +198,7 @@ fn draw(buf: &mut [u8], history: &LossHistory, points: &PlotPoints) -> Result<()
             ))
             .map_err(|e| plot_err(&e))?;
         if text {
-            series.label("train").legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], train_color.stroke_width(2))
-            });
+            series.label("train").legend(line_sample(train_color));
         }
     }
     if !val.is_empty() {
@@ -211,9 +209,7 @@ fn draw(buf: &mut [u8], history: &LossHistory, points: &PlotPoints) -> Result<()
             ))
             .map_err(|e| plot_err(&e))?;
         if text {
-            series.label("val").legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], val_color.stroke_width(2))
-            });
+            series.label("val").legend(line_sample(val_color));
         }
         chart
             .draw_series(
@@ -237,15 +233,42 @@ fn draw(buf: &mut [u8], history: &LossHistory, points: &PlotPoints) -> Result<()
         }
     }
     if text {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| plot_err(&e))?;
+        draw_legend(&mut chart)?;
     }
     root.present().map_err(|e| plot_err(&e))
+}
+
+/// A legend entry's sample: a short line in the series' colour.
+pub(crate) fn line_sample(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+}
+
+/// The series labels in the upper right corner, on a translucent white box.
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// An RGB8 canvas of [`SIZE`] drawn by `draw`, written as a PNG file at `path`.
+pub(crate) fn render_png(
+    path: &Path,
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), String>,
+) -> Result<(), EvaluateError> {
+    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    draw(BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area()).map_err(|message| {
+        EvaluateError::Plot {
+            path: path.display().to_string(),
+            message,
+        }
+    })?;
+    write_png(path, &buf, SIZE.0, SIZE.1)
 }
 
 /// (min, max) of finite values, widened when they are equal.
