@@ -12,7 +12,7 @@ pub enum RemoteError {
         at: String,
         what: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("remote `{remote}` ({at}) did not answer within {secs} s ({what})")]
     Timeout {

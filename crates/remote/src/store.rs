@@ -98,7 +98,7 @@ impl Remote {
             remote: name.clone(),
             at: at.clone(),
             what: "cannot configure the client".into(),
-            source,
+            source: Box::new(source),
         };
         let key_prefix =
             || Path::parse(url.path().trim_matches('/')).map_err(|e| bad(e.to_string()));
@@ -203,7 +203,7 @@ impl Remote {
             remote,
             at,
             what,
-            source,
+            source: Box::new(source),
         }
     }
 
