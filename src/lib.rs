@@ -4,7 +4,8 @@
 //! Each module uses only those before it: [`registry`] and [`hash`]; [`spec`] (pipeline.toml,
 //! checked against the registry); [`dag`]; [`cache`]; [`plan`] (keys, status); [`schedule`]
 //! (which stage to start or skip, using none of the others); [`run`]; [`results`]; [`tries`]
-//! (recorded runs with overrides, compared and diffed). The binary
+//! (recorded runs with overrides, compared and diffed); [`remote`] (artifacts to and from a
+//! shared remote cache). The binary
 //! (`main.rs`, `cli/`) ties them to the command line.
 
 pub mod cache;
@@ -12,6 +13,7 @@ pub mod dag;
 pub mod hash;
 pub mod plan;
 pub mod registry;
+pub mod remote;
 pub mod results;
 pub mod run;
 pub mod schedule;

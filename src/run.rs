@@ -7,10 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use pipe_remote::Remote;
 use pipe_stage_api::{Dep, Deps, StageContext};
 use serde::Serialize;
 
@@ -28,6 +29,11 @@ pub struct RunOptions {
     pub dry_run: bool,
     pub keep_going: bool,
     pub jobs: usize,
+    /// A shared remote cache: where `pull` looks a key up before executing it, and where
+    /// `push` sends each stage's artifact as it finishes.
+    pub remote: Option<Arc<Remote>>,
+    pub pull: bool,
+    pub push: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,6 +43,8 @@ pub enum Action {
     Cached,
     /// An earlier artifact for the current key was reused (e.g. a parameter switched back).
     Restored,
+    /// Fetched from the remote cache instead of executed (`run --pull`).
+    Pulled,
     Ran,
     Failed,
     /// Not run: an upstream stage failed, or the run stopped at an earlier failure.
@@ -50,6 +58,7 @@ impl Action {
         match self {
             Action::Cached => "cached",
             Action::Restored => "restored",
+            Action::Pulled => "pulled",
             Action::Ran => "ran",
             Action::Failed => "failed",
             Action::Skipped => "skipped",
@@ -184,8 +193,13 @@ pub fn execute(
                             .collect();
                         let force = forced.contains(&stage.name);
                         let bar = bars.add(spinner(&stage.name));
+                        let remote = opts.remote.as_deref();
+                        let (pull, push) = (remote.filter(|_| opts.pull), opts.push);
                         scope.spawn(move || {
-                            let report = run_stage(planner, stage, &deps, force, &bar);
+                            let report = run_stage(planner, stage, &deps, force, pull, &bar);
+                            if push && let Some(remote) = remote {
+                                push_finished(planner, remote, &report, &bar);
+                            }
                             bar.finish_and_clear();
                             let _ = tx.send(report);
                         });
@@ -197,7 +211,7 @@ pub fn execute(
             }
             let Ok(report) = rx.recv() else { break };
             let artifact = match report.action {
-                Action::Cached | Action::Restored | Action::Ran => report
+                Action::Cached | Action::Restored | Action::Pulled | Action::Ran => report
                     .key
                     .as_deref()
                     .and_then(|k| planner.cache.artifact(k)),
@@ -212,6 +226,33 @@ pub fn execute(
         }
     });
     Ok(scheduler.in_order(reports))
+}
+
+/// `run --push`: send a stage's artifact once it is done (ran, or found in a cache). A failed
+/// push is a warning: the run's result stands locally.
+fn push_finished(planner: &Planner, remote: &Remote, report: &StageReport, bar: &ProgressBar) {
+    let Some(artifact) = report
+        .key
+        .as_deref()
+        .filter(|_| report.error.is_none())
+        .and_then(|k| planner.cache.artifact(k))
+    else {
+        return;
+    };
+    bar.set_message(format!("pushing to {}", remote.name()));
+    if let Err(e) = crate::remote::push(remote, &artifact, &bytes_progress(bar)) {
+        tracing::warn!(
+            "stage `{}`: not pushed to remote `{}`: {}",
+            report.stage,
+            remote.name(),
+            error_chain(&e)
+        );
+    }
+}
+
+/// Transferred bytes counted on a stage's bar.
+fn bytes_progress(bar: &ProgressBar) -> impl Fn(u64) + Sync + '_ {
+    move |n| bar.inc(n)
 }
 
 /// A stage's progress shown on its bar: a spinner until a phase with a known length begins.
@@ -255,6 +296,7 @@ fn run_stage(
     stage: &StageSpec,
     deps: &BTreeMap<String, Artifact>,
     force: bool,
+    pull: Option<&Remote>,
     bar: &ProgressBar,
 ) -> StageReport {
     let cache = planner.cache;
@@ -305,6 +347,29 @@ fn run_stage(
     if !force && let Some(a) = cache.artifact(&keyed.key) {
         reuse(&mut report, &a);
         return finish(planner, report);
+    }
+    if !force && let Some(remote) = pull {
+        bar.set_message(format!(
+            "looking up {} on {}",
+            short(&keyed.key),
+            remote.name()
+        ));
+        match crate::remote::pull_locked(cache, remote, &keyed.key, &bytes_progress(bar)) {
+            Ok(Some(_)) => {
+                report.action = Action::Pulled;
+                report
+                    .reasons
+                    .push(format!("pulled from remote `{}`", remote.name()));
+                return finish(planner, report);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                "stage `{}`: cannot pull {} ({}); running it here",
+                stage.name,
+                short(&keyed.key),
+                error_chain(&e)
+            ),
+        }
     }
     let _device = stage.kind.uses_accelerator().then(|| {
         bar.set_message("waiting for the accelerator");

@@ -22,6 +22,7 @@ mod exp;
 mod exp_page;
 mod model;
 mod output;
+mod remote;
 mod score;
 mod sweep;
 
@@ -34,6 +35,7 @@ use indicatif::MultiProgress;
 use pipe::cache::{Cache, CacheError};
 use pipe::dag::{self, Format, UnknownStage};
 use pipe::plan::{Planner, State};
+use pipe::remote::SyncError;
 use pipe::results::{self, ResultsError};
 use pipe::run::{self, RunOptions};
 use pipe::spec::{self, Override, Spec, SpecError};
@@ -113,6 +115,16 @@ pub enum Command {
         /// use the accelerator always run one at a time.
         #[arg(short, long, default_value_t = 1)]
         jobs: usize,
+        /// On a local miss, look the key up on the remote before executing the stage (an
+        /// unreachable remote: one warning, and the run goes on locally).
+        #[arg(long)]
+        pull: bool,
+        /// Push each stage's artifact to the remote as it finishes.
+        #[arg(long)]
+        push: bool,
+        /// The remote for --pull/--push (`[remotes.NAME]`); default: `[pipeline] remote`.
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -120,9 +132,16 @@ pub enum Command {
     Status {
         #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
         set: Vec<Override>,
+        /// Also say which current keys the remote has (NAME, or `[pipeline] remote`).
+        #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+        remote: Option<String>,
         #[arg(long)]
         json: bool,
     },
+    /// Send the current artifacts of STAGEs (and their ancestors) to the remote cache.
+    Push(remote::TransferArgs),
+    /// Fetch the current artifacts of STAGEs (and their ancestors) from the remote cache.
+    Pull(remote::TransferArgs),
     /// Show a stage's current artifact: key, path, parameters, inputs, timings, metrics.
     Show {
         stage: String,
@@ -191,6 +210,8 @@ pub enum CliError {
     Serve(#[from] pipe_serve::ServeError),
     #[error(transparent)]
     Tries(#[from] TryError),
+    #[error(transparent)]
+    Sync(#[from] pipe::remote::SyncError),
     #[error("{0}")]
     Usage(String),
     /// `pipe exp apply` would not give the file the try's parameters; nothing was written.
@@ -226,6 +247,12 @@ impl CliError {
             CliError::Tries(TryError::Corrupt { .. } | TryError::Cache(_)) => 3,
             CliError::Tries(_) | CliError::Usage(_) | CliError::Apply { .. } => 2,
             CliError::Write { .. } | CliError::Page(_) => 3,
+            CliError::Sync(
+                SyncError::NoRemote { .. }
+                | SyncError::UnknownRemote { .. }
+                | SyncError::Remote(pipe_remote::RemoteError::Config { .. }),
+            ) => 2,
+            CliError::Sync(_) => 3,
         }
     }
 }
@@ -276,18 +303,29 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             dry_run,
             keep_going,
             jobs,
+            pull,
+            push,
+            remote,
             json,
         } => {
             if let Some(name) = &name {
                 tries::validate_name(name)?;
             }
             let spec = load(&set)?;
+            let remote = if (pull || push) && !dry_run {
+                remote::for_run(&spec, remote.as_deref())?
+            } else {
+                None
+            };
             let opts = RunOptions {
                 targets: stages,
                 force,
                 dry_run,
                 keep_going,
                 jobs,
+                remote,
+                pull,
+                push,
             };
             if let Some(sweep) = sweep {
                 let out = sweep::Output {
@@ -303,15 +341,25 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             run_cmd(&spec, &opts, try_of.as_ref(), json, args.quiet)
         }
         Command::Exp { command } => exp::run(&load(&[])?, &command),
-        Command::Status { set, json } => {
+        Command::Status { set, remote, json } => {
             let spec = load(&set)?;
             let cache = Cache::for_reading(&spec.cache_dir);
             let planner = Planner::new(&spec, &cache);
             let statuses = planner.status();
             planner.finish();
-            output::status(&statuses, json);
-            Ok(Exit::Ok)
+            match remote {
+                Some(name) => {
+                    let name = Some(name.as_str()).filter(|n| !n.is_empty());
+                    remote::status(&spec, &statuses, name, json)
+                }
+                None => {
+                    output::status(&statuses, json);
+                    Ok(Exit::Ok)
+                }
+            }
         }
+        Command::Push(transfer) => remote::push(&load(&[])?, &transfer),
+        Command::Pull(transfer) => remote::pull(&load(&[])?, &transfer),
         Command::Show { stage, set, json } => {
             let spec = load(&set)?;
             dag::check_stage(&spec, &stage)?;

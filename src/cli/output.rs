@@ -39,6 +39,7 @@ pub fn run_line(r: &StageReport) {
     let mark = match r.action {
         Action::Ran => "✓",
         Action::Cached | Action::Restored => "·",
+        Action::Pulled => "↓",
         Action::Failed => "✗",
         Action::Skipped => "-",
         Action::WouldRun => "?",
@@ -77,6 +78,7 @@ pub fn action_counts(reports: &[StageReport]) -> String {
         Action::Ran,
         Action::Cached,
         Action::Restored,
+        Action::Pulled,
         Action::Failed,
         Action::Skipped,
     ] {
@@ -241,7 +243,7 @@ pub fn verify(report: &VerifyReport, dry_run: bool, as_json: bool) {
     );
 }
 
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut unit = 0;

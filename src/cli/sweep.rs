@@ -63,6 +63,9 @@ pub fn run(
         dry_run: false,
         keep_going: opts.keep_going,
         jobs: 1,
+        remote: opts.remote.clone(),
+        pull: opts.pull,
+        push: opts.push,
     };
     let workers = opts.jobs.clamp(1, points.len().max(1));
     std::thread::scope(|scope| {

@@ -5,11 +5,13 @@ pub mod edit;
 mod error;
 mod locate;
 mod overrides;
+mod remotes;
 mod sweep;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use pipe_remote::RemoteConfig;
 use pipe_stage_api::{BackendChoice, StageKind};
 
 pub use error::{Diagnostic, SpecError, did_you_mean};
@@ -37,6 +39,10 @@ pub struct Spec {
     pub stages: Vec<StageSpec>,
     /// `[sweeps.NAME]`, in file order.
     pub sweeps: Vec<Sweep>,
+    /// `[remotes.NAME]`, in file order.
+    pub remotes: Vec<RemoteConfig>,
+    /// `[pipeline] remote`: the remote push, pull and `run --pull/--push` use by default.
+    pub remote: Option<String>,
 }
 
 pub struct StageSpec {
@@ -61,10 +67,14 @@ impl Spec {
     pub fn sweep(&self, name: &str) -> Option<&Sweep> {
         self.sweeps.iter().find(|s| s.name == name)
     }
+
+    pub fn remote_config(&self, name: &str) -> Option<&RemoteConfig> {
+        self.remotes.iter().find(|r| r.name == name)
+    }
 }
 
-const TOP_KEYS: &[&str] = &["pipeline", "stages", "sweeps"];
-const PIPELINE_KEYS: &[&str] = &["name", "backend", "seed", "cache", "results"];
+const TOP_KEYS: &[&str] = &["pipeline", "stages", "sweeps", "remotes"];
+const PIPELINE_KEYS: &[&str] = &["name", "backend", "seed", "cache", "results", "remote"];
 const STAGE_KEYS: &[&str] = &["kind", "deps", "results"];
 
 /// Read, override and validate a pipeline file against the kinds of `registry`.
@@ -283,6 +293,8 @@ impl Validator<'_> {
             .map(|t| t.keys().map(String::as_str).collect())
             .unwrap_or_default();
         let sweeps = self.sweeps(doc, &stage_names);
+        let remotes = self.remotes(doc);
+        let remote = self.default_remote(pipeline, &remotes);
         let stages = self.stages(doc, &results_dir)?;
         self.check_results(&stages, &cache_dir);
         let stages = self.order(stages)?;
@@ -297,6 +309,8 @@ impl Validator<'_> {
             results_dir,
             stages,
             sweeps,
+            remotes,
+            remote,
         })
     }
 

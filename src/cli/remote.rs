@@ -1,0 +1,298 @@
+//! `pipe push`, `pipe pull`, `pipe status --remote`, and the remote of `run --pull/--push`.
+
+use std::sync::Arc;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use pipe::cache::{Cache, short};
+use pipe::dag::select;
+use pipe::plan::{Planner, StageStatus, State};
+use pipe::remote::{self, SyncError};
+use pipe::spec::Spec;
+use pipe_remote::Remote;
+use serde_json::json;
+
+use super::output::{bytes, print_json};
+use super::{CliError, Exit};
+
+#[derive(Debug, clap::Args)]
+pub struct TransferArgs {
+    /// Stages to transfer, with their ancestors (all stages when none is named).
+    pub stages: Vec<String>,
+    /// The remote (`[remotes.NAME]`); default: `[pipeline] remote`.
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+    /// How many files move at once.
+    #[arg(short, long, default_value_t = 32)]
+    pub jobs: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The remote, opened and reached: an unreachable one fails here, within seconds.
+pub fn reach(spec: &Spec, name: Option<&str>, jobs: usize) -> Result<Remote, CliError> {
+    let remote = remote::open(spec, name)?.with_jobs(jobs);
+    remote.check().map_err(SyncError::from)?;
+    Ok(remote)
+}
+
+/// For `run --pull/--push`: the remote, or `None` with one warning when it cannot be reached
+/// (the run goes on locally).
+pub fn for_run(spec: &Spec, name: Option<&str>) -> Result<Option<Arc<Remote>>, CliError> {
+    let remote = remote::open(spec, name)?;
+    match remote.check() {
+        Ok(()) => Ok(Some(Arc::new(remote))),
+        Err(e) => {
+            tracing::warn!("{}; running locally", pipe::error_chain(&e));
+            Ok(None)
+        }
+    }
+}
+
+fn byte_bar(bars: &MultiProgress, stage: &str, total: u64) -> ProgressBar {
+    let bar = bars.add(ProgressBar::new(total));
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(stage.to_string());
+    bar
+}
+
+fn selected_statuses(planner: &Planner, stages: &[String]) -> Result<Vec<StageStatus>, CliError> {
+    let selected = select(planner.spec, stages)?;
+    Ok(planner
+        .status()
+        .into_iter()
+        .filter(|s| selected.contains(&s.name))
+        .collect())
+}
+
+pub fn push(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
+    let cache = Cache::for_reading(&spec.cache_dir);
+    let planner = Planner::new(spec, &cache);
+    let statuses = selected_statuses(&planner, &args.stages)?;
+    planner.finish();
+    let remote = reach(spec, args.remote.as_deref(), args.jobs)?;
+    let bars = MultiProgress::new();
+    let (mut artifacts, mut files_uploaded, mut bytes_uploaded, mut files_skipped) = (0, 0, 0, 0);
+    let mut stages = Vec::new();
+    for s in &statuses {
+        let Some(artifact) = s.artifact.as_ref().filter(|_| s.state == State::Fresh) else {
+            if !args.json {
+                outln!(
+                    "- {}: {}, not pushed (`pipe run {}` first)",
+                    s.name,
+                    s.state.as_str(),
+                    s.name
+                );
+            }
+            stages.push(json!({"stage": s.name, "key": s.key, "action": "not-fresh"}));
+            continue;
+        };
+        let bar = byte_bar(&bars, &s.name, artifact.manifest.bytes);
+        bar.set_message(format!("pushing to {}", remote.name()));
+        let report = remote::push(&remote, artifact, &|n| bar.inc(n));
+        bar.finish_and_clear();
+        let report = report?;
+        let key = &artifact.manifest.key;
+        files_uploaded += report.files_uploaded;
+        bytes_uploaded += report.bytes_uploaded;
+        files_skipped += report.files_skipped;
+        let action = if report.already {
+            "present"
+        } else {
+            artifacts += 1;
+            "pushed"
+        };
+        if !args.json {
+            bars.suspend(|| {
+                if report.already {
+                    outln!(
+                        "· {} ({}): already on {}",
+                        s.name,
+                        short(key),
+                        remote.name()
+                    );
+                } else {
+                    outln!(
+                        "↑ {} ({}): {} files, {} uploaded, {} already there",
+                        s.name,
+                        short(key),
+                        report.files_uploaded,
+                        bytes(report.bytes_uploaded),
+                        report.files_skipped
+                    );
+                }
+            });
+        }
+        stages.push(json!({"stage": s.name, "key": key, "action": action}));
+    }
+    if args.json {
+        print_json(&json!({
+            "remote": remote.name(),
+            "artifacts": artifacts,
+            "files_uploaded": files_uploaded,
+            "bytes_uploaded": bytes_uploaded,
+            "files_skipped": files_skipped,
+            "stages": stages,
+        }));
+    } else {
+        outln!(
+            "pushed {artifacts} artifact{} to {} ({}): {files_uploaded} files, {} uploaded, \
+             {files_skipped} already there",
+            if artifacts == 1 { "" } else { "s" },
+            remote.name(),
+            remote.at(),
+            bytes(bytes_uploaded)
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn pull(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
+    let cache = Cache::open(&spec.cache_dir)?;
+    let planner = Planner::new(spec, &cache);
+    let remote = reach(spec, args.remote.as_deref(), args.jobs)?;
+    let bars = MultiProgress::new();
+    let (mut artifacts, mut files, mut bytes_in) = (0u64, 0u64, 0u64);
+    let mut tried = std::collections::BTreeSet::new();
+    let mut stages = Vec::new();
+    // Pull what the plan names, then plan again: a pulled stage makes its dependents' keys
+    // known.
+    loop {
+        let statuses = selected_statuses(&planner, &args.stages)?;
+        let wanted: Vec<(String, String)> = statuses
+            .iter()
+            .filter(|s| s.state != State::Fresh)
+            .filter_map(|s| s.key.clone().map(|k| (s.name.clone(), k)))
+            .filter(|(_, k)| !tried.contains(k))
+            .collect();
+        if wanted.is_empty() {
+            break;
+        }
+        for (stage, key) in wanted {
+            tried.insert(key.clone());
+            let total = remote::remote_bytes(&remote, &key)?.unwrap_or(0);
+            let bar = byte_bar(&bars, &stage, total);
+            bar.set_message(format!("pulling from {}", remote.name()));
+            let pulled = remote::pull(&cache, &remote, &key, &|n| bar.inc(n));
+            bar.finish_and_clear();
+            match pulled? {
+                Some((artifact, report)) => {
+                    artifacts += 1;
+                    files += report.files;
+                    bytes_in += report.bytes;
+                    cache.write_ref(&planner.pipeline_id, &stage, &key)?;
+                    if !args.json {
+                        bars.suspend(|| {
+                            outln!(
+                                "↓ {stage} ({}): {} files, {}",
+                                short(&key),
+                                artifact.manifest.files,
+                                bytes(report.bytes)
+                            )
+                        });
+                    }
+                    stages.push(json!({"stage": stage, "key": key, "action": "pulled"}));
+                }
+                None => {
+                    if !args.json {
+                        outln!(
+                            "- {stage} ({}): not on {}; `pipe run` executes it",
+                            short(&key),
+                            remote.name()
+                        );
+                    }
+                    stages.push(json!({"stage": stage, "key": key, "action": "missing"}));
+                }
+            }
+        }
+    }
+    let statuses = selected_statuses(&planner, &args.stages)?;
+    let fresh: Vec<(&str, &pipe::cache::Artifact)> = statuses
+        .iter()
+        .filter(|s| s.state == State::Fresh)
+        .filter_map(|s| s.artifact.as_ref().map(|a| (s.name.as_str(), a)))
+        .collect();
+    {
+        let _lock = cache.meta_lock()?;
+        pipe::results::update(spec, &fresh)?;
+    }
+    planner.finish();
+    let not_fresh: Vec<&str> = statuses
+        .iter()
+        .filter(|s| s.state != State::Fresh)
+        .map(|s| s.name.as_str())
+        .collect();
+    if args.json {
+        print_json(&json!({
+            "remote": remote.name(),
+            "artifacts": artifacts,
+            "files_downloaded": files,
+            "bytes_downloaded": bytes_in,
+            "stages": stages,
+            "not_fresh": not_fresh,
+        }));
+    } else {
+        outln!(
+            "pulled {artifacts} artifact{} from {} ({}): {files} files, {}{}",
+            if artifacts == 1 { "" } else { "s" },
+            remote.name(),
+            remote.at(),
+            bytes(bytes_in),
+            if not_fresh.is_empty() {
+                String::new()
+            } else {
+                format!("; still not fresh: {}", not_fresh.join(", "))
+            }
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// `status --remote`: which of the current keys the remote has.
+pub fn status(
+    spec: &Spec,
+    statuses: &[StageStatus],
+    name: Option<&str>,
+    json: bool,
+) -> Result<Exit, CliError> {
+    let remote = reach(spec, name, 32)?;
+    let keys: Vec<String> = statuses.iter().filter_map(|s| s.key.clone()).collect();
+    let has = remote.has_keys(&keys).map_err(SyncError::from)?;
+    let on = |s: &StageStatus| s.key.as_ref().map(|k| has.contains(k));
+    if json {
+        let stages: Vec<_> = statuses
+            .iter()
+            .map(|s| json!({ "stage": s.name, "status": s.state.as_str(), "key": s.key, "reasons": s.reasons, "on_remote": on(s) }))
+            .collect();
+        print_json(&json!({ "remote": remote.name(), "stages": stages }));
+        return Ok(Exit::Ok);
+    }
+    super::output::status(statuses, false);
+    let listed = |want: bool| -> Vec<&str> {
+        statuses
+            .iter()
+            .filter(|s| on(s) == Some(want))
+            .map(|s| s.name.as_str())
+            .collect()
+    };
+    let (there, absent) = (listed(true), listed(false));
+    outln!(
+        "remote {} ({}): has {}{}",
+        remote.name(),
+        remote.at(),
+        if there.is_empty() {
+            "none of the current keys".to_string()
+        } else {
+            there.join(", ")
+        },
+        if absent.is_empty() {
+            String::new()
+        } else {
+            format!("; lacks {}", absent.join(", "))
+        }
+    );
+    Ok(Exit::Ok)
+}
