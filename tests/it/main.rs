@@ -11,6 +11,7 @@ mod inspect;
 mod model;
 mod parse_props;
 mod quickstart;
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -8,6 +8,7 @@
 
 pub mod mock_hub;
 pub mod png;
+pub mod seaweedfs;
 
 use std::path::{Path, PathBuf};
 
