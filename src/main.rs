@@ -23,9 +23,10 @@ static REGISTRY: Registry = Registry {
     backend,
 };
 
-/// The Burn backend accelerator stages will run on, as recorded in their keys.
+/// The Burn backend accelerator stages will run on, as recorded in their keys (no device
+/// ordinal: keys travel between machines).
 fn backend(choice: BackendChoice) -> Result<String, StageError> {
-    Ok(pipe_backend::resolve(choice)?.describe())
+    Ok(pipe_backend::resolve(choice)?.key())
 }
 
 fn main() -> std::process::ExitCode {

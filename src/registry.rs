@@ -8,7 +8,7 @@ pub struct Registry {
     /// Every kind, in the order `pipe kinds` lists them.
     pub kinds: &'static [&'static dyn StageKind],
     /// The backend accelerator stages will run on, as recorded in their keys (`"cpu (flex)"`,
-    /// `"cuda:0"`), or why the pipeline's choice cannot be honoured by this build.
+    /// `"cuda"`: what changes results, never a device ordinal), or why the pipeline's choice cannot be honoured by this build.
     pub backend: fn(BackendChoice) -> Result<String, StageError>,
 }
 

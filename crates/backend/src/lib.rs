@@ -143,6 +143,21 @@ impl ResolvedBackend {
         }
     }
 
+    /// What a cache key records of the backend: what changes results (the kind of backend,
+    /// the adapter's model), not which of a machine's devices ran it, so a key computed on
+    /// `cuda:1` or on another machine is the key computed on `cuda:0`.
+    pub fn key(&self) -> String {
+        match self {
+            ResolvedBackend::Cpu => "cpu (flex)".to_string(),
+            #[cfg(feature = "cuda")]
+            ResolvedBackend::Cuda { .. } => "cuda".to_string(),
+            #[cfg(feature = "wgpu")]
+            ResolvedBackend::Wgpu(adapter) => {
+                format!("wgpu:{} ({})", adapter.kind.name(), adapter.name)
+            }
+        }
+    }
+
     /// Whether this is an accelerator (GPU) backend.
     pub fn is_accelerator(&self) -> bool {
         !matches!(self, ResolvedBackend::Cpu)
@@ -187,6 +202,11 @@ mod tests {
         let r = resolve(BackendChoice::Cpu).expect("cpu always resolves");
         assert_eq!(r, ResolvedBackend::Cpu);
         assert_eq!(r.describe(), "cpu (flex)");
+        assert_eq!(
+            r.key(),
+            "cpu (flex)",
+            "CPU keys are those of earlier versions"
+        );
         assert!(!r.is_accelerator());
     }
 
@@ -222,6 +242,13 @@ mod tests {
         assert_eq!(r.describe(), "cuda:0");
     }
 
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn a_cuda_key_names_no_device_ordinal() {
+        assert_eq!(ResolvedBackend::Cuda { index: 0 }.key(), "cuda");
+        assert_eq!(ResolvedBackend::Cuda { index: 3 }.key(), "cuda");
+    }
+
     /// On a machine with a Vulkan (or Metal) adapter, lavapipe included: CI installs
     /// `mesa-vulkan-drivers`, so this fails there rather than skip when none is found.
     #[cfg(feature = "wgpu")]
@@ -229,6 +256,14 @@ mod tests {
     fn wgpu_resolves_to_an_adapter_and_runs_generic_work() {
         let r = resolve(BackendChoice::Wgpu).expect("a wgpu adapter (mesa-vulkan-drivers?)");
         assert!(r.describe().starts_with("wgpu:"), "{r}");
+        let ResolvedBackend::Wgpu(adapter) = &r else {
+            panic!("{r}")
+        };
+        assert!(
+            !r.key().contains(&format!(":{}", adapter.index)),
+            "{}",
+            r.key()
+        );
         assert!(r.is_accelerator());
         assert_eq!(r.run(Sum), 6.0);
         // Running pinned CubeCL's configuration: its autotune cache is ours, not a `target/`
