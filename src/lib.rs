@@ -5,12 +5,13 @@
 //! checked against the registry); [`dag`]; [`cache`]; [`plan`] (keys, status); [`schedule`]
 //! (which stage to start or skip, using none of the others); [`run`]; [`results`]; [`tries`]
 //! (recorded runs with overrides, compared and diffed); [`remote`] (artifacts to and from a
-//! shared remote cache). The binary
+//! shared remote cache); [`lockfile`] (`pipe.lock`). The binary
 //! (`main.rs`, `cli/`) ties them to the command line.
 
 pub mod cache;
 pub mod dag;
 pub mod hash;
+pub mod lockfile;
 pub mod plan;
 pub mod registry;
 pub mod remote;

@@ -353,7 +353,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
                     remote::status(&spec, &statuses, name, json)
                 }
                 None => {
-                    output::status(&statuses, json);
+                    output::status(&statuses, read_lock(&spec).as_ref(), json);
                     Ok(Exit::Ok)
                 }
             }
@@ -384,6 +384,10 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             let planner = Planner::new(&spec, &cache);
             let mut roots = cache.rooted_keys();
             roots.extend(planner.status().into_iter().filter_map(|s| s.key));
+            // The committed config's artifacts, even where this machine cannot key them.
+            if let Some(lock) = read_lock(&spec) {
+                roots.extend(lock.stages.into_values().map(|s| s.key));
+            }
             planner.finish();
             let report = cache.gc(&roots, dry_run)?;
             output::gc(&report, dry_run, json);
@@ -489,6 +493,7 @@ fn run_and_record(
         // results/ shows the file's config: a run with overrides leaves it as it was.
         if try_of.is_none_or(|t| t.overrides.is_empty()) {
             results::update(spec, &fresh)?;
+            write_lock(spec, &fresh);
         }
         match try_of {
             Some(t) => {
@@ -504,6 +509,24 @@ fn run_and_record(
         recorded,
         failed,
     })
+}
+
+/// pipe.lock, if the pipeline has a readable one (a damaged one: a warning, and no lock).
+pub(crate) fn read_lock(spec: &Spec) -> Option<pipe::lockfile::LockFile> {
+    pipe::lockfile::read(spec).unwrap_or_else(|e| {
+        tracing::warn!("{}", pipe::error_chain(&e));
+        None
+    })
+}
+
+/// Rewrite pipe.lock for the file's config when it changed. A lock that cannot be written is
+/// a warning: the run's artifacts and results stand.
+pub(crate) fn write_lock(spec: &Spec, fresh: &[(&str, &pipe::cache::Artifact)]) {
+    match pipe::lockfile::write(spec, &pipe::lockfile::of(spec, fresh)) {
+        Ok(true) => tracing::info!("wrote {}", pipe::lockfile::FILE),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("{}", pipe::error_chain(&e)),
+    }
 }
 
 /// Record the run as a try and show its results in `results/tries/NAME/`; its name and

@@ -151,8 +151,27 @@ fn resolve(
     let Some(status) = status else {
         return Err(CliError::Model(format!("no stage `{stage}`")));
     };
+    // A key this machine cannot compute (an input it lacks): the artifact pipe.lock names
+    // for the committed config, once `pipe pull` fetched it.
+    let locked = || {
+        let lock = super::read_lock(&spec)?;
+        let key = &lock.stages.get(stage)?.key;
+        cache.artifact(key)
+    };
     let artifact = match (status.state, status.artifact) {
         (State::Fresh, Some(a)) => a,
+        (_, None)
+            if status.key.is_none()
+                && let Some(a) = locked() =>
+        {
+            tracing::info!(
+                "stage `{stage}`: using {} from {} (its key cannot be computed here: {})",
+                pipe::cache::short(&a.manifest.key),
+                pipe::lockfile::FILE,
+                status.reasons.join("; ")
+            );
+            a
+        }
         (state, _) => {
             return Err(CliError::Model(format!(
                 "stage `{stage}` is {}: run `pipe run {stage}` first",

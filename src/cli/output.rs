@@ -1,6 +1,7 @@
 //! Printing: one function per command, human text or JSON.
 
 use pipe::cache::{GcReport, VerifyReport, flatten, short};
+use pipe::lockfile::LockFile;
 use pipe::plan::{Planner, StageStatus, State};
 use pipe::run::{Action, StageReport};
 use pipe::spec::StageSpec;
@@ -10,11 +11,12 @@ pub fn print_json(v: &serde_json::Value) {
     outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-pub fn status(statuses: &[StageStatus], as_json: bool) {
+pub fn status(statuses: &[StageStatus], lock: Option<&LockFile>, as_json: bool) {
+    let locked = |s: &StageStatus| lock.and_then(|l| l.stages.get(&s.name)).map(|l| &l.key);
     if as_json {
         let stages: Vec<_> = statuses
             .iter()
-            .map(|s| json!({ "stage": s.name, "status": s.state.as_str(), "key": s.key, "reasons": s.reasons }))
+            .map(|s| json!({ "stage": s.name, "status": s.state.as_str(), "key": s.key, "reasons": s.reasons, "locked": locked(s) }))
             .collect();
         print_json(&json!({ "stages": stages }));
         return;
@@ -32,6 +34,44 @@ pub fn status(statuses: &[StageStatus], as_json: bool) {
         for r in &s.reasons {
             outln!("{:width$}    {r}", "");
         }
+    }
+    lock_lines(statuses, lock);
+}
+
+/// Where pipe.lock (the committed config's keys) and this workspace part: each stage whose
+/// key differs; else, the locked stages this machine cannot key (an input it lacks), which
+/// `pipe pull` fetches all the same.
+fn lock_lines(statuses: &[StageStatus], lock: Option<&LockFile>) {
+    let Some(lock) = lock else { return };
+    let locked = |s: &StageStatus| lock.stages.get(&s.name).map(|l| l.key.as_str());
+    let differ: Vec<(&StageStatus, &str)> = statuses
+        .iter()
+        .filter_map(|s| locked(s).map(|l| (s, l)))
+        .filter(|(s, l)| s.key.as_deref().is_some_and(|k| k != *l))
+        .collect();
+    for (s, l) in &differ {
+        outln!(
+            "{}: `{}` is locked at {}, the workspace is at {} (`pipe run` rewrites the lock)",
+            pipe::lockfile::FILE,
+            s.name,
+            short(l),
+            short(s.key.as_deref().unwrap_or_default())
+        );
+    }
+    if !differ.is_empty() {
+        return;
+    }
+    let unkeyed: Vec<&str> = statuses
+        .iter()
+        .filter(|s| s.key.is_none() && s.state != State::Fresh && locked(s).is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    if !unkeyed.is_empty() {
+        outln!(
+            "{}: locks {} at keys not computed here; `pipe pull` fetches them",
+            pipe::lockfile::FILE,
+            unkeyed.join(", ")
+        );
     }
 }
 

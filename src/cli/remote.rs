@@ -209,12 +209,67 @@ pub fn pull(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
             }
         }
     }
+    // What this machine cannot key (an input it lacks, or upstream of such a stage): the
+    // artifacts pipe.lock names for the committed config.
+    let lock = super::read_lock(spec);
     let statuses = selected_statuses(&planner, &args.stages)?;
-    let fresh: Vec<(&str, &pipe::cache::Artifact)> = statuses
+    let mut from_lock = Vec::new();
+    for s in statuses.iter().filter(|s| s.key.is_none()) {
+        let Some(locked) = lock.as_ref().and_then(|l| l.stages.get(&s.name)) else {
+            continue;
+        };
+        let key = &locked.key;
+        let artifact = match cache.artifact(key) {
+            Some(a) => a,
+            None => {
+                let total = remote::remote_bytes(&remote, key)?.unwrap_or(0);
+                let bar = byte_bar(&bars, &s.name, total);
+                bar.set_message(format!(
+                    "pulling the locked artifact from {}",
+                    remote.name()
+                ));
+                let pulled = remote::pull(&cache, &remote, key, &|n| bar.inc(n));
+                bar.finish_and_clear();
+                let Some((artifact, report)) = pulled? else {
+                    if !args.json {
+                        outln!(
+                            "- {} ({}, from {}): not on {}",
+                            s.name,
+                            short(key),
+                            pipe::lockfile::FILE,
+                            remote.name()
+                        );
+                    }
+                    stages.push(json!({"stage": s.name, "key": key, "action": "missing"}));
+                    continue;
+                };
+                artifacts += 1;
+                files += report.files;
+                bytes_in += report.bytes;
+                if !args.json {
+                    outln!(
+                        "↓ {} ({}, from {}): {} files, {}",
+                        s.name,
+                        short(key),
+                        pipe::lockfile::FILE,
+                        artifact.manifest.files,
+                        bytes(report.bytes)
+                    );
+                }
+                stages
+                    .push(json!({"stage": s.name, "key": key, "action": "pulled", "from": "lock"}));
+                artifact
+            }
+        };
+        cache.write_ref(&planner.pipeline_id, &s.name, key)?;
+        from_lock.push((s.name.clone(), artifact));
+    }
+    let mut fresh: Vec<(&str, &pipe::cache::Artifact)> = statuses
         .iter()
         .filter(|s| s.state == State::Fresh)
         .filter_map(|s| s.artifact.as_ref().map(|a| (s.name.as_str(), a)))
         .collect();
+    fresh.extend(from_lock.iter().map(|(n, a)| (n.as_str(), a)));
     {
         let _lock = cache.meta_lock()?;
         pipe::results::update(spec, &fresh)?;
@@ -223,6 +278,7 @@ pub fn pull(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
     let not_fresh: Vec<&str> = statuses
         .iter()
         .filter(|s| s.state != State::Fresh)
+        .filter(|s| !from_lock.iter().any(|(n, _)| *n == s.name))
         .map(|s| s.name.as_str())
         .collect();
     if args.json {
@@ -270,7 +326,7 @@ pub fn status(
         print_json(&json!({ "remote": remote.name(), "stages": stages }));
         return Ok(Exit::Ok);
     }
-    super::output::status(statuses, false);
+    super::output::status(statuses, super::read_lock(spec).as_ref(), false);
     let listed = |want: bool| -> Vec<&str> {
         statuses
             .iter()

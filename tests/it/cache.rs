@@ -283,13 +283,14 @@ fn verify_and_gc_leave_an_artifact_being_produced_alone() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["problems"][0]["stage"], "train", "{report}");
 
-    // No longer a root (another config, no run record or ref names it) but in use: gc keeps
-    // it; free, gc removes it.
+    // No longer a root (another config, no run record, ref or pipe.lock names it) but in use:
+    // gc keeps it; free, gc removes it.
     lock.try_lock().expect("lock again");
     p.write("pipeline.toml", &CHAIN.replace("lr = 0.001", "lr = 0.002"));
     for dir in ["cache/v1/runs", "cache/v1/refs"] {
         std::fs::remove_dir_all(p.path(dir)).expect("forget the roots");
     }
+    std::fs::remove_file(p.path("pipe.lock")).expect("forget the lock");
     p.ok(&["gc"]);
     assert!(file.exists(), "gc removed an artifact whose lock was held");
     lock.unlock().expect("unlock");

@@ -401,3 +401,111 @@ fn remotes_are_checked_like_the_rest_of_the_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("`ftp://` is not a remote"));
 }
+
+#[test]
+fn pipe_lock_lets_a_machine_without_the_inputs_pull_the_committed_artifacts() {
+    let Some(server) = seaweedfs::server() else {
+        return;
+    };
+    let a = remote_chain(server, "lock");
+    a.ok(&["run"]);
+    let lock = a.read("pipe.lock");
+    for stage in ["prep", "train", "evaluate"] {
+        assert!(lock.contains(&format!("[stages.{stage}]")), "{lock}");
+    }
+    ok_env(&a, server, &["push"]);
+
+    // Tries and unchanged reruns leave the lock alone; a change to the file's config does not.
+    let written = std::fs::metadata(a.path("pipe.lock")).and_then(|m| m.modified());
+    a.ok(&["run"]);
+    a.ok(&["run", "--set", "train.params.lr=0.5"]);
+    assert_eq!(a.read("pipe.lock"), lock);
+    assert_eq!(
+        std::fs::metadata(a.path("pipe.lock"))
+            .and_then(|m| m.modified())
+            .ok(),
+        written.ok()
+    );
+    let toml = a.read("pipeline.toml").replace("lr = 0.001", "lr = 0.002");
+    a.write("pipeline.toml", &toml);
+    let status = a.ok(&["status"]);
+    assert!(
+        status.contains("pipe.lock: `train` is locked at")
+            && status.contains("the workspace is at"),
+        "{status}"
+    );
+    a.write("pipeline.toml", &toml.replace("lr = 0.002", "lr = 0.001"));
+
+    // A teammate with the pipeline and its lock, but not the data.
+    let b = Project::new(&a.read("pipeline.toml"));
+    b.write("pipe.lock", &lock);
+    let status = b.ok(&["status"]);
+    assert!(
+        status.contains("pipe.lock: locks prep, train, evaluate at keys not computed here"),
+        "{status}"
+    );
+    let pulled = json_env(&b, server, &["pull"]);
+    assert_eq!(pulled["artifacts"], 3, "{pulled}");
+    assert_eq!(pulled["not_fresh"], serde_json::json!([]), "{pulled}");
+    assert!(b.executions().is_empty());
+    assert_eq!(
+        b.read("results/train/model.txt"),
+        a.read("results/train/model.txt")
+    );
+    // The locked artifacts, byte for byte (a also holds its try's).
+    let (ours, theirs) = (outputs(&a), outputs(&b));
+    assert_eq!(theirs.len(), 3);
+    assert!(theirs.iter().all(|o| ours.contains(o)), "{theirs:?}");
+    assert_eq!(b.read("pipe.lock"), lock, "pull never rewrites the lock");
+
+    // A lock that is not one is a warning naming it, never a crash.
+    b.write("pipe.lock", "[pipeline]\nscheme = 1\n");
+    let out = b.pipe(&["status"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains("pipe.lock is not a pipe.lock"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn gc_keeps_what_pipe_lock_names() {
+    let p = chain();
+    p.ok(&["run"]);
+    let lock = p.read("pipe.lock");
+    let locked_train = artifact_dirs(&p).len();
+    assert_eq!(locked_train, 3);
+    let text_of = p.read("pipeline.toml");
+    // Enough other configs that the first run is no longer among the last five runs.
+    for lr in ["0.01", "0.02", "0.03", "0.04", "0.05", "0.06"] {
+        p.write(
+            "pipeline.toml",
+            &text_of.replace("lr = 0.001", &format!("lr = {lr}")),
+        );
+        p.ok(&["run"]);
+    }
+    let key_of = |lock: &str| {
+        let at = lock.find("[stages.train]").expect("train table");
+        lock[at..].split('"').nth(1).unwrap_or_default().to_string()
+    };
+    let first = key_of(&lock);
+    assert_ne!(
+        first,
+        key_of(&p.read("pipe.lock")),
+        "the lock follows the file"
+    );
+    p.write("pipe.lock", &lock);
+    p.ok(&["gc"]);
+    assert!(
+        p.path(&format!("cache/v1/artifacts/{first}")).exists(),
+        "locked key collected"
+    );
+    p.write("pipe.lock", "");
+    std::fs::remove_file(p.path("pipe.lock")).expect("rm lock");
+    p.ok(&["gc"]);
+    assert!(
+        !p.path(&format!("cache/v1/artifacts/{first}")).exists(),
+        "unrooted key kept"
+    );
+}
