@@ -22,7 +22,7 @@ impl WgpuKind {
         !matches!(self, WgpuKind::Cpu)
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             WgpuKind::Discrete => "discrete",
             WgpuKind::Integrated => "integrated",
