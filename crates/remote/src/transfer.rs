@@ -1,7 +1,7 @@
 //! Push and pull: bounded parallel transfers of blobs, then the record (push) or after it
 //! (pull), every pulled byte checked against its blake3 hash.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use crate::store::Remote;
 
 /// Files up to this size go up in one request; bigger ones in parts of this size.
 const PART: usize = 16 << 20;
+/// Above this many distinct blobs, a push lists `cas/` once rather than asking for each.
+const LIST_ABOVE: usize = 1000;
 /// Parts of one file in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
 /// The longest a metadata request (a record, a listing of keys) may take, retries included.
@@ -152,15 +154,36 @@ impl Remote {
         for f in &record.files {
             blobs.entry(f.blake3.as_str()).or_insert(f);
         }
+        // Many blobs: one listing of cas/ (a request per 1,000 names) instead of a HEAD each.
+        let known: Option<HashMap<String, u64>> = if blobs.len() > LIST_ABOVE {
+            let cas = self.prefix.clone().join("cas");
+            Some(self.wait("listing its blobs", TRANSFER_TIMEOUT, async {
+                self.store
+                    .list(Some(&cas))
+                    .map_ok(|m| {
+                        let name = m.location.filename().unwrap_or_default().to_string();
+                        (name, m.size)
+                    })
+                    .try_collect()
+                    .await
+            })?)
+        } else {
+            None
+        };
+        let known = known.as_ref();
         let jobs = self.jobs;
         let uploaded: Vec<Option<u64>> = self.wait("uploading", TRANSFER_TIMEOUT, async {
             futures::stream::iter(blobs.values())
                 .map(|f| async move {
                     let path = self.blob_path(&f.blake3);
-                    match self.store.head(&path).await {
-                        Ok(meta) if meta.size == f.size => return Ok(None),
-                        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(e),
+                    match known {
+                        Some(known) if known.get(&f.blake3) == Some(&f.size) => return Ok(None),
+                        Some(_) => {}
+                        None => match self.store.head(&path).await {
+                            Ok(meta) if meta.size == f.size => return Ok(None),
+                            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                            Err(e) => return Err(e),
+                        },
                     }
                     upload(&self.store, path, &root.join(&f.path), f.size as usize).await?;
                     progress(f.size);
@@ -420,6 +443,37 @@ mod tests {
             BTreeSet::from(["k1".to_string()])
         );
         assert_eq!(remote.record("k3").expect("get"), None);
+    }
+
+    #[test]
+    fn a_push_of_many_files_lists_the_blobs_once_and_skips_those_there() {
+        let src = tempfile::tempdir().expect("tmp");
+        let n = LIST_ABOVE + 10;
+        let files: Vec<FileEntry> = (0..n)
+            .map(|i| {
+                entry(
+                    src.path(),
+                    &format!("out/f{i}"),
+                    format!("file {i}").as_bytes(),
+                )
+            })
+            .collect();
+        let remote = memory();
+        // Half of them are there already, under another key.
+        let half = record("k0", files[..n / 2].to_vec());
+        remote.push(&half, src.path(), &|_| {}).expect("push half");
+        let all = record("k1", files);
+        let report = remote.push(&all, src.path(), &|_| {}).expect("push all");
+        assert_eq!(
+            (report.files_uploaded, report.files_skipped),
+            ((n - n / 2) as u64, (n / 2) as u64)
+        );
+        let dst = tempfile::tempdir().expect("tmp");
+        remote.pull(&all, dst.path(), &|_| {}).expect("pull");
+        assert_eq!(
+            std::fs::read(dst.path().join("out/f7")).expect("f7"),
+            b"file 7"
+        );
     }
 
     #[test]
