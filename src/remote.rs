@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use indicatif::ProgressBar;
 use pipe_remote::{FileEntry, PullReport, PushReport, Record, Remote, RemoteError};
 
 use crate::cache::{Artifact, Cache, CacheError, Manifest, PreImage, read_json, short};
@@ -119,19 +120,24 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
-/// Send `artifact` to `remote` unless it is there already.
+/// Send `artifact` to `remote` unless it is there already (then nothing is re-hashed);
+/// `bar` counts the bytes uploaded.
 pub fn push(
     remote: &Remote,
     artifact: &Artifact,
-    progress: &(dyn Fn(u64) + Sync),
+    bar: &ProgressBar,
 ) -> Result<PushReport, SyncError> {
+    let key = &artifact.manifest.key;
+    if remote.has_keys(std::slice::from_ref(key))?.contains(key) {
+        return Ok(PushReport {
+            already: true,
+            files_skipped: artifact.manifest.files,
+            ..PushReport::default()
+        });
+    }
     let record = record_of(artifact)?;
-    Ok(remote.push(&record, &artifact.dir, progress)?)
-}
-
-/// The bytes `key`'s record says it holds, before downloading them.
-pub fn remote_bytes(remote: &Remote, key: &str) -> Result<Option<u64>, SyncError> {
-    Ok(remote.record(key)?.map(|r| r.bytes()))
+    bar.set_length(record.bytes());
+    Ok(remote.push(&record, &artifact.dir, &|n| bar.inc(n))?)
 }
 
 /// Fetch `key` from `remote` into the local cache: `None` when the remote lacks it. What
@@ -141,7 +147,7 @@ pub fn pull(
     cache: &Cache,
     remote: &Remote,
     key: &str,
-    progress: &(dyn Fn(u64) + Sync),
+    bar: &ProgressBar,
 ) -> Result<Option<(Artifact, PullReport)>, SyncError> {
     let Some(checked) = checked_record(remote, key)? else {
         return Ok(None);
@@ -151,7 +157,7 @@ pub fn pull(
         // Produced here while we waited for the lock.
         return Ok(Some((a, PullReport::default())));
     }
-    land(cache, remote, checked, progress).map(Some)
+    land(cache, remote, checked, bar).map(Some)
 }
 
 /// [`pull`] for a caller that holds `key`'s execution lock already (`run --pull`).
@@ -159,12 +165,12 @@ pub fn pull_locked(
     cache: &Cache,
     remote: &Remote,
     key: &str,
-    progress: &(dyn Fn(u64) + Sync),
+    bar: &ProgressBar,
 ) -> Result<Option<(Artifact, PullReport)>, SyncError> {
     let Some(checked) = checked_record(remote, key)? else {
         return Ok(None);
     };
-    land(cache, remote, checked, progress).map(Some)
+    land(cache, remote, checked, bar).map(Some)
 }
 
 /// Download a checked record into a scratch directory, check the whole `out/` against the
@@ -173,7 +179,7 @@ fn land(
     cache: &Cache,
     remote: &Remote,
     checked: Checked,
-    progress: &(dyn Fn(u64) + Sync),
+    bar: &ProgressBar,
 ) -> Result<(Artifact, PullReport), SyncError> {
     let Checked {
         record,
@@ -183,7 +189,8 @@ fn land(
     } = checked;
     let key = record.key.as_str();
     let scratch = cache.new_scratch(key)?;
-    let report = remote.pull(&record, &scratch.dir, progress)?;
+    bar.set_length(record.bytes());
+    let report = remote.pull(&record, &scratch.dir, &|n| bar.inc(n))?;
     let tree = hash_tree_uncached(&scratch.out)?;
     if tree.digest != manifest.content {
         return Err(refused(

@@ -240,7 +240,7 @@ fn push_finished(planner: &Planner, remote: &Remote, report: &StageReport, bar: 
         return;
     };
     bar.set_message(format!("pushing to {}", remote.name()));
-    if let Err(e) = crate::remote::push(remote, &artifact, &bytes_progress(bar)) {
+    if let Err(e) = crate::remote::push(remote, &artifact, bar) {
         tracing::warn!(
             "stage `{}`: not pushed to remote `{}`: {}",
             report.stage,
@@ -248,11 +248,6 @@ fn push_finished(planner: &Planner, remote: &Remote, report: &StageReport, bar: 
             error_chain(&e)
         );
     }
-}
-
-/// Transferred bytes counted on a stage's bar.
-fn bytes_progress(bar: &ProgressBar) -> impl Fn(u64) + Sync + '_ {
-    move |n| bar.inc(n)
 }
 
 /// A stage's progress shown on its bar: a spinner until a phase with a known length begins.
@@ -354,7 +349,7 @@ fn run_stage(
             short(&keyed.key),
             remote.name()
         ));
-        match crate::remote::pull_locked(cache, remote, &keyed.key, &bytes_progress(bar)) {
+        match crate::remote::pull_locked(cache, remote, &keyed.key, bar) {
             Ok(Some(_)) => {
                 report.action = Action::Pulled;
                 report

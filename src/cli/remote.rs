@@ -22,7 +22,7 @@ pub struct TransferArgs {
     #[arg(long, value_name = "NAME")]
     pub remote: Option<String>,
     /// How many files move at once.
-    #[arg(short, long, default_value_t = 32)]
+    #[arg(short, long, default_value_t = pipe_remote::DEFAULT_JOBS)]
     pub jobs: usize,
     #[arg(long)]
     pub json: bool,
@@ -48,8 +48,9 @@ pub fn for_run(spec: &Spec, name: Option<&str>) -> Result<Option<Arc<Remote>>, C
     }
 }
 
-fn byte_bar(bars: &MultiProgress, stage: &str, total: u64) -> ProgressBar {
-    let bar = bars.add(ProgressBar::new(total));
+/// A bar in bytes; the transfer sets its length once it knows the artifact's size.
+fn byte_bar(bars: &MultiProgress, stage: &str) -> ProgressBar {
+    let bar = bars.add(ProgressBar::new(0));
     if let Ok(style) = ProgressStyle::with_template(
         "{prefix} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
     ) {
@@ -90,9 +91,9 @@ pub fn push(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
             stages.push(json!({"stage": s.name, "key": s.key, "action": "not-fresh"}));
             continue;
         };
-        let bar = byte_bar(&bars, &s.name, artifact.manifest.bytes);
+        let bar = byte_bar(&bars, &s.name);
         bar.set_message(format!("pushing to {}", remote.name()));
-        let report = remote::push(&remote, artifact, &|n| bar.inc(n));
+        let report = remote::push(&remote, artifact, &bar);
         bar.finish_and_clear();
         let report = report?;
         let key = &artifact.manifest.key;
@@ -173,10 +174,9 @@ pub fn pull(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
         }
         for (stage, key) in wanted {
             tried.insert(key.clone());
-            let total = remote::remote_bytes(&remote, &key)?.unwrap_or(0);
-            let bar = byte_bar(&bars, &stage, total);
+            let bar = byte_bar(&bars, &stage);
             bar.set_message(format!("pulling from {}", remote.name()));
-            let pulled = remote::pull(&cache, &remote, &key, &|n| bar.inc(n));
+            let pulled = remote::pull(&cache, &remote, &key, &bar);
             bar.finish_and_clear();
             match pulled? {
                 Some((artifact, report)) => {
@@ -222,13 +222,12 @@ pub fn pull(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
         let artifact = match cache.artifact(key) {
             Some(a) => a,
             None => {
-                let total = remote::remote_bytes(&remote, key)?.unwrap_or(0);
-                let bar = byte_bar(&bars, &s.name, total);
+                let bar = byte_bar(&bars, &s.name);
                 bar.set_message(format!(
                     "pulling the locked artifact from {}",
                     remote.name()
                 ));
-                let pulled = remote::pull(&cache, &remote, key, &|n| bar.inc(n));
+                let pulled = remote::pull(&cache, &remote, key, &bar);
                 bar.finish_and_clear();
                 let Some((artifact, report)) = pulled? else {
                     if !args.json {
@@ -314,7 +313,7 @@ pub fn status(
     name: Option<&str>,
     json: bool,
 ) -> Result<Exit, CliError> {
-    let remote = reach(spec, name, 32)?;
+    let remote = reach(spec, name, pipe_remote::DEFAULT_JOBS)?;
     let keys: Vec<String> = statuses.iter().filter_map(|s| s.key.clone()).collect();
     let has = remote.has_keys(&keys).map_err(SyncError::from)?;
     let on = |s: &StageStatus| s.key.as_ref().map(|k| has.contains(k));

@@ -67,14 +67,7 @@ impl Project {
 
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.pipe(args);
-        assert!(
-            out.status.success(),
-            "pipe {args:?} failed: {}\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        succeeded(args, self.pipe(args))
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -109,6 +102,17 @@ fn stage_column(v: &serde_json::Value, field: &str) -> Vec<(String, String)> {
         .iter()
         .map(|s| (get(s, "stage"), get(s, field)))
         .collect()
+}
+
+/// The stdout of `pipe ARGS`, which must have succeeded.
+pub fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "pipe {args:?} failed: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
 }
 
 pub fn text(bytes: &[u8]) -> String {

@@ -45,14 +45,7 @@ fn with_env(p: &Project, server: &Seaweed, args: &[&str]) -> Output {
 }
 
 fn ok_env(p: &Project, server: &Seaweed, args: &[&str]) -> String {
-    let out = with_env(p, server, args);
-    assert!(
-        out.status.success(),
-        "pipe {args:?} failed: {}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    succeeded(args, with_env(p, server, args))
 }
 
 fn json_env(p: &Project, server: &Seaweed, args: &[&str]) -> serde_json::Value {

@@ -21,5 +21,5 @@ mod transfer;
 
 pub use error::RemoteError;
 pub use record::{FileEntry, Record, SCHEME};
-pub use store::{Remote, RemoteConfig};
+pub use store::{DEFAULT_JOBS, Remote, RemoteConfig};
 pub use transfer::{PullReport, PushReport};

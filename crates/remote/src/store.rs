@@ -33,8 +33,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// Retries of a failed request (server errors, dropped connections), with backoff, within this.
 const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_RETRIES: usize = 4;
-/// The most transfers in flight at once.
-pub(crate) const DEFAULT_JOBS: usize = 32;
+/// The most transfers in flight at once, unless [`Remote::with_jobs`] says otherwise.
+pub const DEFAULT_JOBS: usize = 32;
 
 pub struct Remote {
     pub(crate) name: String,
