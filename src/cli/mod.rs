@@ -173,6 +173,14 @@ pub enum Command {
         /// Report only; evict nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Collect the remote cache (NAME, or `[pipeline] remote`), not the local one.
+        #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+        remote: Option<String>,
+        /// With --remote: spare objects written less than this long ago (a push in flight, a
+        /// teammate's new try), e.g. `30m`, `2h`, `7days`, `0s`.
+        #[arg(long, value_name = "AGE", requires = "remote", default_value = "1h",
+              value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
         #[arg(long)]
         json: bool,
     },
@@ -378,17 +386,27 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             out!("{}", dag::render(&spec, format));
             Ok(Exit::Ok)
         }
-        Command::Gc { dry_run, json } => {
+        Command::Gc {
+            dry_run,
+            remote: Some(name),
+            older_than,
+            json,
+        } => {
+            let spec = load(&[])?;
+            let cache = Cache::for_reading(&spec.cache_dir);
+            let roots = gc_roots(&spec, &cache);
+            let name = Some(name.as_str()).filter(|n| !n.is_empty());
+            remote::gc(&spec, &roots, name, older_than, dry_run, json)
+        }
+        Command::Gc {
+            dry_run,
+            remote: None,
+            json,
+            ..
+        } => {
             let spec = load(&[])?;
             let cache = Cache::open(&spec.cache_dir)?;
-            let planner = Planner::new(&spec, &cache);
-            let mut roots = cache.rooted_keys();
-            roots.extend(planner.status().into_iter().filter_map(|s| s.key));
-            // The committed config's artifacts, even where this machine cannot key them.
-            if let Some(lock) = read_lock(&spec) {
-                roots.extend(lock.stages.into_values().map(|s| s.key));
-            }
-            planner.finish();
+            let roots = gc_roots(&spec, &cache);
             let report = cache.gc(&roots, dry_run)?;
             output::gc(&report, dry_run, json);
             Ok(Exit::Ok)
@@ -509,6 +527,20 @@ fn run_and_record(
         recorded,
         failed,
     })
+}
+
+/// What `gc` keeps, locally and on a remote: the current pipeline's keys, the keys pipe.lock
+/// names (the committed config, even where this machine cannot key it), and those of tries,
+/// recent runs and every pipeline's last artifacts (refs).
+fn gc_roots(spec: &Spec, cache: &Cache) -> std::collections::BTreeSet<String> {
+    let planner = Planner::new(spec, cache);
+    let mut roots = cache.rooted_keys();
+    roots.extend(planner.status().into_iter().filter_map(|s| s.key));
+    if let Some(lock) = read_lock(spec) {
+        roots.extend(lock.stages.into_values().map(|s| s.key));
+    }
+    planner.finish();
+    roots
 }
 
 /// pipe.lock, if the pipeline has a readable one (a damaged one: a warning, and no lock).

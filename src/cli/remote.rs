@@ -351,3 +351,67 @@ pub fn status(
     );
     Ok(Exit::Ok)
 }
+
+/// `gc --remote`: remove what no root names from the remote (see [`Remote::gc`]).
+pub fn gc(
+    spec: &Spec,
+    roots: &std::collections::BTreeSet<String>,
+    name: Option<&str>,
+    grace: std::time::Duration,
+    dry_run: bool,
+    json: bool,
+) -> Result<Exit, CliError> {
+    let remote = reach(spec, name, pipe_remote::DEFAULT_JOBS)?;
+    let spinner = ProgressBar::new_spinner();
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    spinner.set_message(format!("collecting {} ({})", remote.name(), remote.at()));
+    let report = remote.gc(roots, grace, dry_run);
+    spinner.finish_and_clear();
+    let report = report.map_err(SyncError::from)?;
+    if json {
+        print_json(&json!({
+            "remote": remote.name(),
+            "dry_run": dry_run,
+            "records_removed": report.records_removed,
+            "records_kept": report.records_kept,
+            "blobs_removed": report.blobs_removed,
+            "bytes_removed": report.bytes_removed,
+            "blobs_kept": report.blobs_kept,
+            "spared_young": report.spared_young,
+        }));
+        return Ok(Exit::Ok);
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for key in &report.records_removed {
+        outln!("{verb} {}", short(key));
+    }
+    let n = report.records_removed.len();
+    outln!(
+        "remote {} ({}): {verb} {n} record{} and {} blob{} ({}); kept {} record{}, {} blob{}{}",
+        remote.name(),
+        remote.at(),
+        plural(n as u64),
+        report.blobs_removed,
+        plural(report.blobs_removed),
+        bytes(report.bytes_removed),
+        report.records_kept,
+        plural(report.records_kept),
+        report.blobs_kept,
+        plural(report.blobs_kept),
+        if report.spared_young == 0 {
+            String::new()
+        } else {
+            format!(
+                "; spared {} unused object{} younger than {} (--older-than)",
+                report.spared_young,
+                plural(report.spared_young),
+                humantime::format_duration(grace)
+            )
+        }
+    );
+    Ok(Exit::Ok)
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -502,3 +502,78 @@ fn gc_keeps_what_pipe_lock_names() {
         "unrooted key kept"
     );
 }
+
+#[test]
+fn gc_remote_keeps_what_the_lock_and_runs_name_and_removes_the_rest() {
+    let Some(server) = seaweedfs::server() else {
+        return;
+    };
+    let a = remote_chain(server, "gc");
+    a.ok(&["run"]);
+    ok_env(&a, server, &["push"]);
+    let old_config = a.read("pipeline.toml");
+    let new_config = old_config.replace("lr = 0.001", "lr = 0.002");
+    a.write("pipeline.toml", &new_config);
+    a.ok(&["run"]);
+    ok_env(&a, server, &["push"]);
+
+    // Everything on the remote is seconds old: the default grace period spares it all.
+    let spared = json_env(&a, server, &["gc", "--remote"]);
+    assert_eq!(spared["records_removed"], serde_json::json!([]), "{spared}");
+    // This machine's recent runs name both configs' keys: nothing is unused.
+    let here = json_env(&a, server, &["gc", "--remote", "--older-than", "0s"]);
+    assert_eq!(here["records_removed"], serde_json::json!([]), "{here}");
+    assert_eq!(
+        here["records_kept"], 5,
+        "prep once, train and evaluate twice"
+    );
+
+    // A teammate with the committed config and its lock, no cache, no data.
+    let b = Project::new(&new_config);
+    b.write("pipe.lock", &a.read("pipe.lock"));
+    let dry = json_env(
+        &b,
+        server,
+        &["gc", "--remote", "--older-than", "0s", "--dry-run"],
+    );
+    let removed = dry["records_removed"].as_array().map_or(0, Vec::len);
+    assert_eq!(removed, 2, "the old train and evaluate: {dry}");
+    assert!(dry["bytes_removed"].as_u64() > Some(0), "{dry}");
+    assert_eq!(
+        json_env(&b, server, &["gc", "--remote", "--older-than", "0s"]),
+        {
+            let mut done = dry.clone();
+            done["dry_run"] = false.into();
+            done
+        }
+    );
+    let again = json_env(&b, server, &["gc", "--remote", "--older-than", "0s"]);
+    assert_eq!(
+        (&again["records_removed"], &again["blobs_removed"]),
+        (&serde_json::json!([]), &0.into()),
+        "{again}"
+    );
+
+    // The locked artifacts still pull whole; the old config's train is gone.
+    let pulled = json_env(&b, server, &["pull"]);
+    assert_eq!(pulled["artifacts"], 3, "{pulled}");
+    assert_eq!(pulled["not_fresh"], serde_json::json!([]), "{pulled}");
+    assert_eq!(
+        b.read("results/train/model.txt"),
+        a.read("results/train/model.txt")
+    );
+    let c = clone_of(&a);
+    c.write("pipeline.toml", &old_config);
+    let pulled = json_env(&c, server, &["pull"]);
+    assert_eq!(
+        pulled["not_fresh"],
+        serde_json::json!(["train", "evaluate"])
+    );
+
+    // --older-than says how old, and only with --remote.
+    let out = a.pipe(&["gc", "--older-than", "1h"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = with_env(&a, server, &["gc", "--remote", "--older-than", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("soon"), "{}", text(&out.stderr));
+}

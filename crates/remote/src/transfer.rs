@@ -22,7 +22,7 @@ const LIST_ABOVE: usize = 1000;
 /// Parts of one file in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
 /// The longest a metadata request (a record, a listing of keys) may take, retries included.
-const META_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const META_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest a whole push or pull may take: generous, but every wait has an end.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
@@ -43,11 +43,11 @@ pub struct PullReport {
 }
 
 impl Remote {
-    fn record_path(&self, key: &str) -> object_store::path::Path {
+    pub(crate) fn record_path(&self, key: &str) -> object_store::path::Path {
         self.path("ac", &format!("{key}.json"))
     }
 
-    fn blob_path(&self, hash: &str) -> object_store::path::Path {
+    pub(crate) fn blob_path(&self, hash: &str) -> object_store::path::Path {
         self.path("cas", hash)
     }
 
@@ -73,34 +73,46 @@ impl Remote {
 
     /// The record of `key`, checked (see [`Record::problem`]); `None` when the remote has none.
     pub fn record(&self, key: &str) -> Result<Option<Record>, RemoteError> {
+        let read = self
+            .runtime
+            .block_on(async { tokio::time::timeout(META_TIMEOUT, self.read_record(key)).await });
+        read.unwrap_or_else(|_| {
+            Err(RemoteError::Timeout {
+                remote: self.name.clone(),
+                at: self.at.clone(),
+                what: format!("reading {}", self.record_path(key)),
+                secs: META_TIMEOUT.as_secs(),
+            })
+        })
+    }
+
+    /// [`Remote::record`] on the runtime: many can be read at once.
+    pub(crate) async fn read_record(&self, key: &str) -> Result<Option<Record>, RemoteError> {
         if !is_key(key) {
             return Ok(None);
         }
         let path = self.record_path(key);
         let object = path.to_string();
-        let bytes = self.wait(&format!("reading {object}"), META_TIMEOUT, async {
-            let got = match self.store.get(&path).await {
-                Ok(g) => g,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if got.meta.size > MAX_RECORD_BYTES {
-                return Ok(Some(Err(got.meta.size)));
-            }
-            got.bytes().await.map(|b| Some(Ok(b)))
-        })?;
         let bad = |why: String| RemoteError::BadRecord {
             remote: self.name.clone(),
             object: object.clone(),
             why,
         };
-        let bytes = match bytes {
-            None => return Ok(None),
-            Some(Err(size)) => {
-                return Err(bad(format!("{size} bytes (at most {MAX_RECORD_BYTES})")));
-            }
-            Some(Ok(b)) => b,
+        let got = match self.store.get(&path).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.store_err(format!("reading {object}"))(e)),
         };
+        if got.meta.size > MAX_RECORD_BYTES {
+            return Err(bad(format!(
+                "{} bytes (at most {MAX_RECORD_BYTES})",
+                got.meta.size
+            )));
+        }
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(self.store_err(format!("reading {object}")))?;
         let record: Record = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if let Some(why) = record.problem(key) {
             return Err(bad(why));
@@ -365,40 +377,8 @@ async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{FileEntry, RemoteConfig, SCHEME};
-
-    fn memory() -> Remote {
-        Remote::open(&RemoteConfig {
-            name: "mem".into(),
-            url: "memory:///".into(),
-            endpoint: None,
-        })
-        .expect("in-memory store")
-    }
-
-    fn entry(root: &Path, path: &str, bytes: &[u8]) -> FileEntry {
-        let file = root.join(path);
-        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&file, bytes).expect("write");
-        FileEntry {
-            path: path.into(),
-            blake3: blake3::hash(bytes).to_hex().to_string(),
-            size: bytes.len() as u64,
-            executable: false,
-        }
-    }
-
-    fn record(key: &str, files: Vec<FileEntry>) -> Record {
-        Record {
-            scheme: SCHEME,
-            key: key.into(),
-            meta: serde_json::json!({"manifest": {"key": key}})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-            files,
-        }
-    }
+    use crate::FileEntry;
+    use crate::testing::{entry, memory, record};
 
     #[test]
     fn push_then_pull_gives_the_same_bytes_and_a_second_push_uploads_nothing() {
