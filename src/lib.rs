@@ -3,7 +3,8 @@
 //!
 //! Each module uses only those before it: [`registry`] and [`hash`]; [`spec`] (pipeline.toml,
 //! checked against the registry); [`dag`]; [`cache`]; [`plan`] (keys, status); [`schedule`]
-//! (which stage to start or skip, using none of the others); [`run`]; [`results`]; [`tries`]
+//! (which stage to start or skip, using none of the others); [`slurm`] (stages as Slurm jobs);
+//! [`run`]; [`results`]; [`tries`]
 //! (recorded runs with overrides, compared and diffed); [`remote`] (artifacts to and from a
 //! shared remote cache); [`lockfile`] (`pipe.lock`). The binary
 //! (`main.rs`, `cli/`) ties them to the command line.
@@ -18,6 +19,7 @@ pub mod remote;
 pub mod results;
 pub mod run;
 pub mod schedule;
+pub mod slurm;
 pub mod spec;
 pub mod tries;
 

@@ -21,6 +21,7 @@ static KINDS: &[&dyn StageKind] = &[
 static REGISTRY: Registry = Registry {
     kinds: KINDS,
     backend,
+    devices: pipe_backend::device_count,
 };
 
 /// The Burn backend accelerator stages will run on, as recorded in their keys (no device

@@ -10,6 +10,9 @@ pub struct Registry {
     /// The backend accelerator stages will run on, as recorded in their keys (`"cpu (flex)"`,
     /// `"cuda"`: what changes results, never a device ordinal), or why the pipeline's choice cannot be honoured by this build.
     pub backend: fn(BackendChoice) -> Result<String, StageError>,
+    /// How many devices accelerator stages may be spread over for a backend choice (0 when it
+    /// resolves to the CPU): the device pool of `[pipeline] devices = "auto"`.
+    pub devices: fn(BackendChoice) -> usize,
 }
 
 impl Registry {

@@ -7,7 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -21,7 +22,7 @@ use crate::error_chain;
 use crate::hash::hash_tree_uncached;
 use crate::plan::{Planner, StageKey, State};
 use crate::schedule::{self, Event, Scheduler};
-use crate::spec::StageSpec;
+use crate::spec::{Devices, Executor, ExecutorKind, StageSpec};
 
 pub struct RunOptions {
     pub targets: Vec<String>,
@@ -34,6 +35,15 @@ pub struct RunOptions {
     pub remote: Option<Arc<Remote>>,
     pub pull: bool,
     pub push: bool,
+    /// Where stages run: `[executor]`, or `--executor` for this run.
+    pub executor: Executor,
+}
+
+impl RunOptions {
+    /// Whether `stage` runs as a Slurm job (its own `executor` first, then the run's).
+    pub fn on_slurm(&self, stage: &StageSpec) -> bool {
+        stage.executor.unwrap_or(self.executor.kind) == ExecutorKind::Slurm
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,13 +135,89 @@ fn forced(planner: &Planner, opts: &RunOptions) -> BTreeSet<String> {
     }
 }
 
-/// Stages that use the accelerator run one at a time: there is one device to run them on.
-const ACCELERATOR_SLOTS: usize = 1;
+/// The accelerator devices stages run on, one stage per device at a time, shared by every run
+/// of this process (a sweep runs several points at once; each point's scheduler sees only its
+/// own). A device is taken after the key's execution lock, never before, so no two runs wait on
+/// each other.
+pub struct DevicePool {
+    free: Mutex<Vec<Option<usize>>>,
+    returned: Condvar,
+    size: usize,
+}
 
-/// Stages that use the accelerator produce one at a time in this process, whichever run they
-/// belong to (a sweep runs several points at once; each point's scheduler sees only its own).
-/// Taken after the key's execution lock, never before, so no two runs wait on each other.
-static ACCELERATOR: Mutex<()> = Mutex::new(());
+/// A device taken from a [`DevicePool`], given back when dropped.
+pub struct DeviceLease<'a> {
+    pool: &'a DevicePool,
+    /// The ordinal the stage runs on; `None`: the backend's only (or first) device.
+    pub device: Option<usize>,
+}
+
+impl DevicePool {
+    /// A pool of `devices` (at least one slot).
+    pub fn new(mut devices: Vec<Option<usize>>) -> Self {
+        if devices.is_empty() {
+            devices.push(None);
+        }
+        devices.reverse(); // taken from the end: the first listed goes first
+        Self {
+            size: devices.len(),
+            free: Mutex::new(devices),
+            returned: Condvar::new(),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// A free device, waiting for one to be given back if none is.
+    pub fn take(&self) -> DeviceLease<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(device) = free.pop() {
+                return DeviceLease { pool: self, device };
+            }
+            free = self
+                .returned
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for DeviceLease<'_> {
+    fn drop(&mut self) {
+        let mut free = self
+            .pool
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        free.push(self.device);
+        self.pool.returned.notify_one();
+    }
+}
+
+/// The devices `[pipeline] devices` names: a list as written, or with `auto` every device of
+/// the resolved backend (one slot, `None`, on the CPU).
+pub fn devices_of(spec: &crate::spec::Spec) -> Vec<Option<usize>> {
+    match &spec.devices {
+        Devices::List(list) => list.iter().copied().map(Some).collect(),
+        Devices::Auto => match (spec.registry.devices)(spec.backend) {
+            0 => vec![None],
+            n => (0..n).map(Some).collect(),
+        },
+    }
+}
+
+/// This process's device pool, made from the first spec that needs one.
+fn device_pool(spec: &crate::spec::Spec) -> &'static DevicePool {
+    static POOL: OnceLock<DevicePool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let devices = devices_of(spec);
+        tracing::debug!(?devices, "device pool");
+        DevicePool::new(devices)
+    })
+}
 
 /// Run the selected stages. `on_done` is called as each stage finishes (for live output);
 /// each stage's progress bar is drawn in `bars`.
@@ -147,6 +233,16 @@ pub fn execute(
     let spec = planner.spec;
     let selected = select(spec, &opts.targets)?;
     let forced = forced(planner, opts);
+    // Probe for devices only when a selected stage will want one here.
+    let local_accelerator = spec
+        .stages
+        .iter()
+        .any(|s| selected.contains(&s.name) && s.kind.uses_accelerator() && !opts.on_slurm(s));
+    let device_slots = if local_accelerator {
+        device_pool(spec).size()
+    } else {
+        1
+    };
     let mut scheduler = Scheduler::new(
         spec.stages
             .iter()
@@ -154,10 +250,11 @@ pub fn execute(
             .map(|s| schedule::Stage {
                 name: s.name.clone(),
                 deps: s.deps.clone(),
-                uses_accelerator: s.kind.uses_accelerator(),
+                // A Slurm job takes the cluster's devices, not this machine's.
+                uses_accelerator: s.kind.uses_accelerator() && !opts.on_slurm(s),
             }),
         opts.jobs,
-        ACCELERATOR_SLOTS,
+        device_slots,
         opts.keep_going,
     );
     // The artifacts of the stages that completed: what their dependents read.
@@ -195,8 +292,10 @@ pub fn execute(
                         let bar = bars.add(spinner(&stage.name));
                         let remote = opts.remote.as_deref();
                         let (pull, push) = (remote.filter(|_| opts.pull), opts.push);
+                        let slurm = opts.on_slurm(stage).then_some(&opts.executor);
                         scope.spawn(move || {
-                            let report = run_stage(planner, stage, &deps, force, pull, &bar);
+                            let how = How { force, pull, slurm };
+                            let report = run_stage(planner, stage, &deps, how, &bar);
                             if push && let Some(remote) = remote {
                                 push_finished(planner, remote, &report, &bar);
                             }
@@ -286,14 +385,23 @@ fn spinner(stage: &str) -> ProgressBar {
     bar
 }
 
+/// How one stage is brought up to date.
+struct How<'a> {
+    force: bool,
+    /// Look a missing key up on this remote before executing.
+    pull: Option<&'a Remote>,
+    /// Execute as a Slurm job with these options, not in this process.
+    slurm: Option<&'a Executor>,
+}
+
 fn run_stage(
     planner: &Planner,
     stage: &StageSpec,
     deps: &BTreeMap<String, Artifact>,
-    force: bool,
-    pull: Option<&Remote>,
+    how: How,
     bar: &ProgressBar,
 ) -> StageReport {
+    let How { force, pull, slurm } = how;
     let cache = planner.cache;
     let mut report = StageReport::new(&stage.name, Action::Failed);
     // Remote inputs (Hub models) before the key, so it covers them from the first run on. A
@@ -366,14 +474,18 @@ fn run_stage(
             ),
         }
     }
-    let _device = stage.kind.uses_accelerator().then(|| {
-        bar.set_message("waiting for the accelerator");
-        ACCELERATOR.lock().unwrap_or_else(PoisonError::into_inner)
+    let lease = (stage.kind.uses_accelerator() && slurm.is_none()).then(|| {
+        bar.set_message("waiting for a device");
+        device_pool(planner.spec).take()
     });
+    let device = lease.as_ref().and_then(|l| l.device);
     bar.set_message(format!("running ({})", stage.kind.name()));
     tracing::info!("running stage `{}` ({})", stage.name, short(&keyed.key));
     let started = Instant::now();
-    let result = produce(planner, stage, deps, &keyed, bar);
+    let result = match slurm {
+        Some(executor) => produce_on_slurm(planner, stage, deps, &keyed, executor, bar),
+        None => produce(planner, stage, deps, &keyed, device, bar),
+    };
     match result {
         Ok(_) => {
             report.action = Action::Ran;
@@ -395,71 +507,267 @@ fn produce(
     stage: &StageSpec,
     deps: &BTreeMap<String, Artifact>,
     keyed: &StageKey,
+    device: Option<usize>,
     bar: &ProgressBar,
 ) -> Result<Artifact, Box<dyn std::error::Error + Send + Sync>> {
+    let scratch = planner.cache.new_scratch(&keyed.key)?;
+    let mut job = Job::new(planner, stage, deps, keyed, &scratch)?;
+    job.device = device;
+    Ok(job.produce(planner.cache, stage.kind, scratch, &BarProgress(bar))?)
+}
+
+/// [`produce`] as a Slurm job: the job description and script beside the scratch directory,
+/// `sbatch`, then watch the job until it ends. The job publishes the artifact itself; a job that
+/// ended without one fails the stage, naming how it ended, with the end of its stderr (the
+/// whole logs are kept in the key's work directory). Preempted jobs and lost nodes are
+/// submitted again up to `resubmit` times.
+fn produce_on_slurm(
+    planner: &Planner,
+    stage: &StageSpec,
+    deps: &BTreeMap<String, Artifact>,
+    keyed: &StageKey,
+    executor: &Executor,
+    bar: &ProgressBar,
+) -> Result<Artifact, Box<dyn std::error::Error + Send + Sync>> {
+    use crate::slurm::{self, SlurmError};
     let cache = planner.cache;
-    let started = Instant::now();
-    let started_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
     let scratch = cache.new_scratch(&keyed.key)?;
-    let work = cache.work_dir(&keyed.key)?;
-    let dep_dirs: Deps = deps
-        .iter()
-        .map(|(n, a)| {
-            let kind = planner.spec.stage(n).map_or("", |s| s.kind.name());
-            (n.clone(), Dep::new(kind, a.out()))
-        })
-        .collect();
-    let ctx = StageContext {
-        stage: &stage.name,
-        pipeline_dir: &planner.spec.dir,
-        out_dir: &scratch.out,
-        work_dir: &work,
-        deps: &dep_dirs,
-        params: &stage.params,
-        seed: planner.spec.seed,
-        backend: planner.spec.backend,
-        progress: &BarProgress(bar),
+    let job = Job::new(planner, stage, deps, keyed, &scratch)?;
+    let dir = JobDir(PathBuf::from(format!("{}.job", scratch.dir.display())));
+    let job_file = dir.0.join("job.json");
+    std::fs::create_dir_all(&dir.0)
+        .and_then(|()| crate::cache::write_json_atomic(&job_file, &job))
+        .map_err(|source| SlurmError::Write {
+            path: job_file.clone(),
+            source,
+        })?;
+    slurm::write_script(&dir.0, &job_file)?;
+    let accelerator = matches!(
+        planner.spec.backend,
+        pipe_stage_api::BackendChoice::Cuda | pipe_stage_api::BackendChoice::Wgpu
+    );
+    let job_name = format!("pipe-{}-{}", planner.spec.name, stage.name);
+    let submission = slurm::Submission {
+        executor,
+        resources: &stage.resources,
+        default_gpus: u32::from(accelerator && stage.kind.uses_accelerator()),
+        job_name: &job_name,
+        chdir: &planner.spec.dir,
+        dir: &dir.0,
     };
-    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| stage.kind.run(&ctx))) {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => {
-            let _ = crate::cache::remove_tree(&scratch.dir);
-            return Err(e);
+    let mut resubmitted = 0;
+    loop {
+        bar.set_message("submitting to Slurm");
+        let id = slurm::submit(&submission)?;
+        tracing::info!("stage `{}`: Slurm job {id}", stage.name);
+        bar.set_message(format!("slurm job {id}: submitted"));
+        let end = slurm::wait(id, &|shown| bar.set_message(shown.to_string()))?;
+        if let Some(artifact) = cache.artifact(&keyed.key) {
+            return Ok(artifact);
         }
-        Err(_) => {
-            let _ = crate::cache::remove_tree(&scratch.dir);
-            return Err(format!(
-                "stage `{}` panicked (a bug in the `{}` kind)",
+        if let Some(info) = &end
+            && info.retryable()
+            && resubmitted < executor.resubmit
+        {
+            resubmitted += 1;
+            tracing::warn!(
+                "stage `{}`: Slurm job {id} {}; submitting it again ({resubmitted} of {})",
                 stage.name,
-                stage.kind.name()
-            )
-            .into());
+                info.why(&stage.resources),
+                executor.resubmit
+            );
+            continue;
         }
-    };
-    bar.set_message("publishing");
-    let tree = hash_tree_uncached(&scratch.out)?;
-    let manifest = Manifest {
-        scheme: SCHEME,
-        key: keyed.key.clone(),
-        stage: stage.name.clone(),
-        kind: stage.kind.name().to_string(),
-        content: tree.digest.clone(),
-        files: tree.entries.len() as u64,
-        bytes: tree.bytes(),
-        started: started_unix,
-        duration_s: started.elapsed().as_secs_f64(),
-        metrics: outcome.metrics,
-        results: outcome
-            .results
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect(),
-        pipe_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    Ok(cache.publish(scratch, &keyed.preimage, &keyed.inputs, &manifest)?)
+        let what = end.map_or_else(
+            || "left the queue without publishing an artifact".to_string(),
+            |info| info.why(&stage.resources),
+        );
+        let kept = keep_job_logs(cache, &keyed.key, id, &dir.0);
+        let tail = slurm::stderr_tail(kept.as_deref().unwrap_or(&dir.0));
+        return Err(SlurmError::Ended { id, what, tail }.into());
+    }
+}
+
+/// A job's directory beside its scratch directory, removed when the stage is done with it.
+struct JobDir(PathBuf);
+
+impl Drop for JobDir {
+    fn drop(&mut self) {
+        let _ = crate::cache::remove_tree(&self.0);
+    }
+}
+
+/// Move a failed job's logs into the key's work directory (which failed runs keep), under
+/// `slurm/<id>/`; that directory.
+fn keep_job_logs(
+    cache: &crate::cache::Cache,
+    key: &str,
+    id: u64,
+    dir: &std::path::Path,
+) -> Option<PathBuf> {
+    let to = cache.work_dir(key).ok()?.join("slurm").join(id.to_string());
+    std::fs::create_dir_all(&to).ok()?;
+    for log in ["slurm.out", "slurm.err"] {
+        let _ = std::fs::rename(dir.join(log), to.join(log));
+    }
+    Some(to)
+}
+
+/// Everything producing one stage key takes, apart from the kind's code: what a Slurm job reads
+/// (`pipe exec-stage JOB`) to produce the key exactly as a local run would.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Job {
+    pub stage: String,
+    pub kind: String,
+    /// The stage's parameters as TOML (dates and all, as the file wrote them).
+    pub params: String,
+    pub pipeline_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub seed: u64,
+    pub backend: pipe_stage_api::BackendChoice,
+    /// The device of the pool it runs on (`None` in a Slurm job: the job's own GPU).
+    #[serde(default)]
+    pub device: Option<usize>,
+    /// Each dependency: its name, kind and key (its artifact is in the cache).
+    pub deps: Vec<(String, String, String)>,
+    pub key: String,
+    pub preimage: crate::cache::PreImage,
+    pub inputs: BTreeMap<String, crate::hash::Tree>,
+    /// The scratch directory the artifact is assembled in.
+    pub scratch: PathBuf,
+}
+
+/// Why a job could not produce its key.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    #[error(transparent)]
+    Hash(#[from] crate::hash::HashError),
+    #[error("stage `{stage}` panicked (a bug in the `{kind}` kind)")]
+    Panicked { stage: String, kind: String },
+    /// The kind's own error, as it said it.
+    #[error(transparent)]
+    Stage(Box<dyn std::error::Error + Send + Sync>),
+    #[error("job {file}: {why}")]
+    Description { file: PathBuf, why: String },
+}
+
+impl Job {
+    pub fn new(
+        planner: &Planner,
+        stage: &StageSpec,
+        deps: &BTreeMap<String, Artifact>,
+        keyed: &StageKey,
+        scratch: &crate::cache::Scratch,
+    ) -> Result<Self, JobError> {
+        let spec = planner.spec;
+        let params = toml::to_string(&stage.params).map_err(|e| JobError::Description {
+            file: scratch.dir.clone(),
+            why: format!("parameters: {e}"),
+        })?;
+        Ok(Self {
+            stage: stage.name.clone(),
+            kind: stage.kind.name().to_string(),
+            params,
+            pipeline_dir: spec.dir.clone(),
+            cache_dir: spec.cache_dir.clone(),
+            seed: spec.seed,
+            backend: spec.backend,
+            device: None,
+            deps: deps
+                .iter()
+                .map(|(n, a)| {
+                    let kind = spec.stage(n).map_or("", |s| s.kind.name());
+                    (n.clone(), kind.to_string(), a.manifest.key.clone())
+                })
+                .collect(),
+            key: keyed.key.clone(),
+            preimage: keyed.preimage.clone(),
+            inputs: keyed.inputs.clone(),
+            scratch: scratch.dir.clone(),
+        })
+    }
+
+    /// Run the stage into `scratch` and publish the artifact (seal, atomic rename).
+    pub fn produce(
+        &self,
+        cache: &crate::cache::Cache,
+        kind: &dyn pipe_stage_api::StageKind,
+        scratch: crate::cache::Scratch,
+        progress: &dyn pipe_stage_api::Progress,
+    ) -> Result<Artifact, JobError> {
+        let started = Instant::now();
+        let started_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let params: toml::Table =
+            toml::from_str(&self.params).map_err(|e| JobError::Description {
+                file: self.scratch.clone(),
+                why: format!("parameters: {e}"),
+            })?;
+        let work = cache.work_dir(&self.key)?;
+        let dep_dirs: Deps =
+            self.deps
+                .iter()
+                .map(|(name, kind, key)| {
+                    let dir = cache.artifact(key).map(|a| a.out()).ok_or_else(|| {
+                        JobError::Description {
+                            file: self.scratch.clone(),
+                            why: format!(
+                                "dependency `{name}` ({}) is not in the cache",
+                                short(key)
+                            ),
+                        }
+                    })?;
+                    Ok((name.clone(), Dep::new(kind.as_str(), dir)))
+                })
+                .collect::<Result<_, JobError>>()?;
+        let ctx = StageContext {
+            stage: &self.stage,
+            pipeline_dir: &self.pipeline_dir,
+            out_dir: &scratch.out,
+            work_dir: &work,
+            deps: &dep_dirs,
+            params: &params,
+            seed: self.seed,
+            backend: self.backend,
+            device: self.device,
+            progress,
+        };
+        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| kind.run(&ctx))) {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => return Err(JobError::Stage(e)),
+            Err(_) => {
+                return Err(JobError::Panicked {
+                    stage: self.stage.clone(),
+                    kind: self.kind.clone(),
+                });
+            }
+        };
+        progress.begin("publishing", None);
+        let tree = hash_tree_uncached(&scratch.out)?;
+        let manifest = Manifest {
+            scheme: SCHEME,
+            key: self.key.clone(),
+            stage: self.stage.clone(),
+            kind: self.kind.clone(),
+            content: tree.digest.clone(),
+            files: tree.entries.len() as u64,
+            bytes: tree.bytes(),
+            started: started_unix,
+            duration_s: started.elapsed().as_secs_f64(),
+            metrics: outcome.metrics,
+            results: outcome
+                .results
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            pipe_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        Ok(cache.publish(scratch, &self.preimage, &self.inputs, &manifest)?)
+    }
 }
 
 fn finish(planner: &Planner, mut report: StageReport) -> StageReport {
@@ -472,4 +780,33 @@ fn finish(planner: &Planner, mut report: StageReport) -> StageReport {
         report.error = Some(error_chain(&e));
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_device_pool_gives_each_stage_its_own_device_and_waits_when_all_are_taken() {
+        let pool = DevicePool::new(vec![Some(0), Some(1), Some(2)]);
+        assert_eq!(pool.size(), 3);
+        let (a, b, c) = (pool.take(), pool.take(), pool.take());
+        assert_eq!([a.device, b.device, c.device], [Some(0), Some(1), Some(2)]);
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let d = pool.take();
+                let _ = tx.send(d.device);
+            });
+            assert!(
+                rx.recv_timeout(Duration::from_millis(200)).is_err(),
+                "a fourth stage waits while three devices are taken"
+            );
+            drop(b);
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Some(1)));
+        });
+        // No device listed (the CPU): one slot.
+        let cpu = DevicePool::new(Vec::new());
+        assert_eq!((cpu.size(), cpu.take().device), (1, None));
+    }
 }

@@ -67,12 +67,3 @@ pub fn remove_tree(dir: &Path) -> io::Result<()> {
         other => other,
     }
 }
-
-pub fn is_process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 only checks for existence and permission; it sends nothing.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}

@@ -229,7 +229,11 @@ impl Cache {
         Ok(keys)
     }
 
-    /// Remove scratch dirs left by processes that are gone (killed runs).
+    /// Remove scratch dirs (and Slurm job dirs, eviction leftovers) that no run is using:
+    /// those whose key's execution lock is free. Whoever assembles a key holds that lock (a
+    /// run, a pull, or for a Slurm job the `pipe run` that submitted it), and the kernel drops
+    /// it with its holder, so this is right across hosts sharing the cache, where a pid says
+    /// nothing.
     pub fn clean_dead_scratch(&self) {
         let dir = self.root.join("tmp");
         let Ok(items) = std::fs::read_dir(&dir) else {
@@ -237,11 +241,13 @@ impl Cache {
         };
         for item in items.flatten() {
             let name = item.file_name().to_string_lossy().into_owned();
-            let pid = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok());
-            if let Some(pid) = pid
-                && !fsutil::is_process_alive(pid)
-            {
-                tracing::debug!("removing scratch {name} of dead pid {pid}");
+            let key = name.strip_prefix("evict-").unwrap_or(&name);
+            let key = key.split('.').next().unwrap_or_default();
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            if let Ok(Taken::Mine(_lock)) = self.try_exec_lock(key, "cleaning scratch") {
+                tracing::debug!("removing scratch {name}: no run holds its key");
                 let _ = remove_tree(&item.path());
             }
         }
@@ -367,4 +373,36 @@ impl Cache {
 /// The first 12 hex digits of a key, as shown to people.
 pub fn short(key: &str) -> &str {
     &key[..key.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scratch_dir_is_alive_while_its_key_is_locked_whatever_its_pid() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = Cache::open(dir.path()).expect("cache");
+        let key = "ab".repeat(32);
+        // A pid that is no process's here: a run on another host sharing the cache.
+        let tmp = cache.root().join("tmp");
+        let elsewhere = tmp.join(format!("{key}.999999999.0"));
+        let job = tmp.join(format!("{key}.999999999.0.job"));
+        for d in [&elsewhere, &job] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        let held = cache
+            .exec_lock(&key, "a run on another host")
+            .expect("lock");
+        cache.clean_dead_scratch();
+        assert!(elsewhere.exists() && job.exists(), "in use: kept");
+        drop(held);
+        cache.clean_dead_scratch();
+        assert!(!elsewhere.exists() && !job.exists(), "no holder: removed");
+        // Not a key: not pipe's, left alone.
+        let stray = tmp.join("notes.txt");
+        std::fs::write(&stray, "x").expect("write");
+        cache.clean_dead_scratch();
+        assert!(stray.exists());
+    }
 }

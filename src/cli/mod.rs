@@ -18,6 +18,7 @@ macro_rules! out {
     };
 }
 
+mod exec;
 mod exp;
 mod exp_page;
 mod model;
@@ -38,7 +39,7 @@ use pipe::plan::{Planner, State};
 use pipe::remote::SyncError;
 use pipe::results::{self, ResultsError};
 use pipe::run::{self, RunOptions};
-use pipe::spec::{self, Override, Spec, SpecError};
+use pipe::spec::{self, ExecutorKind, Override, Spec, SpecError};
 use pipe::tries::{self, Tries, Try, TryError, TryStatus};
 
 /// Set once stdout is gone: nothing more is written to it.
@@ -125,8 +126,18 @@ pub enum Command {
         /// The remote for --pull/--push (`[remotes.NAME]`); default: `[pipeline] remote`.
         #[arg(long, value_name = "NAME")]
         remote: Option<String>,
+        /// Where stages execute for this run: `local`, or `slurm` (each stage a Slurm job);
+        /// default: `[executor] kind`. Keys and bytes are the same either way.
+        #[arg(long, value_name = "KIND", value_parser = ["local", "slurm"])]
+        executor: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Produce one stage key from the job description `pipe run` wrote (what a Slurm job runs).
+    #[command(hide = true)]
+    ExecStage {
+        /// The job description (`job.json` in the job's directory).
+        job: PathBuf,
     },
     /// Say for every stage whether it is fresh, stale (and why), missing or blocked.
     Status {
@@ -160,17 +171,10 @@ pub enum Command {
         #[command(subcommand)]
         command: exp::ExpCommand,
     },
-    /// Delete cached artifacts that neither this pipeline, nor its tries, nor recent runs use.
+    /// Delete cached artifacts that neither this pipeline, nor pipe.lock, nor its tries, nor
+    /// recent runs use; with --remote, the same on the remote cache instead of the local one.
     Gc {
         /// List what would be deleted.
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Re-hash every cached artifact; evict those whose bytes changed.
-    Verify {
-        /// Report only; evict nothing.
         #[arg(long)]
         dry_run: bool,
         /// Collect the remote cache (NAME, or `[pipeline] remote`), not the local one.
@@ -181,6 +185,14 @@ pub enum Command {
         #[arg(long, value_name = "AGE", requires = "remote", default_value = "1h",
               value_parser = humantime::parse_duration)]
         older_than: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every cached artifact; evict those whose bytes changed.
+    Verify {
+        /// Report only; evict nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -220,6 +232,9 @@ pub enum CliError {
     Tries(#[from] TryError),
     #[error(transparent)]
     Sync(#[from] pipe::remote::SyncError),
+    /// `exec-stage`: the stage failed, or its job description is not one.
+    #[error(transparent)]
+    Job(#[from] pipe::run::JobError),
     #[error("{0}")]
     Usage(String),
     /// `pipe exp apply` would not give the file the try's parameters; nothing was written.
@@ -261,6 +276,7 @@ impl CliError {
                 | SyncError::Remote(pipe_remote::RemoteError::Config { .. }),
             ) => 2,
             CliError::Sync(_) => 3,
+            CliError::Job(_) => 1,
         }
     }
 }
@@ -294,6 +310,8 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a Slurm job's log or a CI log gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
         .try_init();
@@ -314,12 +332,17 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             pull,
             push,
             remote,
+            executor,
             json,
         } => {
             if let Some(name) = &name {
                 tries::validate_name(name)?;
             }
             let spec = load(&set)?;
+            let mut executor_options = spec.executor.clone();
+            if let Some(kind) = executor.as_deref().and_then(ExecutorKind::parse) {
+                executor_options.kind = kind;
+            }
             let remote = if (pull || push) && !dry_run {
                 remote::for_run(&spec, remote.as_deref())?
             } else {
@@ -334,6 +357,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
                 remote,
                 pull,
                 push,
+                executor: executor_options,
             };
             if let Some(sweep) = sweep {
                 let out = sweep::Output {
@@ -366,6 +390,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
                 }
             }
         }
+        Command::ExecStage { job } => exec::exec_stage(&job),
         Command::Push(transfer) => remote::push(&load(&[])?, &transfer),
         Command::Pull(transfer) => remote::pull(&load(&[])?, &transfer),
         Command::Show { stage, set, json } => {

@@ -66,6 +66,7 @@ pub fn run(
         remote: opts.remote.clone(),
         pull: opts.pull,
         push: opts.push,
+        executor: opts.executor.clone(),
     };
     let workers = opts.jobs.clamp(1, points.len().max(1));
     std::thread::scope(|scope| {

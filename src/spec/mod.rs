@@ -3,6 +3,7 @@
 
 pub mod edit;
 mod error;
+mod executor;
 mod locate;
 mod overrides;
 mod remotes;
@@ -15,6 +16,7 @@ use pipe_remote::RemoteConfig;
 use pipe_stage_api::{BackendChoice, StageKind};
 
 pub use error::{Diagnostic, SpecError, did_you_mean};
+pub use executor::{Devices, Executor, ExecutorKind, Resources};
 pub use locate::{Location, Source};
 pub use overrides::Override;
 pub use pipe_stage_api::env_name;
@@ -43,6 +45,10 @@ pub struct Spec {
     pub remotes: Vec<RemoteConfig>,
     /// `[pipeline] remote`: the remote push, pull and `run --pull/--push` use by default.
     pub remote: Option<String>,
+    /// `[executor]`: where stages run.
+    pub executor: Executor,
+    /// `[pipeline] devices`: the accelerator devices stages are spread over.
+    pub devices: Devices,
 }
 
 pub struct StageSpec {
@@ -53,6 +59,10 @@ pub struct StageSpec {
     pub params: toml::Table,
     /// Where `results/` shows this stage's files.
     pub results: PathBuf,
+    /// `executor`: where this stage runs, whatever `[executor]` says.
+    pub executor: Option<ExecutorKind>,
+    /// `resources`: what its Slurm job asks for.
+    pub resources: Resources,
 }
 
 impl Spec {
@@ -73,9 +83,12 @@ impl Spec {
     }
 }
 
-const TOP_KEYS: &[&str] = &["pipeline", "stages", "sweeps", "remotes"];
-const PIPELINE_KEYS: &[&str] = &["name", "backend", "seed", "cache", "results", "remote"];
-const STAGE_KEYS: &[&str] = &["kind", "deps", "results"];
+const TOP_KEYS: &[&str] = &["pipeline", "stages", "sweeps", "remotes", "executor"];
+const PIPELINE_KEYS: &[&str] = &[
+    "name", "backend", "seed", "cache", "results", "remote", "devices",
+];
+/// A stage's keys that are not its parameters (never part of its key).
+const STAGE_KEYS: &[&str] = &["kind", "deps", "results", "executor", "resources"];
 
 /// Read, override and validate a pipeline file against the kinds of `registry`.
 pub fn load(
@@ -295,6 +308,8 @@ impl Validator<'_> {
         let sweeps = self.sweeps(doc, &stage_names);
         let remotes = self.remotes(doc);
         let remote = self.default_remote(pipeline, &remotes);
+        let executor = self.executor(doc);
+        let devices = self.devices(pipeline);
         let stages = self.stages(doc, &results_dir)?;
         self.check_results(&stages, &cache_dir);
         let stages = self.order(stages)?;
@@ -311,6 +326,8 @@ impl Validator<'_> {
             sweeps,
             remotes,
             remote,
+            executor,
+            devices,
         })
     }
 
@@ -524,12 +541,16 @@ impl Validator<'_> {
             let help = unknown_key_help(&e);
             self.report(&full, e.message.clone(), help);
         }
+        let executor = self.stage_executor(name, table);
+        let resources = self.resources(name, table);
         Some(StageSpec {
             name: name.to_string(),
             kind,
             deps,
             params,
             results,
+            executor,
+            resources,
         })
     }
 

@@ -22,6 +22,8 @@ pub const MAX_NAME: usize = 24;
 
 /// Keys of a stage that say what it is, not how it runs: a sweep cannot vary them.
 const FIXED_STAGE_KEYS: &[&str] = &["kind", "deps", "results"];
+/// Keys of a stage that say where it runs, not what it computes: every point would be the same.
+const PLACEMENT_STAGE_KEYS: &[&str] = &["executor", "resources"];
 /// The `[pipeline]` keys a sweep may vary.
 const SWEEPABLE_PIPELINE_KEYS: &[&str] = &["seed", "backend"];
 
@@ -218,6 +220,17 @@ impl Validator<'_> {
             self.report(
                 at,
                 format!("`{key}` cannot be swept: it says what the stage is, not how it runs"),
+                None,
+            );
+            return None;
+        }
+        if PLACEMENT_STAGE_KEYS.contains(&parts[1].as_str()) {
+            self.report(
+                at,
+                format!(
+                    "`{key}` cannot be swept: it says where the stage runs, not what it \
+                     computes, so every point would be the same"
+                ),
                 None,
             );
             return None;

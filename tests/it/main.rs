@@ -12,6 +12,7 @@ mod model;
 mod parse_props;
 mod quickstart;
 mod remote;
+mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -7,6 +7,7 @@ use std::path::Path;
 static REGISTRY: pipe::registry::Registry = pipe::registry::Registry {
     kinds: &[&pipe_stage_command::Command],
     backend: |_| Ok("cpu".to_string()),
+    devices: |_| 0,
 };
 
 fn parse(text: &str) {

@@ -11,7 +11,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The quickstart project copied into a fresh temp dir.
-fn quickstart() -> Project {
+pub(super) fn quickstart() -> Project {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
     let p = Project::new(&std::fs::read_to_string(src.join("pipeline.toml")).expect("pipeline"));
     copy_dir(&src.join("model"), &p.path("model"));
@@ -20,7 +20,7 @@ fn quickstart() -> Project {
 }
 
 /// Overrides that shrink the quickstart to a few seconds.
-const SMALL: [&str; 10] = [
+pub(super) const SMALL: [&str; 10] = [
     "--set",
     "prep.images=60",
     "--set",

@@ -77,49 +77,133 @@ pub enum BackendError {
 /// - `Auto` → CUDA when the build has it and an NVIDIA driver is present, else a wgpu adapter
 ///   that is a real GPU (never a software one), else the CPU.
 pub fn resolve(choice: BackendChoice) -> Result<ResolvedBackend, BackendError> {
+    resolve_on(choice, None)
+}
+
+/// [`resolve`] on the backend's device `device` (a CUDA ordinal, or the position among the
+/// chosen kind of wgpu adapter); `None` is the first. The CPU has one device.
+pub fn resolve_on(
+    choice: BackendChoice,
+    device: Option<usize>,
+) -> Result<ResolvedBackend, BackendError> {
     let resolved = match choice {
         BackendChoice::Cpu => ResolvedBackend::Cpu,
-        BackendChoice::Cuda => cuda_or_error()?,
-        BackendChoice::Wgpu => wgpu_or_error()?,
-        BackendChoice::Auto => auto(),
+        BackendChoice::Cuda => cuda_or_error(device)?,
+        BackendChoice::Wgpu => wgpu_or_error(device)?,
+        BackendChoice::Auto => auto(device),
     };
     tracing::debug!(?choice, backend = %resolved, "resolved backend");
     Ok(resolved)
 }
 
+/// How many devices an accelerator stage could be given for `choice` (0 on the CPU): the
+/// default device pool. CUDA devices are counted from the driver's device files (or
+/// `CUDA_VISIBLE_DEVICES`), without loading the CUDA library.
+pub fn device_count(choice: BackendChoice) -> usize {
+    match choice {
+        BackendChoice::Cpu => 0,
+        BackendChoice::Cuda => cuda_count(),
+        BackendChoice::Wgpu => wgpu_count(false),
+        BackendChoice::Auto => match cuda_count() {
+            0 => wgpu_count(true),
+            n => n,
+        },
+    }
+}
+
 #[cfg(feature = "cuda")]
-fn cuda_or_error() -> Result<ResolvedBackend, BackendError> {
-    Ok(ResolvedBackend::Cuda { index: 0 })
+fn cuda_count() -> usize {
+    if !nvidia_driver_present() {
+        return 0;
+    }
+    if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        return visible.split(',').filter(|d| !d.trim().is_empty()).count();
+    }
+    std::fs::read_dir("/dev").map_or(0, |dir| {
+        dir.flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.strip_prefix("nvidia")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .count()
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_or_error() -> Result<ResolvedBackend, BackendError> {
+fn cuda_count() -> usize {
+    0
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_count(hardware_only: bool) -> usize {
+    let Some(best) = wgpu_probe::best_adapter() else {
+        return 0;
+    };
+    if hardware_only && !best.kind.is_hardware() {
+        return 0;
+    }
+    wgpu_probe::adapters()
+        .iter()
+        .filter(|a| a.kind == best.kind)
+        .count()
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_count(_hardware_only: bool) -> usize {
+    0
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_or_error(device: Option<usize>) -> Result<ResolvedBackend, BackendError> {
+    Ok(ResolvedBackend::Cuda {
+        index: device.unwrap_or(0),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_or_error(_device: Option<usize>) -> Result<ResolvedBackend, BackendError> {
     Err(BackendError::CudaNotBuilt)
 }
 
 #[cfg(feature = "wgpu")]
-fn wgpu_or_error() -> Result<ResolvedBackend, BackendError> {
+fn wgpu_or_error(device: Option<usize>) -> Result<ResolvedBackend, BackendError> {
     wgpu_probe::best_adapter()
+        .map(|best| wgpu_at(best, device))
         .map(ResolvedBackend::Wgpu)
         .ok_or(BackendError::NoWgpuAdapter)
 }
 
+/// The adapter of `best`'s kind at `device` (`best` itself when there is no such one).
+#[cfg(feature = "wgpu")]
+fn wgpu_at(best: WgpuAdapter, device: Option<usize>) -> WgpuAdapter {
+    let Some(index) = device else { return best };
+    wgpu_probe::adapters()
+        .into_iter()
+        .find(|a| a.kind == best.kind && a.index == index)
+        .unwrap_or(best)
+}
+
 #[cfg(not(feature = "wgpu"))]
-fn wgpu_or_error() -> Result<ResolvedBackend, BackendError> {
+fn wgpu_or_error(_device: Option<usize>) -> Result<ResolvedBackend, BackendError> {
     Err(BackendError::WgpuNotBuilt)
 }
 
-fn auto() -> ResolvedBackend {
+fn auto(device: Option<usize>) -> ResolvedBackend {
     // The CUDA driver library is loaded lazily by cudarc, which panics when it is absent; probe
     // for the kernel driver instead of touching it, so Auto never aborts on a CPU-only machine.
     #[cfg(feature = "cuda")]
     if nvidia_driver_present() {
-        return ResolvedBackend::Cuda { index: 0 };
+        return ResolvedBackend::Cuda {
+            index: device.unwrap_or(0),
+        };
     }
     #[cfg(feature = "wgpu")]
     if let Some(adapter) = wgpu_probe::best_adapter().filter(|a| a.kind.is_hardware()) {
-        return ResolvedBackend::Wgpu(adapter);
+        return ResolvedBackend::Wgpu(wgpu_at(adapter, device));
     }
+    let _ = device;
     ResolvedBackend::Cpu
 }
 

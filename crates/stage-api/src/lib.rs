@@ -48,6 +48,9 @@ pub struct StageContext<'a> {
     pub seed: u64,
     /// `[pipeline] backend`.
     pub backend: BackendChoice,
+    /// Which of the backend's devices to run on (the device pool, `[pipeline] devices`, hands
+    /// each accelerator stage a free one); `None`: the first. Never part of a key.
+    pub device: Option<usize>,
     /// Where long work reports how far it got (a progress bar in a terminal).
     pub progress: &'a dyn Progress,
 }

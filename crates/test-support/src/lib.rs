@@ -9,6 +9,7 @@
 pub mod mock_hub;
 pub mod png;
 pub mod seaweedfs;
+pub mod slurm;
 
 use std::path::{Path, PathBuf};
 

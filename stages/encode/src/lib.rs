@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use pipe_backend::{BackendError, OnBackend, resolve};
+use pipe_backend::{BackendError, OnBackend, resolve_on};
 use pipe_blip::weights::{LoadError, load_model};
 use pipe_data::collate::{CollateError, Collated};
 use pipe_features::{
@@ -142,7 +142,7 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EncodeError> {
             ),
         )
     })?;
-    let backend = resolve(ctx.backend)?;
+    let backend = resolve_on(ctx.backend, ctx.device)?;
     tracing::info!(backend = %backend, "encode");
     backend.run(EncodeRun {
         ctx,

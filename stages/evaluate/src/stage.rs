@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use pipe_backend::resolve;
+use pipe_backend::resolve_on;
 use pipe_data::collate::Collated;
 use pipe_data::prep::{PrepArtifact, Split};
 use pipe_features::Features;
@@ -235,7 +235,7 @@ impl<'a> Inputs<'a> {
 
 fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
     let inputs = Inputs::gather(ctx)?;
-    let backend = resolve(ctx.backend)?;
+    let backend = resolve_on(ctx.backend, ctx.device)?;
     tracing::info!(
         images = inputs.indices.len(),
         split = %inputs.split,

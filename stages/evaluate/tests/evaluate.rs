@@ -141,6 +141,7 @@ fn run(
         params: &params,
         seed: 0,
         backend: BackendChoice::Cpu,
+        device: None,
         progress: &Silent,
     };
     let result = Evaluate.run(&ctx);

@@ -30,7 +30,7 @@ use pipe_stage_api::{
 };
 use serde::Deserialize;
 
-use pipe_backend::{BackendError, OnBackend, ResolvedBackend, resolve};
+use pipe_backend::{BackendError, OnBackend, ResolvedBackend, resolve, resolve_on};
 use pipe_blip::LoadError;
 use pipe_blip::caption::{Caption, CaptionError, Captioner};
 use pipe_blip::decode::{DecodeParams, GenerationConfig};
@@ -255,7 +255,7 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, InferError> {
     let p = Params::parse(ctx.params)?;
     let images = list_images(&p.images, ctx.pipeline_dir)?;
     let model = model_dir(&p, ctx)?;
-    let backend = resolve(ctx.backend)?;
+    let backend = resolve_on(ctx.backend, ctx.device)?;
     tracing::info!(images = images.len(), model = %model.dir.display(), backend = %backend, "captioning");
 
     let start = Instant::now();

@@ -67,6 +67,7 @@ fn run_stage(
         params: &params,
         seed: 0,
         backend: BackendChoice::Cpu,
+        device: None,
         progress: &Silent,
     };
     Infer.run(&ctx).map_err(|e| e.to_string())

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use burn::backend::Autodiff;
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use pipe_backend::{OnBackend, resolve};
+use pipe_backend::{OnBackend, resolve_on};
 use pipe_blip::Blip;
 use pipe_blip::config::BlipConfig;
 use pipe_blip::weights::load_model;
@@ -101,7 +101,7 @@ pub fn run_stopping_after(
 ) -> Result<Outcome, TrainError> {
     let p = TrainParams::parse(ctx.params)?;
     let (collate_dir, encode_dir) = pick_deps(ctx.deps, &p)?;
-    let backend = resolve(ctx.backend)?;
+    let backend = resolve_on(ctx.backend, ctx.device)?;
     tracing::info!(backend = %backend, "train");
     backend.run(TrainRun {
         ctx,

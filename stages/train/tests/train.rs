@@ -116,6 +116,7 @@ fn run_on(
         params: &params,
         seed: 7,
         backend: BackendChoice::Cpu,
+        device: None,
         progress: &Silent,
     };
     run_stopping_after(&ctx, stop_after_epoch)
