@@ -70,7 +70,7 @@ fn on_remote(p: &Project, server: &Seaweed) -> Vec<(String, bool)> {
 }
 
 /// Every artifact's `out/`, by key: what two machines must agree on byte for byte.
-fn outputs(p: &Project) -> Vec<(String, std::collections::BTreeMap<PathBuf, Vec<u8>>)> {
+pub(super) fn outputs(p: &Project) -> Vec<(String, std::collections::BTreeMap<PathBuf, Vec<u8>>)> {
     artifact_dirs(p)
         .iter()
         .map(|d| {
@@ -576,4 +576,46 @@ fn gc_remote_keeps_what_the_lock_and_runs_name_and_removes_the_rest() {
     let out = with_env(&a, server, &["gc", "--remote", "--older-than", "soon"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("soon"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_teammate_without_the_model_files_captions_with_the_pulled_locked_model() {
+    let Some(server) = seaweedfs::server() else {
+        return;
+    };
+    // The quickstart, shrunk in the file itself (the lock follows the file, not `--set`).
+    let a = super::quickstart::quickstart();
+    let text = a
+        .read("pipeline.toml")
+        .replace("images = 500", "images = 60")
+        .replace("epochs = 20", "epochs = 2")
+        .replace(
+            "name = \"quickstart\"",
+            "name = \"quickstart\"\nremote = \"team\"",
+        )
+        + &format!(
+            "\n[remotes.team]\nurl = \"s3://{}/caption-lock\"\nendpoint = \"{}\"\n",
+            seaweedfs::BUCKET,
+            server.endpoint
+        );
+    a.write("pipeline.toml", &text);
+    a.ok(&["run", "train"]);
+    ok_env(&a, server, &["push", "train"]);
+    let image = "photos/unseen-0.png";
+    let caption = a.ok(&["caption", "--stage", "train", image, "--json"]);
+
+    // The pipeline, its lock and an image; not the tokenizer and config collate reads.
+    let b = Project::new(&text);
+    b.write("pipe.lock", &a.read("pipe.lock"));
+    std::fs::create_dir_all(b.path("photos")).expect("mkdir");
+    std::fs::copy(a.path(image), b.path(image)).expect("copy image");
+    let status = b.ok(&["status"]);
+    assert!(status.contains("not computed here"), "{status}");
+    let pulled = json_env(&b, server, &["pull", "train"]);
+    assert_eq!(pulled["not_fresh"], serde_json::json!([]), "{pulled}");
+    assert_eq!(
+        b.ok(&["caption", "--stage", "train", image, "--json"]),
+        caption,
+        "the locked model, pulled, captions as it did where it was trained"
+    );
 }

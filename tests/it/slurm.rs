@@ -134,13 +134,7 @@ fn each_stage_runs_as_its_own_job_with_the_keys_and_bytes_of_a_local_run() {
     local.ok(&["run", "--executor", "local"]);
     assert!(local.executions()[0].starts_with("prep cpus="), "not a job");
     assert_eq!(keys(&p), keys(&local));
-    let outs = |q: &Project| -> Vec<_> {
-        artifact_dirs(q)
-            .iter()
-            .map(|d| pipe_test_support::files_under(&d.join("out")))
-            .collect()
-    };
-    assert_eq!(outs(&p), outs(&local));
+    assert_eq!(super::remote::outputs(&p), super::remote::outputs(&local));
 
     // A rerun submits nothing.
     assert_eq!(
