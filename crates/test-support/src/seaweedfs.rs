@@ -91,10 +91,12 @@ impl Seaweed {
         let data = dir.join("data");
         std::fs::create_dir_all(&data).expect("data dir");
         let [master, volume, filer, s3] = [(); 4].map(|()| free_port_pair());
+        // Its glog files go into its own directory, not the system temp dir.
         let args = format!(
-            "server -dir={data} -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port={master} \
+            "-logdir={dir} server -dir={data} -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port={master} \
              -volume.port={volume} -filer.port={filer} -s3 -s3.port={s3} -s3.port.iceberg=0 \
              -s3.port.lance=0 -s3.config={config} -master.volumeSizeLimitMB=64 -volume.max=0",
+            dir = dir.display(),
             data = data.display(),
             config = config.display()
         );
