@@ -16,7 +16,7 @@ use pipe_remote::Remote;
 use pipe_stage_api::{Dep, Deps, StageContext};
 use serde::Serialize;
 
-use crate::cache::{Artifact, Manifest, SCHEME, short};
+use crate::cache::{Artifact, Manifest, SCHEME, Taken, short};
 use crate::dag::{UnknownStage, select};
 use crate::error_chain;
 use crate::hash::hash_tree_uncached;
@@ -438,8 +438,17 @@ fn run_stage(
         Some(prev) => planner.explain(prev, &keyed),
         None => vec!["never run".to_string()],
     };
-    bar.set_message(format!("waiting for lock ({})", short(&keyed.key)));
-    let _lock = match cache.exec_lock(&keyed.key, &stage.name) {
+    let what = format!("stage `{}` ({})", stage.name, short(&keyed.key));
+    let taken = match cache.try_exec_lock(&keyed.key, &what) {
+        Ok(Taken::Mine(lock)) => Ok(lock),
+        // Said only when someone holds it: who, as the lock file names them.
+        Ok(Taken::Held(holder)) => {
+            bar.set_message(format!("waiting for {holder}"));
+            cache.exec_lock(&keyed.key, &stage.name)
+        }
+        Err(e) => Err(e),
+    };
+    let _lock = match taken {
         Ok(l) => l,
         Err(e) => {
             report.error = Some(error_chain(&e));

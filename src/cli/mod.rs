@@ -1,7 +1,7 @@
 //! The command line: parse once, dispatch, print. Human output by default, `--json` for scripts.
 //!
-//! Exit codes: 0 success; 1 a stage failed (run) or corruption was found (verify);
-//! 2 bad usage or an invalid pipeline; 3 an I/O or cache error.
+//! Exit codes: 0 success; 1 a stage failed (run), corruption was found (verify) or a stage is
+//! not fresh (`status --check`); 2 bad usage or an invalid pipeline; 3 an I/O or cache error.
 
 /// `println!` for the binary's stdout: a closed stdout (`pipe run | head -1`) stops the
 /// output, never the work (`println!` would panic on EPIPE and abort the run).
@@ -30,7 +30,7 @@ mod sweep;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use indicatif::MultiProgress;
 
 use pipe::cache::{Cache, CacheError};
@@ -60,10 +60,23 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// `pipe --version`: the version and the backends this build has.
+#[cfg(all(feature = "cuda", feature = "wgpu"))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu, cuda, wgpu)");
+#[cfg(all(feature = "cuda", not(feature = "wgpu")))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu, cuda)");
+#[cfg(all(not(feature = "cuda"), feature = "wgpu"))]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (backends: cpu, wgpu)");
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (backends: cpu; build with --features cuda or wgpu for a GPU)"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pipe",
-    version,
+    version = VERSION,
     about = "Run a declarative ML pipeline; rerun only what a change made stale"
 )]
 pub struct Args {
@@ -146,6 +159,10 @@ pub enum Command {
         /// Also say which current keys the remote has (NAME, or `[pipeline] remote`).
         #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
         remote: Option<String>,
+        /// Exit with status 1 when any stage is not fresh (for scripts and CI; with -q,
+        /// print nothing).
+        #[arg(long)]
+        check: bool,
         #[arg(long)]
         json: bool,
     },
@@ -204,6 +221,13 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// List the stage kinds this build knows.
     Kinds,
+    /// Print a shell completion script: `pipe completions bash > ~/.local/share/bash-completion/completions/pipe`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print pipe's man page (roff): `pipe man > ~/.local/share/man/man1/pipe.1`.
+    Man,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -373,22 +397,30 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             run_cmd(&spec, &opts, try_of.as_ref(), json, args.quiet)
         }
         Command::Exp { command } => exp::run(&load(&[])?, &command),
-        Command::Status { set, remote, json } => {
+        Command::Status {
+            set,
+            remote,
+            check,
+            json,
+        } => {
             let spec = load(&set)?;
             let cache = Cache::for_reading(&spec.cache_dir);
             let planner = Planner::new(&spec, &cache);
             let statuses = planner.status();
             planner.finish();
-            match remote {
+            let shown = match remote {
                 Some(name) => {
                     let name = Some(name.as_str()).filter(|n| !n.is_empty());
-                    remote::status(&spec, &statuses, name, json)
+                    remote::status(&spec, &statuses, name, json)?
                 }
+                None if check && args.quiet => Exit::Ok,
                 None => {
                     output::status(&statuses, read_lock(&spec).as_ref(), json);
-                    Ok(Exit::Ok)
+                    Exit::Ok
                 }
-            }
+            };
+            let stale = statuses.iter().any(|s| s.state != State::Fresh);
+            Ok(if check && stale { Exit::Failed } else { shown })
         }
         Command::ExecStage { job } => exec::exec_stage(&job),
         Command::Push(transfer) => remote::push(&load(&[])?, &transfer),
@@ -450,6 +482,23 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
         Command::Score(score_args) => score::run(&score_args),
         Command::Caption(caption_args) => model::caption(&args.pipeline, &caption_args),
         Command::Serve(serve_args) => model::serve(&args.pipeline, &serve_args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "pipe", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
+            Ok(Exit::Ok)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Args::command())
+                .render(&mut page)
+                .map_err(|source| CliError::Write {
+                    path: PathBuf::from("<stdout>"),
+                    source,
+                })?;
+            out!("{}", String::from_utf8_lossy(&page));
+            Ok(Exit::Ok)
+        }
         Command::Kinds => {
             for k in crate::REGISTRY.kinds {
                 outln!("{:10} {}", k.name(), k.about());

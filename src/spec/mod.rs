@@ -671,7 +671,8 @@ fn find_cycle(
     )
 }
 
-/// serde lists the accepted fields of an unknown-field error: offer the closest one.
+/// serde lists the accepted fields of an unknown-field error: offer the closest one, or ours
+/// for a name people bring from transformers or PEFT.
 fn unknown_key_help(e: &pipe_stage_api::ParamError) -> Option<String> {
     let key = e.path.last()?;
     let expected = e.message.split("expected one of ").nth(1)?;
@@ -679,7 +680,49 @@ fn unknown_key_help(e: &pipe_stage_api::ParamError) -> Option<String> {
         .split(", ")
         .map(|s| s.trim_matches(|c| c == '`' || c == ' '))
         .collect();
-    did_you_mean(key, candidates)
+    hf_name_help(key, &candidates).or_else(|| did_you_mean(key, candidates))
+}
+
+/// Hugging Face Trainer, PEFT and `generate` names, and what pipe calls the same thing
+/// (`lora.alpha`: the `alpha` key of the `[stages.train.lora]` table).
+const HF_NAMES: &[(&str, &str)] = &[
+    ("learning_rate", "lr"),
+    ("num_train_epochs", "epochs"),
+    ("per_device_train_batch_size", "batch_size"),
+    ("per_device_eval_batch_size", "batch_size"),
+    ("train_batch_size", "batch_size"),
+    ("gradient_accumulation_steps", "grad_accum"),
+    ("warmup_ratio", "warmup"),
+    ("lr_scheduler_type", "schedule"),
+    ("label_smoothing_factor", "label_smoothing"),
+    ("early_stopping_patience", "patience"),
+    ("early_stopping_threshold", "min_delta"),
+    ("eval_steps", "val_every_steps"),
+    ("model_name_or_path", "model"),
+    ("pretrained_model_name_or_path", "model"),
+    ("lora_alpha", "lora.alpha"),
+    ("lora_r", "lora.r"),
+    ("rank", "lora.r"),
+    ("lora_dropout", "lora.dropout"),
+    ("target_modules", "lora.targets"),
+];
+
+/// `key` is a Hugging Face name for one of `candidates` (or, inside the `lora` table, for the
+/// last part of one): say which, and where the name came from.
+fn hf_name_help(key: &str, candidates: &[&str]) -> Option<String> {
+    let (_, ours) = HF_NAMES.iter().find(|(hf, _)| *hf == key)?;
+    let first = ours.split('.').next().unwrap_or(ours);
+    let last = ours.rsplit('.').next().unwrap_or(ours);
+    let name = if candidates.contains(&first) {
+        ours
+    } else if candidates.contains(&last) {
+        last
+    } else {
+        return None;
+    };
+    Some(format!(
+        "did you mean `{name}`? (`{key}` is the Hugging Face name; pipe calls it `{name}`)"
+    ))
 }
 
 /// `path` with `.` and `..` resolved lexically (no file system access).

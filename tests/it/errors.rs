@@ -315,3 +315,27 @@ fn score_skips_a_bom_and_locates_a_line_that_is_not_utf8() {
     assert!(err.contains("latin1.jsonl:2"), "{err}");
     assert!(err.contains("not valid UTF-8"), "{err}");
 }
+
+#[test]
+fn hugging_face_parameter_names_are_translated_to_ours() {
+    let err = error_of(
+        "[stages.a]\nkind = \"train\"\nlearning_rate = 1e-4\n\n\
+         [stages.b]\nkind = \"train\"\nnum_train_epochs = 3\n\n\
+         [stages.c]\nkind = \"train\"\nlora_alpha = 16\n\n\
+         [stages.d]\nkind = \"train\"\n[stages.d.lora]\ntarget_modules = [\"query\"]\n\n\
+         [stages.e]\nkind = \"evaluate\"\nper_device_eval_batch_size = 8\n",
+        &[],
+    );
+    for want in [
+        "pipeline.toml:3:1: stages.a.learning_rate: unknown",
+        "did you mean `lr`? (`learning_rate` is the Hugging Face name",
+        "did you mean `epochs`?",
+        "did you mean `lora.alpha`?",
+        "stages.d.lora.target_modules",
+        "did you mean `targets`?",
+        "stages.e.per_device_eval_batch_size",
+        "did you mean `batch_size`?",
+    ] {
+        assert!(err.contains(want), "{want}:\n{err}");
+    }
+}

@@ -81,3 +81,75 @@ fn read_only_commands_create_nothing() {
     p.ok(&["dag"]);
     assert_eq!(listing(&p), before, "status, show and dag wrote nothing");
 }
+
+#[test]
+fn status_check_exits_1_until_everything_is_fresh() {
+    let p = chain();
+    let out = p.pipe(&["status", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("prep"),
+        "the table is still shown"
+    );
+    let quiet = p.pipe(&["-q", "status", "--check"]);
+    assert_eq!(quiet.status.code(), Some(1));
+    assert_eq!(text(&quiet.stdout), "", "-q prints nothing");
+    p.ok(&["run"]);
+    assert_eq!(p.pipe(&["status", "--check"]).status.code(), Some(0));
+    let json = p.pipe(&["status", "--check", "--json"]);
+    assert_eq!(json.status.code(), Some(0));
+    p.write("data/a.txt", "changed\n");
+    assert_eq!(p.pipe(&["-q", "status", "--check"]).status.code(), Some(1));
+    // Without --check, stale is not a failure.
+    assert_eq!(p.pipe(&["status"]).status.code(), Some(0));
+}
+
+#[test]
+fn version_names_the_backends_this_build_has() {
+    let p = chain();
+    let v = p.ok(&["--version"]);
+    assert!(
+        v.starts_with(&format!("pipe {}", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    let gpus: Vec<&str> = [
+        ("cuda", cfg!(feature = "cuda")),
+        ("wgpu", cfg!(feature = "wgpu")),
+    ]
+    .iter()
+    .filter_map(|(name, on)| on.then_some(*name))
+    .collect();
+    let want = if gpus.is_empty() {
+        "(backends: cpu; build with --features cuda or wgpu".to_string()
+    } else {
+        format!("(backends: cpu, {})", gpus.join(", "))
+    };
+    assert!(v.contains(&want), "{want}: {v}");
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_definitions() {
+    let p = chain();
+    let bash = p.ok(&["completions", "bash"]);
+    assert!(
+        bash.contains("_pipe()") && bash.contains("--older-than"),
+        "bash"
+    );
+    let zsh = p.ok(&["completions", "zsh"]);
+    assert!(
+        zsh.starts_with("#compdef pipe"),
+        "{}",
+        &zsh[..zsh.len().min(80)]
+    );
+    let man = p.ok(&["man"]);
+    assert!(
+        man.contains(".TH pipe") && man.contains("exp"),
+        "{}",
+        &man[..man.len().min(200)]
+    );
+    // The man page does not advertise the hidden command a Slurm job runs (clap_complete's
+    // static scripts list hidden subcommands too).
+    assert!(!man.contains("exec-stage"));
+    let out = p.pipe(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+}

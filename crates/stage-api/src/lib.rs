@@ -376,8 +376,46 @@ fn unknown_field(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_string())
 }
 
+/// serde's message as a person reads it: without the `in `key`` line the location already
+/// says, and with Rust's type names in words ("expected a whole number", not "usize").
 fn tidy(message: &str) -> String {
-    message.trim().trim_end_matches('\n').to_string()
+    let mut text = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("in `"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    const WORDS: &[(&str, &str)] = &[
+        ("usize", "a whole number, 0 or more"),
+        ("u64", "a whole number, 0 or more"),
+        ("u32", "a whole number, 0 or more"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u8", "a whole number from 0 to 255"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+    ];
+    for (rust, words) in WORDS {
+        let from = format!("expected {rust}");
+        let ends_word = |rest: &str| !rest.starts_with(|c: char| c.is_ascii_alphanumeric());
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(&from) {
+            let after = &rest[at + from.len()..];
+            out.push_str(&rest[..at]);
+            if ends_word(after) {
+                out.push_str("expected ");
+                out.push_str(words);
+            } else {
+                out.push_str(&from);
+            }
+            rest = after;
+        }
+        out.push_str(rest);
+        text = out;
+    }
+    text
 }
 
 #[cfg(test)]
@@ -389,6 +427,38 @@ mod tests {
     #[allow(dead_code)]
     struct P {
         lr: f64,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Counts {
+        epochs: usize,
+        lr: f64,
+    }
+
+    #[test]
+    fn type_errors_say_what_is_expected_in_words() {
+        let t: toml::Table = toml::from_str("epochs = \"ten\"\nlr = 1.0").expect("toml");
+        let e = parse_params::<Counts>(&t).expect_err("a string for a count");
+        assert_eq!(e.path, ["epochs"]);
+        assert_eq!(
+            e.message,
+            "invalid type: string \"ten\", expected a whole number, 0 or more"
+        );
+        let t: toml::Table = toml::from_str("epochs = -3\nlr = 1.0").expect("toml");
+        let e = parse_params::<Counts>(&t).expect_err("negative");
+        assert!(
+            e.message.ends_with("expected a whole number, 0 or more"),
+            "{}",
+            e.message
+        );
+        let t: toml::Table = toml::from_str("epochs = 3\nlr = \"fast\"").expect("toml");
+        let e = parse_params::<Counts>(&t).expect_err("a string for a rate");
+        assert!(e.message.ends_with("expected a number"), "{}", e.message);
+        assert_eq!(
+            tidy("expected u8s, expected u8"),
+            "expected u8s, expected a whole number from 0 to 255"
+        );
     }
 
     #[test]
