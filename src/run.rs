@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub push: bool,
     /// Where stages run: `[executor]`, or `--executor` for this run.
     pub executor: Executor,
+    /// Who shows the stages' notes (an epoch's summary line).
+    pub notes: Option<NoteSink>,
 }
 
 impl RunOptions {
@@ -293,8 +295,14 @@ pub fn execute(
                         let remote = opts.remote.as_deref();
                         let (pull, push) = (remote.filter(|_| opts.pull), opts.push);
                         let slurm = opts.on_slurm(stage).then_some(&opts.executor);
+                        let notes = opts.notes.as_ref();
                         scope.spawn(move || {
-                            let how = How { force, pull, slurm };
+                            let how = How {
+                                force,
+                                pull,
+                                slurm,
+                                notes,
+                            };
                             let report = run_stage(planner, stage, &deps, how, &bar);
                             if push && let Some(remote) = remote {
                                 push_finished(planner, remote, &report, &bar);
@@ -349,8 +357,30 @@ fn push_finished(planner: &Planner, remote: &Remote, report: &StageReport, bar: 
     }
 }
 
-/// A stage's progress shown on its bar: a spinner until a phase with a known length begins.
-struct BarProgress<'a>(&'a ProgressBar);
+/// Who shows a stage's notes (`Progress::note`: an epoch's summary), given the stage's name and
+/// the line; the binary prints them, above the bars.
+pub type NoteSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// A stage's progress shown on its bar: a spinner until a phase with a known length begins;
+/// its notes go to the run's [`NoteSink`] (or the log at `-v` without one).
+struct BarProgress<'a> {
+    bar: &'a ProgressBar,
+    stage: &'a str,
+    notes: Option<&'a NoteSink>,
+    /// The current phase, which a status is shown after.
+    phase: Mutex<String>,
+}
+
+impl<'a> BarProgress<'a> {
+    fn new(bar: &'a ProgressBar, stage: &'a str, notes: Option<&'a NoteSink>) -> Self {
+        Self {
+            bar,
+            stage,
+            notes,
+            phase: Mutex::new(String::new()),
+        }
+    }
+}
 
 impl pipe_stage_api::Progress for BarProgress<'_> {
     fn begin(&self, phase: &str, total: Option<u64>) {
@@ -359,18 +389,31 @@ impl pipe_stage_api::Progress for BarProgress<'_> {
             None => "{spinner} {prefix} {msg} {pos} {elapsed}",
         };
         if let Ok(style) = ProgressStyle::with_template(template) {
-            self.0.set_style(style.progress_chars("=> "));
+            self.bar.set_style(style.progress_chars("=> "));
         }
-        self.0.set_message(phase.to_string());
-        self.0.set_position(0);
+        *self.phase.lock().unwrap_or_else(PoisonError::into_inner) = phase.to_string();
+        self.bar.set_message(phase.to_string());
+        self.bar.set_position(0);
         match total {
-            Some(n) => self.0.set_length(n),
-            None => self.0.unset_length(),
+            Some(n) => self.bar.set_length(n),
+            None => self.bar.unset_length(),
         }
     }
 
     fn advance(&self, n: u64) {
-        self.0.inc(n);
+        self.bar.inc(n);
+    }
+
+    fn status(&self, text: &str) {
+        let phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        self.bar.set_message(format!("{phase} · {text}"));
+    }
+
+    fn note(&self, line: &str) {
+        match self.notes {
+            Some(sink) => self.bar.suspend(|| sink(self.stage, line)),
+            None => tracing::info!("[{}] {line}", self.stage),
+        }
     }
 }
 
@@ -392,6 +435,7 @@ struct How<'a> {
     pull: Option<&'a Remote>,
     /// Execute as a Slurm job with these options, not in this process.
     slurm: Option<&'a Executor>,
+    notes: Option<&'a NoteSink>,
 }
 
 fn run_stage(
@@ -401,7 +445,12 @@ fn run_stage(
     how: How,
     bar: &ProgressBar,
 ) -> StageReport {
-    let How { force, pull, slurm } = how;
+    let How {
+        force,
+        pull,
+        slurm,
+        notes,
+    } = how;
     let cache = planner.cache;
     let mut report = StageReport::new(&stage.name, Action::Failed);
     // Remote inputs (Hub models) before the key, so it covers them from the first run on. A
@@ -493,7 +542,10 @@ fn run_stage(
     let started = Instant::now();
     let result = match slurm {
         Some(executor) => produce_on_slurm(planner, stage, deps, &keyed, executor, bar),
-        None => produce(planner, stage, deps, &keyed, device, bar),
+        None => {
+            let progress = BarProgress::new(bar, &stage.name, notes);
+            produce(planner, stage, deps, &keyed, device, &progress)
+        }
     };
     match result {
         Ok(_) => {
@@ -517,12 +569,12 @@ fn produce(
     deps: &BTreeMap<String, Artifact>,
     keyed: &StageKey,
     device: Option<usize>,
-    bar: &ProgressBar,
+    progress: &BarProgress,
 ) -> Result<Artifact, Box<dyn std::error::Error + Send + Sync>> {
     let scratch = planner.cache.new_scratch(&keyed.key)?;
     let mut job = Job::new(planner, stage, deps, keyed, &scratch)?;
     job.device = device;
-    Ok(job.produce(planner.cache, stage.kind, scratch, &BarProgress(bar))?)
+    Ok(job.produce(planner.cache, stage.kind, scratch, progress)?)
 }
 
 /// [`produce`] as a Slurm job: the job description and script beside the scratch directory,

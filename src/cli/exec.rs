@@ -88,6 +88,10 @@ impl pipe_stage_api::Progress for LogProgress {
         }
     }
 
+    fn note(&self, line: &str) {
+        tracing::info!("{line}");
+    }
+
     fn advance(&self, n: u64) {
         let mut p = self.state.lock().unwrap_or_else(|e| e.into_inner());
         p.done += n;

@@ -29,6 +29,7 @@ mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use indicatif::MultiProgress;
@@ -382,6 +383,11 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
                 pull,
                 push,
                 executor: executor_options,
+                // An epoch's summary and the like, on stderr (stdout stays the run's report).
+                notes: (!args.quiet).then(|| {
+                    Arc::new(|stage: &str, line: &str| eprintln!("  {stage}: {line}"))
+                        as run::NoteSink
+                }),
             };
             if let Some(sweep) = sweep {
                 let out = sweep::Output {

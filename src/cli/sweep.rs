@@ -67,6 +67,7 @@ pub fn run(
         pull: opts.pull,
         push: opts.push,
         executor: opts.executor.clone(),
+        notes: opts.notes.clone(),
     };
     let workers = opts.jobs.clamp(1, points.len().max(1));
     std::thread::scope(|scope| {

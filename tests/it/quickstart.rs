@@ -138,3 +138,30 @@ fn the_same_project_in_two_places_has_the_same_keys_and_artifacts() {
         }
     }
 }
+
+#[test]
+fn a_training_run_prints_a_line_per_epoch_unless_quiet() {
+    let p = quickstart();
+    let mut args = vec!["run", "train"];
+    args.extend(SMALL);
+    let out = p.pipe(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    for epoch in ["epoch 1/2 · loss ", "epoch 2/2 · loss "] {
+        assert!(err.contains(&format!("  train: {epoch}")), "{epoch}: {err}");
+    }
+    assert!(
+        err.contains(" · best ") && err.contains(" · patience "),
+        "{err}"
+    );
+    // -q: only errors.
+    let mut quiet = vec!["-q", "run", "train", "--force"];
+    quiet.extend(SMALL);
+    let out = p.pipe(&quiet);
+    assert!(out.status.success());
+    assert!(
+        !text(&out.stderr).contains("epoch 1/2"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -87,6 +87,11 @@ pub trait Progress: Sync {
     fn begin(&self, phase: &str, total: Option<u64>);
     /// `n` more steps of the current phase are done.
     fn advance(&self, n: u64);
+    /// Where the current phase stands, in a few words shown beside it and replaced by the next
+    /// call, e.g. `loss 0.5312 · val 0.5401 · best 0.5350 @ep19 · patience 1/3`.
+    fn status(&self, _text: &str) {}
+    /// A line worth keeping (an epoch's summary): printed for the user, not replaced.
+    fn note(&self, _line: &str) {}
 }
 
 /// Reports nothing (tests, library use).

@@ -25,6 +25,7 @@ use crate::loss::batch_logits;
 use crate::optim::{GroupedAdamW, clip_global_norm};
 use crate::params::TrainParams;
 use crate::schedule::lr_at;
+use crate::watch::Watch;
 use pipe_blip::loss::summed_loss;
 use pipe_features::Features;
 
@@ -135,8 +136,10 @@ pub fn fit<B: AutodiffBackend>(
         Contents::Everything
     };
     let (mut run, resumed_from_epoch) = resume_or_start(trainable, contents, &val, device)?;
+    let watch = Watch::new(cfg.progress, cfg.work_dir, p.epochs, p.patience);
 
     while !run.state.finished {
+        let started = std::time::Instant::now();
         let epoch = run.state.epochs_done + 1;
         // Dropout draws from the backend's RNG: seeded per epoch, so a resumed run draws
         // what an uninterrupted one does.
@@ -151,7 +154,8 @@ pub fn fit<B: AutodiffBackend>(
             &format!("epoch {epoch}/{}", p.epochs),
             Some(plan.micro_per_epoch as u64),
         );
-        let mut improved = train_epoch(&mut run, epoch, &order, &plan, &val, device)?;
+        let (mut improved, train_loss) =
+            train_epoch(&mut run, epoch, &order, &plan, &val, &watch, device)?;
 
         let valid = run.trainable.valid();
         let loss = val.loss(&valid, device)?;
@@ -170,7 +174,8 @@ pub fn fit<B: AutodiffBackend>(
             patience_out && epoch < p.epochs && state.step < plan.total_steps;
         state.finished = patience_out || epoch >= p.epochs || state.step >= plan.total_steps;
         state.epochs_done = epoch;
-        tracing::info!(epoch, val_loss = loss, best = ?state.best_val, steps = state.step, "epoch done");
+        watch.validation(epoch, state.step, loss, state);
+        watch.epoch(epoch, train_loss, state, started.elapsed().as_secs_f64());
         checkpoint::save(
             cfg.work_dir,
             contents,
@@ -255,19 +260,21 @@ fn resume_or_start<B: AutodiffBackend>(
 }
 
 /// One epoch's micro-batches in `order`, `grad_accum` per optimizer step, with the mid-epoch
-/// validations of `val_every_steps`; stops early at the run's last step. True when a
-/// mid-epoch validation became the best.
+/// validations of `val_every_steps`; stops early at the run's last step. Whether a mid-epoch
+/// validation became the best, and the mean of the epoch's step losses.
 fn train_epoch<B: AutodiffBackend>(
     run: &mut LoopState<B>,
     epoch: usize,
     order: &[usize],
     plan: &StepPlan,
     val: &Validation<'_>,
+    watch: &Watch<'_>,
     device: &B::Device,
-) -> Result<bool, TrainError> {
+) -> Result<(bool, f64), TrainError> {
     let cfg = val.cfg;
     let p = cfg.params;
     let mut improved = false;
+    let (mut epoch_sum, mut epoch_steps) = (0f64, 0usize);
     let mut accum = GradientsAccumulator::<Trainable<B>>::new();
     let (mut n_acc, mut loss_acc) = (0usize, 0f64);
     let chunks: Vec<&[usize]> = order.chunks(p.batch_size).collect();
@@ -292,6 +299,8 @@ fn train_epoch<B: AutodiffBackend>(
         run.trainable = run.optim.step(lr, run.trainable.clone(), grads);
         state.step += 1;
         let loss = loss_acc / n_acc as f64;
+        (epoch_sum, epoch_steps) = (epoch_sum + loss, epoch_steps + 1);
+        watch.step(epoch, state.step, epoch_sum / epoch_steps as f64, lr, state);
         tracing::debug!(epoch, step = state.step, loss, lr, grad_norm = norm, "step");
         state.history.train.push(TrainPoint {
             epoch,
@@ -314,9 +323,10 @@ fn train_epoch<B: AutodiffBackend>(
                 run.best = valid;
                 improved = true;
             }
+            watch.validation(epoch, run.state.step, loss, &run.state);
         }
     }
-    Ok(improved)
+    Ok((improved, epoch_sum / epoch_steps.max(1) as f64))
 }
 
 /// One micro-batch's forward and backward pass, its gradients (divided by `grad_accum`) added

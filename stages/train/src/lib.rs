@@ -9,6 +9,7 @@
 //! - [`schedule`]: warmup + cosine/linear learning rate.
 //! - [`checkpoint`]: resumable per-epoch state in the stage's work dir.
 //! - [`fit`]: the training loop (validation, early stopping, best model).
+//! - [`watch`]: what a user sees as it trains (status, a line per epoch, metrics.jsonl).
 //! - [`export`]: merged HF checkpoint and PEFT adapter.
 //! - [`stage`]: the [`Train`] stage kind.
 
@@ -24,6 +25,7 @@ pub mod optim;
 pub mod params;
 pub mod schedule;
 pub mod stage;
+pub mod watch;
 
 pub use error::TrainError;
 pub use params::TrainParams;

@@ -86,7 +86,7 @@ fn run_in(
     out: &Path,
     stop_after_epoch: Option<usize>,
 ) -> Result<Outcome, TrainError> {
-    run_on(collated(), params, work, out, stop_after_epoch)
+    run_on(collated(), params, work, out, stop_after_epoch, &Silent)
 }
 
 /// Train on the collate artifact `collate`.
@@ -96,6 +96,7 @@ fn run_on(
     work: &Path,
     out: &Path,
     stop_after_epoch: Option<usize>,
+    progress: &dyn pipe_stage_api::Progress,
 ) -> Result<Outcome, TrainError> {
     let _turn = ONE_AT_A_TIME
         .lock()
@@ -117,7 +118,7 @@ fn run_on(
         seed: 7,
         backend: BackendChoice::Cpu,
         device: None,
-        progress: &Silent,
+        progress,
     };
     run_stopping_after(&ctx, stop_after_epoch)
 }
@@ -132,7 +133,15 @@ fn run(params: &str) -> (Run, Outcome) {
 fn run_with(collate: &Path, params: &str) -> (Run, Outcome) {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("out");
-    let o = run_on(collate, params, &tmp.path().join("work"), &out, None).expect("train");
+    let o = run_on(
+        collate,
+        params,
+        &tmp.path().join("work"),
+        &out,
+        None,
+        &Silent,
+    )
+    .expect("train");
     (Run { _tmp: tmp, out }, o)
 }
 
@@ -504,4 +513,76 @@ fn lora_with_dropout_resumes_exactly_from_adapter_only_checkpoints() {
         checkpoint * 20 < model_bytes,
         "the LoRA checkpoint holds the adapter only: {checkpoint} bytes vs a {model_bytes}-byte model"
     );
+}
+
+/// The statuses and notes a run reports.
+#[derive(Default)]
+struct Recorded {
+    statuses: std::sync::Mutex<Vec<String>>,
+    notes: std::sync::Mutex<Vec<String>>,
+}
+
+impl pipe_stage_api::Progress for Recorded {
+    fn begin(&self, _phase: &str, _total: Option<u64>) {}
+    fn advance(&self, _n: u64) {}
+    fn status(&self, text: &str) {
+        self.statuses.lock().expect("lock").push(text.to_string());
+    }
+    fn note(&self, line: &str) {
+        self.notes.lock().expect("lock").push(line.to_string());
+    }
+}
+
+#[test]
+fn training_says_where_it_stands_and_streams_the_numbers_to_the_work_dir() {
+    let params = format!("{SCRATCH}lr = 2e-3\nepochs = 3\nbatch_size = 16\npatience = 2");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("work");
+    let seen = Recorded::default();
+    // Stopped after epoch 2, as a killed run would be: the work dir keeps the stream.
+    let e = run_on(
+        collated(),
+        &params,
+        &work,
+        &tmp.path().join("out"),
+        Some(2),
+        &seen,
+    )
+    .expect_err("interrupted");
+    assert!(matches!(e, TrainError::Interrupted { epoch: 2 }), "{e}");
+    let notes = seen.notes.lock().expect("lock").clone();
+    assert_eq!(notes.len(), 2, "one line per epoch: {notes:?}");
+    for (i, note) in notes.iter().enumerate() {
+        assert!(
+            note.starts_with(&format!("epoch {}/3 · loss ", i + 1)),
+            "{note}"
+        );
+        assert!(
+            note.contains(" · val ") && note.contains(" · best "),
+            "{note}"
+        );
+        assert!(
+            note.contains(" · patience ") && note.ends_with(" s"),
+            "{note}"
+        );
+        assert!(!note.contains("Some("), "no Debug output: {note}");
+    }
+    let statuses = seen.statuses.lock().expect("lock").clone();
+    assert!(!statuses.is_empty() && statuses.iter().all(|s| s.starts_with("loss ")));
+    // Four significant digits: `loss 3.412`, not `loss 3.41234567`.
+    let loss = statuses[0].split_whitespace().nth(1).expect("a number");
+    let digits = loss.chars().filter(char::is_ascii_digit).count();
+    assert!((4..=5).contains(&digits), "{loss}");
+
+    let text = std::fs::read_to_string(work.join(pipe_train::watch::METRICS_FILE)).expect("stream");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let epochs: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "epoch").collect();
+    assert_eq!(epochs.len(), 2);
+    assert_eq!(epochs[1]["epoch"], 2);
+    assert!(epochs[1]["val_loss"].as_f64().is_some_and(f64::is_finite));
+    let steps = events.iter().filter(|e| e["event"] == "step").count();
+    assert_eq!(steps, statuses.len(), "a status and a line per step");
 }
