@@ -21,6 +21,7 @@ macro_rules! out {
 mod exec;
 mod exp;
 mod exp_page;
+mod follow;
 mod model;
 mod output;
 mod remote;
@@ -176,6 +177,10 @@ pub enum Command {
         stage: String,
         #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
         set: Vec<Override>,
+        /// Watch a run of the stage that is under way (another terminal, a Slurm job): its
+        /// epochs and validations as they happen, until its artifact is published.
+        #[arg(long, conflicts_with = "json")]
+        follow: bool,
         #[arg(long)]
         json: bool,
     },
@@ -431,13 +436,25 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
         Command::ExecStage { job } => exec::exec_stage(&job),
         Command::Push(transfer) => remote::push(&load(&[])?, &transfer),
         Command::Pull(transfer) => remote::pull(&load(&[])?, &transfer),
-        Command::Show { stage, set, json } => {
+        Command::Show {
+            stage,
+            set,
+            follow,
+            json,
+        } => {
             let spec = load(&set)?;
             dag::check_stage(&spec, &stage)?;
             let cache = Cache::for_reading(&spec.cache_dir);
             let planner = Planner::new(&spec, &cache);
             let statuses = planner.status();
             let status = statuses.into_iter().find(|s| s.name == stage);
+            if follow {
+                planner.finish();
+                return match status {
+                    Some(status) => follow::follow(&cache, &status),
+                    None => Ok(Exit::Ok),
+                };
+            }
             if let (Some(status), Some(stage)) = (status, spec.stage(&stage)) {
                 output::show(&planner, stage, &status, json);
             }

@@ -165,3 +165,43 @@ fn a_training_run_prints_a_line_per_epoch_unless_quiet() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn show_follow_watches_a_training_run_until_it_is_published() {
+    let p = quickstart();
+    let sets = ["--set", "prep.images=60", "--set", "train.epochs=8"];
+    let with = |first: &[&'static str]| -> Vec<&'static str> {
+        first.iter().chain(sets.iter()).copied().collect()
+    };
+    p.ok(&with(&["run", "collate"]));
+    let run = p
+        .command(&with(&["run", "train"]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the run");
+    let followed = p.pipe(&with(&["show", "train", "--follow"]));
+    let shown = text(&followed.stdout);
+    assert_eq!(
+        followed.status.code(),
+        Some(0),
+        "{shown}{}",
+        text(&followed.stderr)
+    );
+    assert!(
+        shown.contains("train: epoch ")
+            && shown.contains("/8 · loss ")
+            && shown.contains(" · val "),
+        "{shown}"
+    );
+    assert!(
+        shown
+            .trim_end()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("train: done (")),
+        "{shown}"
+    );
+    let mut run = run;
+    assert!(run.wait().expect("wait").success());
+}

@@ -174,7 +174,6 @@ pub fn fit<B: AutodiffBackend>(
             patience_out && epoch < p.epochs && state.step < plan.total_steps;
         state.finished = patience_out || epoch >= p.epochs || state.step >= plan.total_steps;
         state.epochs_done = epoch;
-        watch.validation(epoch, state.step, loss, state);
         watch.epoch(epoch, train_loss, state, started.elapsed().as_secs_f64());
         checkpoint::save(
             cfg.work_dir,

@@ -55,7 +55,8 @@ impl<'a> Watch<'a> {
         self.append(json!({"event": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr}));
     }
 
-    /// After a validation (mid-epoch or at an epoch's end), once `state` has recorded it.
+    /// After a mid-epoch validation (`val_every_steps`), once `state` has recorded it; an
+    /// epoch's own validation is in its `epoch` line.
     pub fn validation(&self, epoch: usize, step: usize, val: f64, state: &TrainState) {
         self.append(json!({
             "event": "validation",
@@ -79,6 +80,7 @@ impl<'a> Watch<'a> {
         self.append(json!({
             "event": "epoch",
             "epoch": epoch,
+            "epochs": self.epochs,
             "train_loss": train_loss,
             "val_loss": state.history.val.last().map(|v| v.loss),
             "best_val_loss": state.best_val,
