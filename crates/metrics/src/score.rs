@@ -170,9 +170,14 @@ fn choose_meteor(opts: &MeteorOptions) -> Result<MeteorChoice, MetricsError> {
                 MeteorChoice::Jar(j, process)
             }
             None => {
-                tracing::warn!(
-                    "official METEOR jar unavailable; reporting the native approximation as METEOR~approx"
-                );
+                // Once per process: the tables label the column anyway, and a run scores
+                // several times (single- and multi-reference, sweep points).
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "official METEOR jar unavailable; reporting the native approximation as METEOR~approx"
+                    )
+                });
                 MeteorChoice::Approx
             }
         },
