@@ -16,7 +16,7 @@ use pipe_remote::Remote;
 use pipe_stage_api::{Dep, Deps, StageContext};
 use serde::Serialize;
 
-use crate::cache::{Artifact, Manifest, SCHEME, Taken, short};
+use crate::cache::{Artifact, Manifest, SCHEME, short};
 use crate::dag::{UnknownStage, select};
 use crate::error_chain;
 use crate::hash::hash_tree_uncached;
@@ -201,7 +201,7 @@ impl Drop for DeviceLease<'_> {
 
 /// The devices `[pipeline] devices` names: a list as written, or with `auto` every device of
 /// the resolved backend (one slot, `None`, on the CPU).
-pub fn devices_of(spec: &crate::spec::Spec) -> Vec<Option<usize>> {
+fn devices_of(spec: &crate::spec::Spec) -> Vec<Option<usize>> {
     match &spec.devices {
         Devices::List(list) => list.iter().copied().map(Some).collect(),
         Devices::Auto => match (spec.registry.devices)(spec.backend) {
@@ -487,17 +487,9 @@ fn run_stage(
         Some(prev) => planner.explain(prev, &keyed),
         None => vec!["never run".to_string()],
     };
-    let what = format!("stage `{}` ({})", stage.name, short(&keyed.key));
-    let taken = match cache.try_exec_lock(&keyed.key, &what) {
-        Ok(Taken::Mine(lock)) => Ok(lock),
-        // Said only when someone holds it: who, as the lock file names them.
-        Ok(Taken::Held(holder)) => {
-            bar.set_message(format!("waiting for {holder}"));
-            cache.exec_lock(&keyed.key, &stage.name)
-        }
-        Err(e) => Err(e),
-    };
-    let _lock = match taken {
+    // Said only when someone holds it: who, as the lock file names them.
+    let waiting = |holder: &str| bar.set_message(format!("waiting for {holder}"));
+    let _lock = match cache.exec_lock_telling(&keyed.key, &stage.name, &waiting) {
         Ok(l) => l,
         Err(e) => {
             report.error = Some(error_chain(&e));
@@ -571,10 +563,28 @@ fn produce(
     device: Option<usize>,
     progress: &BarProgress,
 ) -> Result<Artifact, Box<dyn std::error::Error + Send + Sync>> {
+    let spec = planner.spec;
+    let dep_dirs: Deps = deps
+        .iter()
+        .map(|(n, a)| {
+            let kind = spec.stage(n).map_or("", |s| s.kind.name());
+            (n.clone(), Dep::new(kind, a.out()))
+        })
+        .collect();
+    let production = Production {
+        stage: &stage.name,
+        params: &stage.params,
+        pipeline_dir: &spec.dir,
+        seed: spec.seed,
+        backend: spec.backend,
+        device,
+        deps: &dep_dirs,
+        key: &keyed.key,
+        preimage: &keyed.preimage,
+        inputs: &keyed.inputs,
+    };
     let scratch = planner.cache.new_scratch(&keyed.key)?;
-    let mut job = Job::new(planner, stage, deps, keyed, &scratch)?;
-    job.device = device;
-    Ok(job.produce(planner.cache, stage.kind, scratch, progress)?)
+    Ok(production.run(planner.cache, stage.kind, scratch, progress)?)
 }
 
 /// [`produce`] as a Slurm job: the job description and script beside the scratch directory,
@@ -686,9 +696,6 @@ pub struct Job {
     pub cache_dir: PathBuf,
     pub seed: u64,
     pub backend: pipe_stage_api::BackendChoice,
-    /// The device of the pool it runs on (`None` in a Slurm job: the job's own GPU).
-    #[serde(default)]
-    pub device: Option<usize>,
     /// Each dependency: its name, kind and key (its artifact is in the cache).
     pub deps: Vec<(String, String, String)>,
     pub key: String,
@@ -735,7 +742,6 @@ impl Job {
             cache_dir: spec.cache_dir.clone(),
             seed: spec.seed,
             backend: spec.backend,
-            device: None,
             deps: deps
                 .iter()
                 .map(|(n, a)| {
@@ -750,8 +756,68 @@ impl Job {
         })
     }
 
-    /// Run the stage into `scratch` and publish the artifact (seal, atomic rename).
+    /// Run the stage into `scratch` and publish the artifact (seal, atomic rename), as a local
+    /// run does: the parameters parsed back, the dependencies found in the cache by key.
     pub fn produce(
+        &self,
+        cache: &crate::cache::Cache,
+        kind: &dyn pipe_stage_api::StageKind,
+        scratch: crate::cache::Scratch,
+        progress: &dyn pipe_stage_api::Progress,
+    ) -> Result<Artifact, JobError> {
+        let bad = |why: String| JobError::Description {
+            file: self.scratch.clone(),
+            why,
+        };
+        let params: toml::Table =
+            toml::from_str(&self.params).map_err(|e| bad(format!("parameters: {e}")))?;
+        let deps: Deps = self
+            .deps
+            .iter()
+            .map(|(name, kind, key)| {
+                let dir = cache.artifact(key).map(|a| a.out()).ok_or_else(|| {
+                    bad(format!(
+                        "dependency `{name}` ({}) is not in the cache",
+                        short(key)
+                    ))
+                })?;
+                Ok((name.clone(), Dep::new(kind.as_str(), dir)))
+            })
+            .collect::<Result<_, JobError>>()?;
+        let production = Production {
+            stage: &self.stage,
+            params: &params,
+            pipeline_dir: &self.pipeline_dir,
+            seed: self.seed,
+            backend: self.backend,
+            // A Slurm job has its own GPU(s): the first of what it was given.
+            device: None,
+            deps: &deps,
+            key: &self.key,
+            preimage: &self.preimage,
+            inputs: &self.inputs,
+        };
+        production.run(cache, kind, scratch, progress)
+    }
+}
+
+/// The one step that produces a stage key, for a local run and a Slurm job alike: run the kind
+/// into the scratch directory, hash what it wrote, publish (seal, atomic rename).
+struct Production<'a> {
+    stage: &'a str,
+    params: &'a toml::Table,
+    pipeline_dir: &'a std::path::Path,
+    seed: u64,
+    backend: pipe_stage_api::BackendChoice,
+    device: Option<usize>,
+    deps: &'a Deps,
+    key: &'a str,
+    preimage: &'a crate::cache::PreImage,
+    inputs: &'a BTreeMap<String, crate::hash::Tree>,
+}
+
+impl Production<'_> {
+    fn run(
         &self,
         cache: &crate::cache::Cache,
         kind: &dyn pipe_stage_api::StageKind,
@@ -763,35 +829,14 @@ impl Job {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        let params: toml::Table =
-            toml::from_str(&self.params).map_err(|e| JobError::Description {
-                file: self.scratch.clone(),
-                why: format!("parameters: {e}"),
-            })?;
-        let work = cache.work_dir(&self.key)?;
-        let dep_dirs: Deps =
-            self.deps
-                .iter()
-                .map(|(name, kind, key)| {
-                    let dir = cache.artifact(key).map(|a| a.out()).ok_or_else(|| {
-                        JobError::Description {
-                            file: self.scratch.clone(),
-                            why: format!(
-                                "dependency `{name}` ({}) is not in the cache",
-                                short(key)
-                            ),
-                        }
-                    })?;
-                    Ok((name.clone(), Dep::new(kind.as_str(), dir)))
-                })
-                .collect::<Result<_, JobError>>()?;
+        let work = cache.work_dir(self.key)?;
         let ctx = StageContext {
-            stage: &self.stage,
-            pipeline_dir: &self.pipeline_dir,
+            stage: self.stage,
+            pipeline_dir: self.pipeline_dir,
             out_dir: &scratch.out,
             work_dir: &work,
-            deps: &dep_dirs,
-            params: &params,
+            deps: self.deps,
+            params: self.params,
             seed: self.seed,
             backend: self.backend,
             device: self.device,
@@ -802,8 +847,8 @@ impl Job {
             Ok(Err(e)) => return Err(JobError::Stage(e)),
             Err(_) => {
                 return Err(JobError::Panicked {
-                    stage: self.stage.clone(),
-                    kind: self.kind.clone(),
+                    stage: self.stage.to_string(),
+                    kind: kind.name().to_string(),
                 });
             }
         };
@@ -811,9 +856,9 @@ impl Job {
         let tree = hash_tree_uncached(&scratch.out)?;
         let manifest = Manifest {
             scheme: SCHEME,
-            key: self.key.clone(),
-            stage: self.stage.clone(),
-            kind: self.kind.clone(),
+            key: self.key.to_string(),
+            stage: self.stage.to_string(),
+            kind: kind.name().to_string(),
             content: tree.digest.clone(),
             files: tree.entries.len() as u64,
             bytes: tree.bytes(),
@@ -827,7 +872,7 @@ impl Job {
                 .collect(),
             pipe_version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        Ok(cache.publish(scratch, &self.preimage, &self.inputs, &manifest)?)
+        Ok(cache.publish(scratch, self.preimage, self.inputs, &manifest)?)
     }
 }
 

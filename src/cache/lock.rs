@@ -14,7 +14,17 @@ pub struct Lock {
 impl Lock {
     /// Take the lock, waiting for the current holder (named in the log) if there is one.
     pub fn acquire(path: &Path, what: &str) -> Result<Self, CacheError> {
-        match Self::take(path, what, true)? {
+        Self::acquire_telling(path, what, &|_| {})
+    }
+
+    /// [`Lock::acquire`], telling `waiting` who holds the lock before waiting for them (only
+    /// when someone does).
+    pub fn acquire_telling(
+        path: &Path,
+        what: &str,
+        waiting: &dyn Fn(&str),
+    ) -> Result<Self, CacheError> {
+        match Self::take(path, what, Some(waiting))? {
             Taken::Mine(lock) => Ok(lock),
             // `take` waits when told to: it never answers "held".
             Taken::Held(holder) => Err(CacheError::Lock {
@@ -26,10 +36,12 @@ impl Lock {
 
     /// Take the lock if nobody holds it; otherwise say who does.
     pub fn try_acquire(path: &Path, what: &str) -> Result<Taken, CacheError> {
-        Self::take(path, what, false)
+        Self::take(path, what, None)
     }
 
-    fn take(path: &Path, what: &str, wait: bool) -> Result<Taken, CacheError> {
+    /// Take the lock; when it is held, wait for it if told whom to tell (`wait`), else say
+    /// who holds it.
+    fn take(path: &Path, what: &str, wait: Option<&dyn Fn(&str)>) -> Result<Taken, CacheError> {
         let err = |source| CacheError::Lock {
             path: path.to_path_buf(),
             source,
@@ -55,9 +67,10 @@ impl Lock {
                 } else {
                     holder.to_string()
                 };
-                if !wait {
+                let Some(waiting) = wait else {
                     return Ok(Taken::Held(holder));
-                }
+                };
+                waiting(&holder);
                 tracing::warn!("{what} is locked by {holder}; waiting for it to finish");
                 file.lock().map_err(err)?;
             }

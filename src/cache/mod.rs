@@ -254,9 +254,21 @@ impl Cache {
     }
 
     pub fn exec_lock(&self, key: &str, stage: &str) -> Result<Lock, CacheError> {
-        Lock::acquire(
+        self.exec_lock_telling(key, stage, &|_| {})
+    }
+
+    /// [`Cache::exec_lock`], telling `waiting` who holds it before waiting (only when someone
+    /// does).
+    pub fn exec_lock_telling(
+        &self,
+        key: &str,
+        stage: &str,
+        waiting: &dyn Fn(&str),
+    ) -> Result<Lock, CacheError> {
+        Lock::acquire_telling(
             &self.root.join("locks").join(format!("{key}.lock")),
             &format!("stage `{stage}` ({})", short(key)),
+            waiting,
         )
     }
 

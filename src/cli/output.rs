@@ -318,3 +318,8 @@ pub(crate) fn utc(secs: f64) -> String {
         rem % 60
     )
 }
+
+/// `"s"` unless there is exactly one.
+pub fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -11,7 +11,7 @@ use pipe::spec::Spec;
 use pipe_remote::Remote;
 use serde_json::json;
 
-use super::output::{bytes, print_json};
+use super::output::{bytes, plural, print_json};
 use super::{CliError, Exit};
 
 #[derive(Debug, clap::Args)]
@@ -142,7 +142,7 @@ pub fn push(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
         outln!(
             "pushed {artifacts} artifact{} to {} ({}): {files_uploaded} files, {} uploaded, \
              {files_skipped} already there",
-            if artifacts == 1 { "" } else { "s" },
+            plural(artifacts),
             remote.name(),
             remote.at(),
             bytes(bytes_uploaded)
@@ -292,7 +292,7 @@ pub fn pull(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
     } else {
         outln!(
             "pulled {artifacts} artifact{} from {} ({}): {files} files, {}{}",
-            if artifacts == 1 { "" } else { "s" },
+            plural(artifacts),
             remote.name(),
             remote.at(),
             bytes(bytes_in),
@@ -410,8 +410,4 @@ pub fn gc(
         }
     );
     Ok(Exit::Ok)
-}
-
-fn plural(n: u64) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
