@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pipe_remote::Remote;
-use pipe_stage_api::{Dep, Deps, StageContext};
+use pipe_stage_api::{Dep, Deps, DeviceCount, StageContext};
 use serde::Serialize;
 
 use crate::cache::{Artifact, Manifest, SCHEME, short};
@@ -145,13 +145,22 @@ pub struct DevicePool {
     free: Mutex<Vec<Option<usize>>>,
     returned: Condvar,
     size: usize,
+    /// No devices listed: one slot, the CPU's.
+    cpu: bool,
 }
 
-/// A device taken from a [`DevicePool`], given back when dropped.
+/// Devices taken from a [`DevicePool`], given back when dropped.
 pub struct DeviceLease<'a> {
     pool: &'a DevicePool,
-    /// The ordinal the stage runs on; `None`: the backend's only (or first) device.
-    pub device: Option<usize>,
+    /// The ordinals the stage runs on; `None`: the backend's only (or first) device.
+    pub devices: Vec<Option<usize>>,
+}
+
+impl DeviceLease<'_> {
+    /// The ordinals a stage is given (empty: the backend's only or first device).
+    pub fn ordinals(&self) -> Vec<usize> {
+        self.devices.iter().flatten().copied().collect()
+    }
 }
 
 impl DevicePool {
@@ -163,6 +172,7 @@ impl DevicePool {
         devices.reverse(); // taken from the end: the first listed goes first
         Self {
             size: devices.len(),
+            cpu: devices.iter().all(Option::is_none),
             free: Mutex::new(devices),
             returned: Condvar::new(),
         }
@@ -174,15 +184,45 @@ impl DevicePool {
 
     /// A free device, waiting for one to be given back if none is.
     pub fn take(&self) -> DeviceLease<'_> {
+        self.take_n(1)
+    }
+
+    /// `n` free devices at once (1 ≤ n ≤ the pool's size), waiting until that many are free:
+    /// a stage never holds part of what it waits for, so two never wait on each other.
+    pub fn take_n(&self, n: usize) -> DeviceLease<'_> {
+        let n = n.clamp(1, self.size);
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(device) = free.pop() {
-                return DeviceLease { pool: self, device };
+            if free.len() >= n {
+                let at = free.len() - n;
+                let mut devices = free.split_off(at);
+                devices.reverse();
+                return DeviceLease {
+                    pool: self,
+                    devices,
+                };
             }
             free = self
                 .returned
                 .wait(free)
                 .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// How many devices a stage asking for `want` takes: on the CPU (no devices listed) the
+    /// one slot, where the stage runs its peers; else `want`, or every device for `all`.
+    /// Asking for more than the pool holds is an error naming both.
+    pub fn wanted(&self, stage: &str, want: DeviceCount) -> Result<usize, String> {
+        match want {
+            _ if self.cpu => Ok(1),
+            DeviceCount::All => Ok(self.size),
+            DeviceCount::Count(n) if n <= self.size => Ok(n.max(1)),
+            DeviceCount::Count(n) => Err(format!(
+                "stage `{stage}` asks for {n} devices but {} {} available here \
+                 ([pipeline] devices, or what the backend finds)",
+                self.size,
+                if self.size == 1 { "is" } else { "are" }
+            )),
         }
     }
 }
@@ -194,8 +234,8 @@ impl Drop for DeviceLease<'_> {
             .free
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        free.push(self.device);
-        self.pool.returned.notify_one();
+        free.extend(self.devices.drain(..).rev());
+        self.pool.returned.notify_all();
     }
 }
 
@@ -524,11 +564,29 @@ fn run_stage(
             ),
         }
     }
-    let lease = (stage.kind.uses_accelerator() && slurm.is_none()).then(|| {
-        bar.set_message("waiting for a device");
-        device_pool(planner.spec).take()
-    });
-    let device = lease.as_ref().and_then(|l| l.device);
+    let lease = if stage.kind.uses_accelerator() && slurm.is_none() {
+        let pool = device_pool(planner.spec);
+        match pool.wanted(&stage.name, stage.kind.devices(&stage.params)) {
+            Ok(n) => {
+                bar.set_message(if n == 1 {
+                    "waiting for a device".to_string()
+                } else {
+                    format!("waiting for {n} devices")
+                });
+                Some(pool.take_n(n))
+            }
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        }
+    } else {
+        None
+    };
+    let devices = lease
+        .as_ref()
+        .map(DeviceLease::ordinals)
+        .unwrap_or_default();
     bar.set_message(format!("running ({})", stage.kind.name()));
     tracing::info!("running stage `{}` ({})", stage.name, short(&keyed.key));
     let started = Instant::now();
@@ -536,7 +594,7 @@ fn run_stage(
         Some(executor) => produce_on_slurm(planner, stage, deps, &keyed, executor, bar),
         None => {
             let progress = BarProgress::new(bar, &stage.name, notes);
-            produce(planner, stage, deps, &keyed, device, &progress)
+            produce(planner, stage, deps, &keyed, &devices, &progress)
         }
     };
     match result {
@@ -560,7 +618,7 @@ fn produce(
     stage: &StageSpec,
     deps: &BTreeMap<String, Artifact>,
     keyed: &StageKey,
-    device: Option<usize>,
+    devices: &[usize],
     progress: &BarProgress,
 ) -> Result<Artifact, Box<dyn std::error::Error + Send + Sync>> {
     let spec = planner.spec;
@@ -577,7 +635,7 @@ fn produce(
         pipeline_dir: &spec.dir,
         seed: spec.seed,
         backend: spec.backend,
-        device,
+        devices,
         deps: &dep_dirs,
         key: &keyed.key,
         preimage: &keyed.preimage,
@@ -763,6 +821,7 @@ impl Job {
         cache: &crate::cache::Cache,
         kind: &dyn pipe_stage_api::StageKind,
         scratch: crate::cache::Scratch,
+        devices: &[usize],
         progress: &dyn pipe_stage_api::Progress,
     ) -> Result<Artifact, JobError> {
         let bad = |why: String| JobError::Description {
@@ -790,8 +849,8 @@ impl Job {
             pipeline_dir: &self.pipeline_dir,
             seed: self.seed,
             backend: self.backend,
-            // A Slurm job has its own GPU(s): the first of what it was given.
-            device: None,
+            // A Slurm job has its own GPUs: what it was given.
+            devices,
             deps: &deps,
             key: &self.key,
             preimage: &self.preimage,
@@ -809,7 +868,7 @@ struct Production<'a> {
     pipeline_dir: &'a std::path::Path,
     seed: u64,
     backend: pipe_stage_api::BackendChoice,
-    device: Option<usize>,
+    devices: &'a [usize],
     deps: &'a Deps,
     key: &'a str,
     preimage: &'a crate::cache::PreImage,
@@ -839,7 +898,7 @@ impl Production<'_> {
             params: self.params,
             seed: self.seed,
             backend: self.backend,
-            device: self.device,
+            devices: self.devices,
             progress,
         };
         let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| kind.run(&ctx))) {
@@ -897,22 +956,56 @@ mod tests {
         let pool = DevicePool::new(vec![Some(0), Some(1), Some(2)]);
         assert_eq!(pool.size(), 3);
         let (a, b, c) = (pool.take(), pool.take(), pool.take());
-        assert_eq!([a.device, b.device, c.device], [Some(0), Some(1), Some(2)]);
+        assert_eq!(
+            [a.devices.clone(), b.devices.clone(), c.devices.clone()],
+            [vec![Some(0)], vec![Some(1)], vec![Some(2)]]
+        );
         let (tx, rx) = mpsc::channel();
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 let d = pool.take();
-                let _ = tx.send(d.device);
+                let _ = tx.send(d.devices.clone());
             });
             assert!(
                 rx.recv_timeout(Duration::from_millis(200)).is_err(),
                 "a fourth stage waits while three devices are taken"
             );
             drop(b);
-            assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Some(1)));
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(vec![Some(1)]));
         });
         // No device listed (the CPU): one slot.
         let cpu = DevicePool::new(Vec::new());
-        assert_eq!((cpu.size(), cpu.take().device), (1, None));
+        assert_eq!((cpu.size(), cpu.take().devices.clone()), (1, vec![None]));
+    }
+
+    #[test]
+    fn a_stage_takes_all_the_devices_it_asks_for_at_once() {
+        let pool = DevicePool::new(vec![Some(0), Some(1), Some(2)]);
+        assert_eq!(pool.wanted("train", DeviceCount::Count(2)), Ok(2));
+        assert_eq!(pool.wanted("train", DeviceCount::All), Ok(3));
+        let e = pool
+            .wanted("train", DeviceCount::Count(4))
+            .expect_err("too many");
+        assert!(e.contains("asks for 4 devices but 3 are available"), "{e}");
+        let one = pool.take();
+        assert_eq!(one.ordinals(), [0]);
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let two = pool.take_n(2);
+                let _ = tx.send(two.ordinals());
+            });
+            let got = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("two are free");
+            assert_eq!(got, [1, 2]);
+            // All three back: a stage wanting three takes them.
+            drop(one);
+            assert_eq!(pool.take_n(3).ordinals(), [0, 1, 2]);
+        });
+        // On the CPU every count runs on the one slot (its peers share the CPU).
+        let cpu = DevicePool::new(Vec::new());
+        assert_eq!(cpu.wanted("train", DeviceCount::Count(4)), Ok(1));
+        assert_eq!(cpu.wanted("train", DeviceCount::All), Ok(1));
     }
 }

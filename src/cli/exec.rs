@@ -47,7 +47,9 @@ pub fn exec_stage(file: &Path) -> Result<Exit, CliError> {
         job.kind,
         job.key
     );
-    let artifact = job.produce(&cache, kind, scratch, &LogProgress::default())?;
+    // Slurm makes the job's GPUs the only visible ones: the stage may use all it was given.
+    let devices: Vec<usize> = (0..(crate::REGISTRY.devices)(job.backend)).collect();
+    let artifact = job.produce(&cache, kind, scratch, &devices, &LogProgress::default())?;
     tracing::info!(
         "stage `{}`: published {} ({} files)",
         job.stage,

@@ -205,3 +205,56 @@ fn show_follow_watches_a_training_run_until_it_is_published() {
     let mut run = run;
     assert!(run.wait().expect("wait").success());
 }
+
+/// Issue 14: the quickstart (shrunk) trains with `--set train.devices=2` to the best validation
+/// loss of one device (1e-3 relative); the two are different keys (the sums run in another
+/// order); `devices = 0` is refused at its line.
+#[test]
+fn the_quickstart_trains_on_two_peers_to_one_peers_validation_loss() {
+    let p = quickstart();
+    let train = [
+        "run",
+        "train",
+        "--set",
+        "prep.images=60",
+        "--set",
+        "train.epochs=2",
+    ];
+    let best = |extra: &[&str]| {
+        let mut args = train.to_vec();
+        args.extend_from_slice(extra);
+        p.ok(&args);
+        let mut show = vec!["show", "train"];
+        show.extend_from_slice(&args[2..]);
+        let shown = p.json(&show);
+        let loss = shown["metrics"]["best_val_loss"]
+            .as_f64()
+            .expect("best_val_loss");
+        (loss, shown["key"].as_str().expect("key").to_string())
+    };
+    let (one, key1) = best(&[]);
+    let (two, key2) = best(&["--set", "train.devices=2"]);
+    assert!(
+        ((one - two) / one).abs() <= 1e-3,
+        "best validation loss: one device {one}, two {two}"
+    );
+    assert_ne!(key1, key2, "devices is part of train's key");
+
+    let pipeline = p
+        .read("pipeline.toml")
+        .replace("patience = 3 ", "patience = 3\ndevices = 0 ");
+    p.write("pipeline.toml", &pipeline);
+    let out = p.pipe(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let line = pipeline
+        .lines()
+        .position(|l| l.starts_with("devices = 0"))
+        .expect("the line")
+        + 1;
+    assert!(
+        err.contains(&format!("pipeline.toml:{line}"))
+            && err.contains("devices must be at least 1"),
+        "{err}"
+    );
+}

@@ -265,6 +265,48 @@ impl ResolvedBackend {
     }
 }
 
+impl ResolvedBackend {
+    /// Run `job` with `peers` devices of this backend: peer i on `ordinals[i]` (the device
+    /// pool's), wrapping around when there are fewer ordinals than peers; with none, every peer
+    /// on this backend's own device. The CPU has one device: every peer shares it.
+    pub fn run_on<J: OnDevices>(&self, ordinals: &[usize], peers: usize, job: J) -> J::Output {
+        let peers = peers.max(1);
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        let at = |i: usize| ordinals.get(i % ordinals.len().max(1)).copied();
+        #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+        let _ = ordinals;
+        match self {
+            ResolvedBackend::Cpu => job.run::<CpuBackend>(vec![CpuDevice::default(); peers]),
+            #[cfg(feature = "cuda")]
+            ResolvedBackend::Cuda { index } => {
+                kernel_cache::pin_cubecl_config();
+                let devices = (0..peers)
+                    .map(|i| CudaDevice::new(at(i).unwrap_or(*index)))
+                    .collect();
+                job.run::<CudaBackend>(devices)
+            }
+            #[cfg(feature = "wgpu")]
+            ResolvedBackend::Wgpu(adapter) => {
+                kernel_cache::pin_cubecl_config();
+                let devices = (0..peers)
+                    .map(|i| match at(i) {
+                        Some(k) => wgpu_at(adapter.clone(), Some(k)).device(),
+                        None => adapter.device(),
+                    })
+                    .collect();
+                job.run::<WgpuBackend>(devices)
+            }
+        }
+    }
+}
+
+/// Work on several devices of one backend (data-parallel peers), run by
+/// [`ResolvedBackend::run_on`].
+pub trait OnDevices {
+    type Output;
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output;
+}
+
 impl fmt::Display for ResolvedBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.describe())

@@ -7,10 +7,12 @@
 //! ([`crate::Blip::lora_linears_mut`]). Burn 0.21's `ModuleMapper` maps parameters but cannot
 //! add a module, so the branch's slot is part of the model type.
 
+use std::sync::Mutex;
+
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, Linear};
-use burn::tensor::Tensor;
+use burn::nn::Linear;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
 
 use crate::layers::linear_rows;
 
@@ -24,8 +26,47 @@ pub struct LoraBranch<B: Backend> {
     pub b: Param<Tensor<B, 2>>,
     #[module(skip)]
     pub scale: f64,
-    /// Built once with the branch (PEFT's `lora_dropout`).
-    pub dropout: Dropout,
+    /// PEFT's `lora_dropout`, drawn from this branch's own seed.
+    pub dropout: SeededDropout,
+}
+
+/// Dropout whose mask comes from its own seed, not from wherever the backend's random stream
+/// happens to be: the backend's generator is one per process (per backend type), and peers of a
+/// data-parallel step, or two trainings of a sweep, drawing from it in threads would take
+/// each other's numbers in whatever order the threads ran, so no run could be repeated or
+/// resumed exactly. Each draw reseeds the generator under one process-wide lock and takes its
+/// mask right away. Active only on an autodiff backend (training), as Burn's `Dropout`.
+#[derive(Module, Clone, Debug)]
+pub struct SeededDropout {
+    pub prob: f64,
+    /// Set for each forward pass by whoever builds the training model; a pass that drew
+    /// twice from one branch would draw the same mask twice.
+    pub seed: u64,
+}
+
+/// Serialises seeding and drawing from the backend's process-wide generator.
+static DRAW: Mutex<()> = Mutex::new(());
+
+impl SeededDropout {
+    pub fn new(prob: f64, seed: u64) -> Self {
+        Self { prob, seed }
+    }
+
+    pub fn forward<B: Backend, const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let device = x.device();
+        if self.prob == 0.0 || !B::ad_enabled(&device) {
+            return x;
+        }
+        let keep = 1.0 - self.prob;
+        let mask = {
+            let _draw = DRAW
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            B::seed(&device, self.seed);
+            x.random_like(Distribution::Bernoulli(keep))
+        };
+        x * mask * (1.0 / keep)
+    }
 }
 
 impl<B: Backend> LoraBranch<B> {
@@ -100,7 +141,6 @@ impl<B: Backend> crate::Blip<B> {
 #[cfg(test)]
 mod tests {
     use burn::module::ParamId;
-    use burn::nn::DropoutConfig;
 
     use super::*;
     use crate::weights::checkpoint_tensors;
@@ -129,7 +169,7 @@ mod tests {
                 a: Param::initialized(ParamId::new(), Tensor::zeros([d_in, 2], &device)),
                 b: Param::initialized(ParamId::new(), Tensor::zeros([2, d_out], &device)),
                 scale: 1.0,
-                dropout: DropoutConfig::new(0.0).init(),
+                dropout: SeededDropout::new(0.0, 0),
             });
             names.push(name);
         }

@@ -48,11 +48,71 @@ pub struct StageContext<'a> {
     pub seed: u64,
     /// `[pipeline] backend`.
     pub backend: BackendChoice,
-    /// Which of the backend's devices to run on (the device pool, `[pipeline] devices`, hands
-    /// each accelerator stage a free one); `None`: the first. Never part of a key.
-    pub device: Option<usize>,
+    /// Which of the backend's devices to run on: the device pool (`[pipeline] devices`) hands
+    /// each accelerator stage as many free ones as [`StageKind::devices`] asks for. Empty: the
+    /// backend's first (the CPU's only). Never part of a key.
+    pub devices: &'a [usize],
     /// Where long work reports how far it got (a progress bar in a terminal).
     pub progress: &'a dyn Progress,
+}
+
+impl StageContext<'_> {
+    /// The first device given (`None`: the backend's first), for a stage that uses one.
+    pub fn device(&self) -> Option<usize> {
+        self.devices.first().copied()
+    }
+}
+
+/// How many devices a stage asks the device pool for: a number, or `"all"` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceCount {
+    Count(usize),
+    All,
+}
+
+impl Default for DeviceCount {
+    fn default() -> Self {
+        Self::Count(1)
+    }
+}
+
+impl DeviceCount {
+    /// How many peers run for `given` devices from the pool (empty: the CPU, where every peer
+    /// shares the one device): `Count(n)` is n, `All` is as many as were given (1 on the CPU).
+    pub fn peers(self, given: usize) -> usize {
+        match self {
+            Self::Count(n) => n,
+            Self::All => given.max(1),
+        }
+    }
+}
+
+impl serde::Serialize for DeviceCount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Count(n) => s.serialize_u64(*n as u64),
+            Self::All => s.serialize_str("all"),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(i64),
+            Word(String),
+        }
+        const EXPECTED: &str = "expected a number of devices (1, 2, …) or \"all\"";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(EXPECTED))? {
+            Raw::Count(n) => usize::try_from(n)
+                .map(Self::Count)
+                .map_err(|_| serde::de::Error::custom(format!("{EXPECTED}, got {n}"))),
+            Raw::Word(w) if w == "all" => Ok(Self::All),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("{EXPECTED}, got {w:?}"))),
+        }
+    }
 }
 
 /// An upstream stage as a run sees it: what it is and where its artifact is.
@@ -166,6 +226,12 @@ pub trait StageKind: Send + Sync {
     /// Whether the stage competes for the accelerator (such stages run one at a time).
     fn uses_accelerator(&self) -> bool {
         false
+    }
+
+    /// How many of the device pool's devices a run of an accelerator stage takes (all at once,
+    /// so two stages never each hold part of what both wait for). Default: one.
+    fn devices(&self, _params: &toml::Table) -> DeviceCount {
+        DeviceCount::default()
     }
 
     /// Produce the artifact in `ctx.out_dir`.

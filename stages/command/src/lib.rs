@@ -382,7 +382,7 @@ mod tests {
             params: &table,
             seed: 7,
             backend: Default::default(),
-            device: None,
+            devices: &[],
             progress: &pipe_stage_api::Silent,
         };
         (Command.run(&ctx), dir)

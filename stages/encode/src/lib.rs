@@ -142,7 +142,7 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EncodeError> {
             ),
         )
     })?;
-    let backend = resolve_on(ctx.backend, ctx.device)?;
+    let backend = resolve_on(ctx.backend, ctx.device())?;
     tracing::info!(backend = %backend, "encode");
     backend.run(EncodeRun {
         ctx,

@@ -235,7 +235,7 @@ impl<'a> Inputs<'a> {
 
 fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
     let inputs = Inputs::gather(ctx)?;
-    let backend = resolve_on(ctx.backend, ctx.device)?;
+    let backend = resolve_on(ctx.backend, ctx.device())?;
     tracing::info!(
         images = inputs.indices.len(),
         split = %inputs.split,

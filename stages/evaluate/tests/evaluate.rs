@@ -141,7 +141,7 @@ fn run(
         params: &params,
         seed: 0,
         backend: BackendChoice::Cpu,
-        device: None,
+        devices: &[],
         progress: &Silent,
     };
     let result = Evaluate.run(&ctx);

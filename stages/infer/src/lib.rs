@@ -255,7 +255,7 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, InferError> {
     let p = Params::parse(ctx.params)?;
     let images = list_images(&p.images, ctx.pipeline_dir)?;
     let model = model_dir(&p, ctx)?;
-    let backend = resolve_on(ctx.backend, ctx.device)?;
+    let backend = resolve_on(ctx.backend, ctx.device())?;
     tracing::info!(images = images.len(), model = %model.dir.display(), backend = %backend, "captioning");
 
     let start = Instant::now();

@@ -67,7 +67,7 @@ fn run_stage(
         params: &params,
         seed: 0,
         backend: BackendChoice::Cpu,
-        device: None,
+        devices: &[],
         progress: &Silent,
     };
     Infer.run(&ctx).map_err(|e| e.to_string())

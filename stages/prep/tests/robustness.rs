@@ -549,7 +549,7 @@ fn collate_refuses_an_image_changed_since_prep_and_picks_its_dep() {
             params,
             seed: 0,
             backend: Default::default(),
-            device: None,
+            devices: &[],
             progress: &pipe_stage_api::Silent,
         };
         Collate.run(&ctx).map(|_| out)

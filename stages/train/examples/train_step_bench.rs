@@ -164,7 +164,7 @@ fn main() {
     let mut optim = adamw(0.01).init::<Ad, Trainable<Ad>>();
     let lr = 1e-4;
     let mut step = |trainable: Trainable<Ad>| -> (Trainable<Ad>, f32) {
-        let model = trainable.training_model(&spec);
+        let model = trainable.training_model(&spec, 0);
         let logits = batch_logits(&model, &batch);
         let (sum, count) = summed_loss(logits, batch.labels.clone(), 0.0);
         let loss = sum / count.clamp_min(1.0);

@@ -102,3 +102,14 @@ pub fn load_batch<B: Backend>(
         row_image,
     })
 }
+
+/// How many tokens the loss scores over images `indices` with all their captions (what
+/// [`pipe_blip::loss::summed_loss`] counts: labels ≥ 0 after the shift by one), counted on
+/// the host: the divisor that makes peers' summed losses one mean.
+pub fn scored_tokens(col: &Collated, indices: &[usize]) -> usize {
+    indices
+        .iter()
+        .flat_map(|&i| col.captions(i))
+        .map(|c| c.labels().iter().skip(1).filter(|&&l| l >= 0).count())
+        .sum()
+}

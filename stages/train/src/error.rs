@@ -43,6 +43,10 @@ pub enum TrainError {
     Interrupted { epoch: usize },
     #[error("the training loss became {0} (diverged); lower `lr`")]
     Diverged(f32),
+    #[error("data-parallel peer {peer}: {message}")]
+    Peer { peer: usize, message: String },
+    #[error("no device to train on")]
+    NoDevice,
 }
 
 impl TrainError {

@@ -3,12 +3,12 @@
 //! captions, `grad_accum` of them per AdamW step (global-norm clipped, scheduled lr), then the
 //! validation loss, early stopping, and a checkpoint. With `val_every_steps` the validation
 //! loss is also taken every N steps; any validation can become the best model, and patience
-//! counts epochs in which none did.
+//! counts epochs in which none did. With several devices each micro-batch is spread over
+//! [`Peers`]; everything else happens once, here.
 
 use std::path::Path;
 
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use pipe_data::collate::Collated;
@@ -20,10 +20,11 @@ use rand::{SeedableRng, rngs::StdRng};
 use crate::checkpoint::{self, Contents, History, TrainPoint, TrainState, ValPoint};
 use crate::data::load_batch;
 use crate::error::TrainError;
-use crate::lora::{LoraSpec, Trainable};
+use crate::lora::{LoraSpec, Trainable, mix_seed};
 use crate::loss::batch_logits;
-use crate::optim::{GroupedAdamW, clip_global_norm};
+use crate::optim::GroupedAdamW;
 use crate::params::TrainParams;
+use crate::peers::{Peers, Shared};
 use crate::schedule::lr_at;
 use crate::watch::Watch;
 use pipe_blip::loss::summed_loss;
@@ -86,6 +87,13 @@ struct LoopState<B: AutodiffBackend> {
     state: TrainState,
 }
 
+/// The loop's state while it runs: the model and optimizer live with the peers.
+struct Running<'s, B: AutodiffBackend> {
+    peers: Peers<'s, B>,
+    best: Trainable<B::InnerBackend>,
+    state: TrainState,
+}
+
 /// The validation split and what `validate` reads besides the model.
 struct Validation<'a> {
     cfg: &'a FitConfig<'a>,
@@ -99,13 +107,15 @@ impl Validation<'_> {
     }
 }
 
-/// Train `trainable` on `col`'s train split, validating on its val split.
+/// Train `trainable` on `col`'s train split, validating on its val split, data-parallel over
+/// `devices` (one peer each; the first validates).
 pub fn fit<B: AutodiffBackend>(
     trainable: Trainable<B>,
     col: &Collated,
     cfg: &FitConfig<'_>,
-    device: &B::Device,
+    devices: Vec<B::Device>,
 ) -> Result<Fitted<B::InnerBackend>, TrainError> {
+    let device = &devices.first().cloned().ok_or(TrainError::NoDevice)?;
     let p = cfg.params;
     let train_idx = col.split_indices(Split::Train);
     let val = Validation {
@@ -135,16 +145,52 @@ pub fn fit<B: AutodiffBackend>(
     } else {
         Contents::Everything
     };
-    let (mut run, resumed_from_epoch) = resume_or_start(trainable, contents, &val, device)?;
+    let (start, resumed_from_epoch) = resume_or_start(trainable, contents, &val, device)?;
     let watch = Watch::new(cfg.progress, cfg.work_dir, p.epochs, p.patience);
+    let shared = Shared {
+        col,
+        features: cfg.features,
+        spec: cfg.spec,
+        label_smoothing: p.label_smoothing,
+        grad_accum: p.grad_accum,
+    };
+    std::thread::scope(|scope| {
+        let peers = Peers::start(scope, devices, start.trainable, start.optim, shared)?;
+        let mut run = Running {
+            peers,
+            best: start.best,
+            state: start.state,
+        };
+        epochs(&mut run, contents, &train_idx, &plan, &val, &watch, device)?;
+        let Running { peers, best, state } = run;
+        peers.finish()?;
+        Ok(Fitted {
+            best,
+            best_val: state.best_val.unwrap_or(f64::NAN),
+            epochs_run: state.epochs_done,
+            steps: state.step,
+            history: state.history,
+            resumed_from_epoch,
+        })
+    })
+}
 
+/// Epochs until the run is finished (or the test hook interrupts it).
+fn epochs<B: AutodiffBackend>(
+    run: &mut Running<'_, B>,
+    contents: Contents,
+    train_idx: &[usize],
+    plan: &StepPlan,
+    val: &Validation<'_>,
+    watch: &Watch<'_>,
+    device: &B::Device,
+) -> Result<(), TrainError> {
+    let cfg = val.cfg;
+    let p = cfg.params;
     while !run.state.finished {
         let started = std::time::Instant::now();
         let epoch = run.state.epochs_done + 1;
-        // Dropout draws from the backend's RNG: seeded per epoch, so a resumed run draws
-        // what an uninterrupted one does.
-        B::seed(device, cfg.seed.wrapping_add(epoch as u64));
-        let mut order = train_idx.clone();
+        let mut order = train_idx.to_vec();
         order.shuffle(&mut StdRng::seed_from_u64(
             cfg.seed
                 .wrapping_mul(0x9e37_79b9)
@@ -154,10 +200,9 @@ pub fn fit<B: AutodiffBackend>(
             &format!("epoch {epoch}/{}", p.epochs),
             Some(plan.micro_per_epoch as u64),
         );
-        let (mut improved, train_loss) =
-            train_epoch(&mut run, epoch, &order, &plan, &val, &watch, device)?;
+        let (mut improved, train_loss) = train_epoch(run, epoch, &order, plan, val, watch, device)?;
 
-        let valid = run.trainable.valid();
+        let valid = run.peers.trainable().valid();
         let loss = val.loss(&valid, device)?;
         if record_val(&mut run.state, p.min_delta, epoch, loss) {
             run.best = valid;
@@ -179,24 +224,15 @@ pub fn fit<B: AutodiffBackend>(
             cfg.work_dir,
             contents,
             &run.state,
-            &run.trainable,
-            &run.optim,
+            run.peers.trainable(),
+            run.peers.optim(),
             &run.best,
         )?;
         if !run.state.finished && cfg.stop_after_epoch == Some(epoch) {
             return Err(TrainError::Interrupted { epoch });
         }
     }
-
-    let state = run.state;
-    Ok(Fitted {
-        best: run.best,
-        best_val: state.best_val.unwrap_or(f64::NAN),
-        epochs_run: state.epochs_done,
-        steps: state.step,
-        history: state.history,
-        resumed_from_epoch,
-    })
+    Ok(())
 }
 
 /// The work dir's checkpoint if it matches the run's settings (and the epoch it was made
@@ -262,7 +298,7 @@ fn resume_or_start<B: AutodiffBackend>(
 /// validations of `val_every_steps`; stops early at the run's last step. Whether a mid-epoch
 /// validation became the best, and the mean of the epoch's step losses.
 fn train_epoch<B: AutodiffBackend>(
-    run: &mut LoopState<B>,
+    run: &mut Running<'_, B>,
     epoch: usize,
     order: &[usize],
     plan: &StepPlan,
@@ -274,19 +310,23 @@ fn train_epoch<B: AutodiffBackend>(
     let p = cfg.params;
     let mut improved = false;
     let (mut epoch_sum, mut epoch_steps) = (0f64, 0usize);
-    let mut accum = GradientsAccumulator::<Trainable<B>>::new();
     let (mut n_acc, mut loss_acc) = (0usize, 0f64);
     let chunks: Vec<&[usize]> = order.chunks(p.batch_size).collect();
+    // One seed per micro-batch for the LoRA dropout masks (each peer mixes in its id): a
+    // resumed run draws what an uninterrupted one does.
+    let epoch_seed = mix_seed(cfg.seed, epoch as u64);
     for (k, chunk) in chunks.iter().enumerate() {
-        let value = accumulate_micro_batch(&run.trainable, &mut accum, chunk, val, device)?;
+        let value = run
+            .peers
+            .micro_batch(chunk, mix_seed(epoch_seed, k as u64))?;
         n_acc += 1;
-        loss_acc += f64::from(value);
+        loss_acc += value;
         cfg.progress.advance(1);
         if n_acc < p.grad_accum && k + 1 < chunks.len() {
             continue;
         }
 
-        let (grads, norm) = clip_global_norm(&run.trainable, accum.grads(), p.max_grad_norm);
+        run.peers.reduce()?;
         let state = &mut run.state;
         let lr = lr_at(
             p.schedule,
@@ -295,7 +335,7 @@ fn train_epoch<B: AutodiffBackend>(
             plan.total_steps,
             plan.warmup_steps,
         );
-        run.trainable = run.optim.step(lr, run.trainable.clone(), grads);
+        let norm = run.peers.step(lr, p.max_grad_norm)?;
         state.step += 1;
         let loss = loss_acc / n_acc as f64;
         (epoch_sum, epoch_steps) = (epoch_sum + loss, epoch_steps + 1);
@@ -315,7 +355,7 @@ fn train_epoch<B: AutodiffBackend>(
             && p.val_every_steps
                 .is_some_and(|n| state.step.is_multiple_of(n))
         {
-            let valid = run.trainable.valid();
+            let valid = run.peers.trainable().valid();
             let loss = val.loss(&valid, device)?;
             tracing::info!(epoch, step = run.state.step, val_loss = loss, "validation");
             if record_val(&mut run.state, p.min_delta, epoch, loss) {
@@ -326,34 +366,6 @@ fn train_epoch<B: AutodiffBackend>(
         }
     }
     Ok((improved, epoch_sum / epoch_steps.max(1) as f64))
-}
-
-/// One micro-batch's forward and backward pass, its gradients (divided by `grad_accum`) added
-/// to `accum`; returns its mean loss per scored token.
-fn accumulate_micro_batch<B: AutodiffBackend>(
-    trainable: &Trainable<B>,
-    accum: &mut GradientsAccumulator<Trainable<B>>,
-    chunk: &[usize],
-    val: &Validation<'_>,
-    device: &B::Device,
-) -> Result<f32, TrainError> {
-    let cfg = val.cfg;
-    let p = cfg.params;
-    let batch = load_batch::<B>(val.col, cfg.features, chunk, device)?;
-    let model = match cfg.spec {
-        Some(spec) => trainable.training_model(spec),
-        None => trainable.model.clone(),
-    };
-    let logits = batch_logits(&model, &batch);
-    let (sum, count) = summed_loss(logits, batch.labels.clone(), p.label_smoothing);
-    let loss = sum / count.clamp_min(1.0);
-    let value: f32 = loss.clone().into_scalar().elem();
-    if !value.is_finite() {
-        return Err(TrainError::Diverged(value));
-    }
-    let grads = loss.div_scalar(p.grad_accum as f64).backward();
-    accum.accumulate(trainable, GradientsParams::from_grads(grads, trainable));
-    Ok(value)
 }
 
 /// Record a validation loss; true when it beats the best so far by more than `min_delta` (it

@@ -8,6 +8,7 @@
 //! - [`optim`]: AdamW and global gradient-norm clipping.
 //! - [`schedule`]: warmup + cosine/linear learning rate.
 //! - [`checkpoint`]: resumable per-epoch state in the stage's work dir.
+//! - [`peers`]: data parallelism (`devices = N`): peers, shares, Burn's collective all-reduce.
 //! - [`fit`]: the training loop (validation, early stopping, best model).
 //! - [`watch`]: what a user sees as it trains (status, a line per epoch, metrics.jsonl).
 //! - [`export`]: merged HF checkpoint and PEFT adapter.
@@ -23,6 +24,7 @@ pub mod lora;
 pub mod loss;
 pub mod optim;
 pub mod params;
+pub mod peers;
 pub mod schedule;
 pub mod stage;
 pub mod watch;

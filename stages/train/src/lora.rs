@@ -13,11 +13,10 @@
 use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::nn::DropoutConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use pipe_blip::Blip;
-use pipe_blip::lora::{LoraBranch, LoraLinear};
+use pipe_blip::lora::{LoraBranch, LoraLinear, SeededDropout};
 use pipe_blip::weights::checkpoint_name;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -69,6 +68,17 @@ pub struct Trainable<B: Backend> {
 }
 
 /// Whether HF module `name` is selected by PEFT-style `targets` (exact or `.`-suffix match).
+/// One seed from `seed` and `k` (SplitMix64's finaliser): the seeds of a run's dropout
+/// draws, by epoch, step, peer and branch, without two of them meeting by accident.
+pub fn mix_seed(seed: u64, k: u64) -> u64 {
+    let mut z = seed
+        ^ k.wrapping_add(0x9e37_79b9_7f4a_7c15)
+            .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 pub fn is_target(name: &str, targets: &[String]) -> bool {
     targets
         .iter()
@@ -237,23 +247,26 @@ impl<B: Backend> Trainable<B> {
     /// get an unmerged branch s·(dropout(x)·A)·B, as PEFT computes it (dropout cannot be
     /// merged, and the backward pass then never forms a full-size weight gradient); other
     /// targets are merged as in [`Self::merged`]. Everything else is shared with
-    /// `self.model`; with no adapter, a clone.
-    pub fn training_model(&self, spec: &LoraSpec) -> Blip<B> {
+    /// `self.model`; with no adapter, a clone. The k-th branch draws its dropout mask from
+    /// `dropout_seed` mixed with k: one forward pass, one seed.
+    pub fn training_model(&self, spec: &LoraSpec, dropout_seed: u64) -> Blip<B> {
         let mut m = self.model.clone();
         let scale = spec.scale();
-        let dropout = DropoutConfig::new(spec.dropout).init();
         let mut merged = HashMap::new();
         {
             let mut slots: HashMap<String, &mut LoraLinear<B>> =
                 m.lora_linears_mut().into_iter().collect();
-            for (name, layer) in spec.names.iter().zip(&self.lora.layers) {
+            for (k, (name, layer)) in spec.names.iter().zip(&self.lora.layers).enumerate() {
                 match slots.remove(name) {
                     Some(slot) => {
                         slot.lora = Some(LoraBranch {
                             a: Param::initialized(layer.a.id, layer.a.val()),
                             b: Param::initialized(layer.b.id, layer.b.val()),
                             scale,
-                            dropout: dropout.clone(),
+                            dropout: SeededDropout::new(
+                                spec.dropout,
+                                mix_seed(dropout_seed, k as u64),
+                            ),
                         });
                     }
                     None => {

@@ -71,6 +71,7 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 /// AdamW as transformers' Trainer sets it up: weight decay on the matrices only, none on the
 /// 1-D parameters (biases, LayerNorm scales and shifts). Two AdamW states, one per group; each
 /// step hands each its group's gradients. With LoRA every trainable parameter is a matrix.
+#[derive(Clone)]
 pub struct GroupedAdamW<B: AutodiffBackend> {
     pub decay: OptimizerAdaptor<AdamW, Trainable<B>, B>,
     pub plain: OptimizerAdaptor<AdamW, Trainable<B>, B>,

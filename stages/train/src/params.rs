@@ -1,6 +1,6 @@
 //! The train stage's parameters (its table in pipeline.toml), with defaults and validation.
 
-use pipe_stage_api::{ParamError, parse_params};
+use pipe_stage_api::{DeviceCount, ParamError, parse_params};
 use serde::{Deserialize, Serialize};
 
 /// What is trained.
@@ -104,6 +104,12 @@ pub struct TrainParams {
     /// Also take the validation loss every N optimizer steps (besides each epoch's end).
     #[serde(default)]
     pub val_every_steps: Option<usize>,
+    /// Data-parallel peers: each micro-batch's images are split among them and their
+    /// gradients all-reduced. A number, or `"all"` (every device the pool gives; on the CPU,
+    /// where peers share the one device, 1). Part of the key: the gradients' sums are taken
+    /// in another order, so the trained bytes differ in the last bits.
+    #[serde(default)]
+    pub devices: DeviceCount,
 }
 
 fn default_method() -> Method {
@@ -201,6 +207,12 @@ impl TrainParams {
         if self.max_grad_norm.is_nan() || self.max_grad_norm < 0.0 {
             return err(&["max_grad_norm"], "max_grad_norm must be ≥ 0".into());
         }
+        if self.devices == DeviceCount::Count(0) {
+            return err(
+                &["devices"],
+                "devices must be at least 1 (or \"all\")".into(),
+            );
+        }
         if self.max_steps == Some(0) {
             return err(&["max_steps"], "max_steps must be at least 1".into());
         }
@@ -265,6 +277,30 @@ mod tests {
         assert_eq!(
             parse("model = 'm'\nlrr = 1").expect_err("unknown").path,
             ["lrr"]
+        );
+        let e = parse("model = 'm'\ndevices = 0").expect_err("no peers");
+        assert_eq!(e.path, ["devices"]);
+        assert!(e.message.contains("at least 1"), "{}", e.message);
+        let e = parse("model = 'm'\ndevices = 'some'").expect_err("a word");
+        assert_eq!(e.path, ["devices"]);
+        assert!(e.message.contains("\"all\""), "{}", e.message);
+        let e = parse("model = 'm'\ndevices = -2").expect_err("negative");
+        assert_eq!(e.path, ["devices"]);
+    }
+
+    #[test]
+    fn devices_is_a_count_or_all() {
+        assert_eq!(
+            parse("model = 'm'").expect("default").devices,
+            DeviceCount::Count(1)
+        );
+        assert_eq!(
+            parse("model = 'm'\ndevices = 2").expect("two").devices,
+            DeviceCount::Count(2)
+        );
+        assert_eq!(
+            parse("model = 'm'\ndevices = 'all'").expect("all").devices,
+            DeviceCount::All
         );
     }
 }

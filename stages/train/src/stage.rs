@@ -10,6 +10,7 @@
 //! epochs = 5
 //! batch_size = 4                 # images per micro-batch, each with all its captions
 //! patience = 2
+//! devices = 1                    # data-parallel peers: a number, or "all" the pool gives
 //! ```
 //!
 //! Artifact: `model/` (merged, HF layout), `adapter/` (PEFT, LoRA only), `loss_history.json`,
@@ -20,13 +21,15 @@ use std::path::{Path, PathBuf};
 use burn::backend::Autodiff;
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use pipe_backend::{OnBackend, resolve_on};
+use pipe_backend::{OnDevices, resolve_on};
 use pipe_blip::Blip;
 use pipe_blip::config::BlipConfig;
 use pipe_blip::weights::load_model;
 use pipe_data::collate::Collated;
 use pipe_hub::{HubOptions, ModelDir, ModelSource};
-use pipe_stage_api::{Deps, Outcome, ParamError, StageContext, StageError, StageKind, pick_dep};
+use pipe_stage_api::{
+    Deps, DeviceCount, Outcome, ParamError, StageContext, StageError, StageKind, pick_dep,
+};
 
 use crate::error::TrainError;
 use crate::export::{write_hf_model, write_json, write_peft_adapter};
@@ -48,7 +51,10 @@ impl StageKind for Train {
         // 2: unmerged LoRA branches with dropout, weight decay spares 1-D parameters, the
         // backend RNG reseeded per epoch; artifacts of 1 were trained differently.
         // 3: summary.json no longer says whether the run resumed (the manifest does).
-        3
+        // 4: LoRA dropout masks seeded per micro-batch (not drawn from the backend's shared
+        // stream); the loss divided by a host-counted token total; summary.json's params
+        // name `devices`.
+        4
     }
 
     fn about(&self) -> &'static str {
@@ -86,6 +92,10 @@ impl StageKind for Train {
         true
     }
 
+    fn devices(&self, params: &toml::Table) -> DeviceCount {
+        TrainParams::parse(params).map_or_else(|_| DeviceCount::default(), |p| p.devices)
+    }
+
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {
         Ok(run_stopping_after(ctx, None)?)
     }
@@ -101,15 +111,27 @@ pub fn run_stopping_after(
 ) -> Result<Outcome, TrainError> {
     let p = TrainParams::parse(ctx.params)?;
     let (collate_dir, encode_dir) = pick_deps(ctx.deps, &p)?;
-    let backend = resolve_on(ctx.backend, ctx.device)?;
-    tracing::info!(backend = %backend, "train");
-    backend.run(TrainRun {
-        ctx,
-        params: &p,
-        collate_dir,
-        encode_dir,
-        stop_after_epoch,
-    })
+    let backend = resolve_on(ctx.backend, ctx.device())?;
+    let peers = p.devices.peers(ctx.devices.len());
+    tracing::info!(backend = %backend, peers, "train");
+    if ctx.devices.len() > 1 && peers > ctx.devices.len() {
+        tracing::warn!(
+            peers,
+            devices = ctx.devices.len(),
+            "more peers than devices: some devices run several"
+        );
+    }
+    backend.run_on(
+        ctx.devices,
+        peers,
+        TrainRun {
+            ctx,
+            params: &p,
+            collate_dir,
+            encode_dir,
+            stop_after_epoch,
+        },
+    )
 }
 
 /// The encode artifact in `dir`, checked against what this run trains: the vision encoder
@@ -182,16 +204,20 @@ struct TrainRun<'a> {
     stop_after_epoch: Option<usize>,
 }
 
-impl OnBackend for TrainRun<'_> {
+impl OnDevices for TrainRun<'_> {
     type Output = Result<Outcome, TrainError>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        train::<Autodiff<B>>(self, &device)
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+        train::<Autodiff<B>>(self, devices)
     }
 }
 
-fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Outcome, TrainError> {
+fn train<B: AutodiffBackend>(
+    job: TrainRun<'_>,
+    devices: Vec<B::Device>,
+) -> Result<Outcome, TrainError> {
     let (ctx, p) = (job.ctx, job.params);
+    let device = &devices.first().cloned().ok_or(TrainError::NoDevice)?;
     B::seed(device, ctx.seed);
     let col = Collated::open(job.collate_dir)?;
     let (source_dir, model) = base_model::<B>(ctx, p, device)?;
@@ -238,7 +264,7 @@ fn train<B: AutodiffBackend>(job: TrainRun<'_>, device: &B::Device) -> Result<Ou
             stop_after_epoch: job.stop_after_epoch,
             features: features.as_ref(),
         },
-        device,
+        devices,
     )?;
     export(ctx, p, &source_dir, spec.as_ref(), &fitted, params)
 }

@@ -81,14 +81,22 @@ use burn::tensor::ElementConversion;
 fn dropout_acts_while_training_and_only_then() {
     let (t, spec, batch) = setup(0.5);
     let merged = batch_logits(&t.merged(&spec), &batch);
-    let a = batch_logits(&t.training_model(&spec), &batch);
-    let b = batch_logits(&t.training_model(&spec), &batch);
-    let (d_merged, d_draws) = (max_diff(a.clone(), merged), max_diff(a, b));
+    let a = batch_logits(&t.training_model(&spec, 1), &batch);
+    let b = batch_logits(&t.training_model(&spec, 2), &batch);
+    let (d_merged, d_draws) = (max_diff(a.clone(), merged), max_diff(a.clone(), b));
     assert!(
         d_merged > 1e-3,
         "dropout changes the training forward: {d_merged}"
     );
-    assert!(d_draws > 1e-3, "each forward draws a new mask: {d_draws}");
+    assert!(d_draws > 1e-3, "another seed draws another mask: {d_draws}");
+    // The mask is the seed's, whatever else drew from the backend's generator meanwhile.
+    let _ = Tensor::<Ad, 2>::random(
+        [7, 7],
+        burn::tensor::Distribution::Default,
+        &CpuDevice::default(),
+    );
+    let again = batch_logits(&t.training_model(&spec, 1), &batch);
+    assert_eq!(max_diff(a, again), 0.0, "the same seed draws the same mask");
 
     // Without autodiff (validation, evaluation, export) there is no dropout: the unmerged
     // branches equal the merged weights.
@@ -104,7 +112,7 @@ fn dropout_acts_while_training_and_only_then() {
         row_image: batch.row_image.clone(),
     };
     let d = max_diff(
-        batch_logits(&valid.training_model(&spec), &inner),
+        batch_logits(&valid.training_model(&spec, 1), &inner),
         batch_logits(&valid.merged(&spec), &inner),
     );
     assert!(d < 1e-5, "unmerged branches equal merged weights: {d}");
@@ -113,7 +121,7 @@ fn dropout_acts_while_training_and_only_then() {
 #[test]
 fn with_dropout_the_gradients_reach_the_adapter_only() {
     let (t, spec, batch) = setup(0.3);
-    let logits = batch_logits(&t.training_model(&spec), &batch);
+    let logits = batch_logits(&t.training_model(&spec, 1), &batch);
     let (sum, count) = summed_loss(logits, batch.labels.clone(), 0.0);
     let grads = GradientsParams::from_grads((sum / count).backward(), &t);
     let mut with_grad = 0;

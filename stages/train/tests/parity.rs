@@ -290,7 +290,7 @@ fn one_lora_step_matches_transformers_and_peft() {
 
     // LoRA: loss, gradients.
     let loss = loss_of(
-        &trainable.training_model(&spec),
+        &trainable.training_model(&spec, 0),
         &batch,
         reference.num("label_smoothing"),
     );
