@@ -76,7 +76,7 @@ pub struct Planner<'a> {
     pub cache: &'a Cache,
     /// Identifies this pipeline file inside a shared cache (refs, run records).
     pub pipeline_id: String,
-    stat: Mutex<StatCache>,
+    stat: std::sync::RwLock<StatCache>,
     /// Keys already computed in this command, by stage and upstream digests: inputs are
     /// hashed once per command even when status is asked again after a run.
     memo: Mutex<Memo>,
@@ -92,7 +92,7 @@ impl<'a> Planner<'a> {
             spec,
             cache,
             pipeline_id: pipeline_id(spec),
-            stat: Mutex::new(cache.load_statcache()),
+            stat: std::sync::RwLock::new(cache.load_statcache()),
             memo: Mutex::new(BTreeMap::new()),
             backend: (spec.registry.backend)(spec.backend).map_err(|e| crate::error_chain(&*e)),
         }

@@ -381,8 +381,18 @@ fn cells(rows: &[Row], params: &[String], metrics: &[String], delta: bool) -> Ve
 pub fn write_page(file: &Path, on_demand: bool) -> Result<Option<PathBuf>, CliError> {
     let spec = spec::load(file, &[], &crate::REGISTRY)?;
     let cache = Cache::for_reading(&spec.cache_dir);
-    let rows = all_rows(&spec, &cache)?;
     let page = spec.results_dir.join(super::exp_page::PAGE);
+    // No page and no try to show: nothing to write, and no second walk over the inputs (the
+    // workspace row's status) after every plain run.
+    let no_tries = || {
+        Tries::new(&cache, &pipe::plan::pipeline_id(&spec))
+            .list()
+            .is_ok_and(|t| t.is_empty())
+    };
+    if !on_demand && !page.exists() && no_tries() {
+        return Ok(None);
+    }
+    let rows = all_rows(&spec, &cache)?;
     if !on_demand && rows.len() == 1 && !page.exists() {
         return Ok(None);
     }
