@@ -3,18 +3,18 @@
 # base-size weights and pixels, beam 3, exactly 20 new tokens, batch 8. Prints both results and
 # the throughput ratio (ours / transformers; >= 1.0 is parity or better).
 #
-#   bench/blip/run.sh [DIR]     DIR: a base-size fixture, default /work/blip-base, made by
-#   python3 ../shared/tools/make_blip_fixture.py --size base --out DIR   (outside the repo)
+#   bench/blip/run.sh DIR     DIR: a base-size checkpoint (random weights are fine), e.g. made by
+#   the workplace's make_blip_fixture.py --size base --out DIR (outside the repo)
 # Needs: pip install torch transformers safetensors  (CPU is fine).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-dir="${1:-/work/blip-base}"
+dir="${1:?usage: bench/blip/run.sh DIR (a base-size BLIP checkpoint directory)}"
 batch="${BATCH:-8}" beams="${BEAMS:-3}" tokens="${TOKENS:-20}" repeats="${REPEATS:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
 if [ ! -f "$dir/model.safetensors" ]; then
-  echo "no checkpoint in $dir: python3 $root/../shared/tools/make_blip_fixture.py --size base --out $dir" >&2
+  echo "no model.safetensors in $dir: name a BLIP checkpoint directory (HF layout)" >&2
   exit 2
 fi
 (cd "$root" && cargo build --quiet ${PROFILE:+--profile "$PROFILE"} -p pipe-blip --example bench_caption)

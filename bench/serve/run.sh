@@ -3,15 +3,14 @@
 # bounded time, with micro-batching and then one image per model call. Prints, for each: errors,
 # p50/p99 latency, captions/s, model calls and mean batch size; then the throughput gain.
 #
-#   bench/serve/run.sh [MODEL_DIR] [IMAGE]
-#       default: ../shared/fixtures/blip-tiny and its reference/images/probe0.png
+#   bench/serve/run.sh MODEL_DIR IMAGE     a BLIP checkpoint directory and one image
 #   CLIENTS=8 DURATION=30 MAX_BATCH=8 WINDOW_MS=5 BEAMS=1 TOKENS=20 bench/serve/run.sh
-#   (a base-size checkpoint: python3 ../shared/tools/make_blip_fixture.py --size base --out DIR)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-model="${1:-$root/../shared/fixtures/blip-tiny}"
-image="${2:-$model/reference/images/probe0.png}"
+usage="usage: bench/serve/run.sh MODEL_DIR IMAGE"
+model="${1:?$usage}"
+image="${2:?$usage}"
 clients="${CLIENTS:-8}" seconds="${DURATION:-30}"
 max_batch="${MAX_BATCH:-8}" window="${WINDOW_MS:-5}" beams="${BEAMS:-1}" tokens="${TOKENS:-20}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"

@@ -3,10 +3,10 @@
 # (issue 14), alternating rounds, median and min of each, the ratio, and the load average.
 # LoRA r 16 / alpha 32 on query/value, BATCH images a step with five captions each.
 #
-#   bench/train/peers.sh [MODEL_DIR] [BACKEND] [COUNTS]
-#     MODEL_DIR  an HF BLIP directory; without model.safetensors, random weights for its
-#                config.json. Default "base": BLIP-base's architecture (12+12 layers of 768,
-#                384x384 images) with random weights, its tokenizer from ../shared/fixtures/blip-tiny
+#   bench/train/peers.sh MODEL [BACKEND] [COUNTS]
+#     MODEL      an HF BLIP directory (without model.safetensors: random weights for its
+#                config.json), or base:DIR, BLIP-base's architecture (12+12 layers of 768,
+#                384x384 images) with random weights and the tokenizer of the BLIP directory DIR
 #     BACKEND    cpu (default), cuda, wgpu or auto
 #     COUNTS     peer counts, default 1,2 (on a 4-GPU machine: 1,2,4)
 #   env: ROUNDS (3), STEPS (3 timed per round), WARMUP (1), BATCH (8), IMAGES (64),
@@ -19,9 +19,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-if [ "${1:-base}" = base ]; then
-  tiny="$root/../shared/fixtures/blip-tiny"
-  [ -f "$tiny/tokenizer.json" ] || { echo "no $tiny/tokenizer.json; name a MODEL_DIR" >&2; exit 2; }
+arg="${1:?usage: bench/train/peers.sh MODEL_DIR|base:TOKENIZER_DIR [BACKEND] [COUNTS]}"
+if [ "${arg#base:}" != "$arg" ]; then
+  tiny="${arg#base:}"
+  [ -f "$tiny/tokenizer.json" ] || { echo "no $tiny/tokenizer.json: base:DIR names a BLIP directory" >&2; exit 2; }
   model="$work/blip-base"
   mkdir -p "$model"
   cp "$tiny/tokenizer.json" "$tiny/tokenizer_config.json" "$model/"
@@ -38,7 +39,7 @@ p["size"] = {"height": 384, "width": 384}
 json.dump(p, open(f"{out}/preprocessor_config.json", "w"), indent=1)
 PY
 else
-  model="$(cd "$1" 2>/dev/null && pwd)" || { echo "no model directory $1" >&2; exit 2; }
+  model="$(cd "$arg" 2>/dev/null && pwd)" || { echo "no model directory $arg" >&2; exit 2; }
 fi
 backend="${2:-cpu}"
 counts="${3:-1,2}"

@@ -7,22 +7,21 @@
 # ("vision") or not at all, reading the encode stage's cached output ("encode cache").
 # Targets: >= 1x transformers+PEFT in vision mode, >= 4x with the encode cache.
 #
-#   bench/train/run.sh [MODEL_DIR] [STEPS]    MODEL_DIR default /work/blip-base, made by
-#   python3 ../shared/tools/make_blip_fixture.py --size base --out DIR   (outside the repo)
+#   bench/train/run.sh MODEL_DIR [STEPS]    MODEL_DIR: a base-size checkpoint (random weights are
+#   fine), e.g. made by the workplace's make_blip_fixture.py --size base --out DIR
 #   STEPS timed steps per implementation (default 10), after WARMUP (default 2) untimed ones.
 # Needs: pip install torch transformers peft safetensors (CPU is fine; peft is installed by
 # reference_step.py when missing). The three runs go one after the other, never concurrently.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-dir="${1:-/work/blip-base}"
+dir="${1:?usage: bench/train/run.sh MODEL_DIR [STEPS] (a base-size BLIP checkpoint directory)}"
 steps="${2:-10}"
 warmup="${WARMUP:-2}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
 if [ ! -f "$dir/model.safetensors" ] || [ ! -f "$dir/config.json" ]; then
-  echo "no checkpoint in $dir; make a random base-size one with:" >&2
-  echo "  python3 $root/../shared/tools/make_blip_fixture.py --size base --out $dir" >&2
+  echo "no model.safetensors and config.json in $dir: name a BLIP checkpoint directory (HF layout)" >&2
   exit 2
 fi
 
