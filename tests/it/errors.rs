@@ -93,6 +93,20 @@ fn a_missing_input_fails_the_stage_naming_the_path() {
     );
 }
 
+/// The repository's own pipeline.toml on a machine without Flickr8k: the run fails at prep
+/// saying where to get the data and how to try pipe without it.
+#[test]
+fn the_real_job_without_flickr8k_says_where_to_get_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = Project::new(&std::fs::read_to_string(root.join("pipeline.toml")).expect("pipeline"));
+    let out = p.pipe(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    for needle in ["prep", "data/flickr8k", "kaggle.com", "examples/quickstart"] {
+        assert!(said.contains(needle), "{needle}:\n{said}");
+    }
+}
+
 /// Run pipe, killing it if it has not finished within `limit` (a hang is a failure).
 fn within(cmd: &mut std::process::Command, limit: std::time::Duration) -> Output {
     let mut child = cmd

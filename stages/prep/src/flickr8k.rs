@@ -73,6 +73,20 @@ impl Layout {
     }
 }
 
+/// The error for a Flickr8k root that does not exist: where to get the data and where to put
+/// it, and the offline demo that needs none.
+pub(crate) fn where_to_get(root: &Path) -> String {
+    format!(
+        "Flickr8k is not at {} (it does not exist). pipe does not download it: get Kaggle's \
+         copy (https://www.kaggle.com/datasets/adityajn105/flickr8k: captions.txt and Images/) \
+         or the original release (Flickr8k_Dataset.zip and Flickr8k_text.zip, from the \
+         University of Illinois' request form, https://hockenmaier.cs.illinois.edu/DenotationGraph/) \
+         and unzip it there, or point `root` at your copy. To try pipe without it: \
+         `pipe run -p examples/quickstart/pipeline.toml`",
+        root.display()
+    )
+}
+
 impl Flickr8kParams {
     pub fn check(&self) -> Result<(), ParamError> {
         if self.root.is_none() && (self.captions.is_none() || self.images.is_none()) {

@@ -144,14 +144,10 @@ impl StageKind for Prep {
     ) -> Result<Vec<PathBuf>, ParamError> {
         Ok(match parse(params)?.0 {
             DatasetParams::Flickr8k(p) => {
-                // A root that does not exist is listed as is: the orchestrator reports it.
-                if let Some(root) = p
-                    .root
-                    .as_ref()
-                    .map(|r| pipeline_dir.join(r))
-                    .filter(|r| !r.exists())
-                {
-                    return Ok(vec![root]);
+                // A root that does not exist: say where the data comes from (pipe cannot
+                // download it: the release is behind a form, Kaggle behind a login).
+                if let Some(root) = p.root.as_ref().filter(|r| !pipeline_dir.join(r).exists()) {
+                    return Err(ParamError::new(["root"], flickr8k::where_to_get(root)));
                 }
                 p.detect(pipeline_dir)?.inputs()
             }

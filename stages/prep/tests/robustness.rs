@@ -469,11 +469,19 @@ fn bad_parameters_are_located() {
         "{}",
         e.message
     );
-    // A root that does not exist is listed for the orchestrator to report.
-    let v = Prep
+    // A root that does not exist: where to get Flickr8k, and the demo that needs none.
+    let e = Prep
         .inputs(&table("dataset = 'flickr8k'\nroot = 'nope'"), tmp.path())
-        .expect("inputs");
-    assert_eq!(v, vec![tmp.path().join("nope")]);
+        .expect_err("no root");
+    assert_eq!(e.path, vec!["root"]);
+    for needle in [
+        "not at nope",
+        "kaggle.com",
+        "captions.txt",
+        "examples/quickstart",
+    ] {
+        assert!(e.message.contains(needle), "{needle}: {}", e.message);
+    }
 }
 
 #[test]
