@@ -6,11 +6,12 @@
 //! (which stage to start or skip, using none of the others); [`slurm`] (stages as Slurm jobs);
 //! [`run`]; [`results`]; [`tries`]
 //! (recorded runs with overrides, compared and diffed); [`remote`] (artifacts to and from a
-//! shared remote cache); [`lockfile`] (`pipe.lock`). The binary
+//! shared remote cache); [`lockfile`] (`pipe.lock`); [`export`] (an artifact copied out). The binary
 //! (`main.rs`, `cli/`) ties them to the command line.
 
 pub mod cache;
 pub mod dag;
+pub mod export;
 pub mod hash;
 pub mod lockfile;
 pub mod plan;

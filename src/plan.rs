@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::cache::{Artifact, Cache, PreImage, SCHEME, flatten, params_json, short};
+use crate::cache::{Artifact, Cache, PreImage, SCHEME, flatten_values, params_json, short};
 use crate::hash::{self, StatCache, Tree};
 use crate::spec::{Spec, StageSpec};
 
@@ -37,8 +37,61 @@ pub struct StageStatus {
     pub name: String,
     pub state: State,
     pub key: Option<String>,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     pub artifact: Option<Artifact>,
+}
+
+/// Why a stage is not fresh: what changed, for scripts (`status --json`), beside the sentence
+/// people read (its `Display`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Reason {
+    #[serde(flatten)]
+    pub change: Change,
+    pub text: String,
+}
+
+/// What changed, as `status --json` names it in `kind`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A parameter, `pipeline.seed` or `pipeline.backend`: its old and new values (`null`
+    /// when it was added or removed).
+    Param {
+        key: String,
+        old: Option<serde_json::Value>,
+        new: Option<serde_json::Value>,
+    },
+    /// An input file or folder changed, appeared or is no longer used.
+    Input { path: String },
+    /// An upstream stage changed, is not fresh, or was added or removed.
+    Upstream { stage: String },
+    /// The stage's code (its kind's version, its kind, the cache scheme).
+    Code,
+    /// It has never run.
+    NeverRun,
+    /// `--force`.
+    Forced,
+    /// Anything else: its key cannot be made (a missing input), the previous artifact is gone.
+    Other,
+}
+
+impl Reason {
+    pub fn new(change: Change, text: impl Into<String>) -> Self {
+        Self {
+            change,
+            text: text.into(),
+        }
+    }
+
+    pub fn other(text: impl Into<String>) -> Self {
+        Self::new(Change::Other, text)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,12 +255,20 @@ impl<'a> Planner<'a> {
     pub fn status(&self) -> Vec<StageStatus> {
         let mut out: Vec<StageStatus> = Vec::new();
         for stage in &self.spec.stages {
-            let blocked: Vec<String> = stage
+            let blocked: Vec<Reason> = stage
                 .deps
                 .iter()
                 .filter_map(|d| out.iter().find(|s| &s.name == d))
                 .filter(|s| s.state != State::Fresh)
-                .map(|s| format!("upstream `{}` is {}", s.name, s.state.as_str()))
+                .map(|s| {
+                    let text = format!("upstream `{}` is {}", s.name, s.state.as_str());
+                    Reason::new(
+                        Change::Upstream {
+                            stage: s.name.clone(),
+                        },
+                        text,
+                    )
+                })
                 .collect();
             if !blocked.is_empty() {
                 out.push(StageStatus {
@@ -241,7 +302,7 @@ impl<'a> Planner<'a> {
                         name: stage.name.clone(),
                         state,
                         key: None,
-                        reasons: vec![e.to_string()],
+                        reasons: vec![Reason::other(e.to_string())],
                         artifact: None,
                     }
                 }
@@ -256,7 +317,10 @@ impl<'a> Planner<'a> {
                     None => {
                         let (state, reasons) = match previous {
                             Some(prev) => (State::Stale, self.explain(&prev, &keyed)),
-                            None => (State::Missing, vec!["never run".to_string()]),
+                            None => (
+                                State::Missing,
+                                vec![Reason::new(Change::NeverRun, "never run")],
+                            ),
                         };
                         StageStatus {
                             name: stage.name.clone(),
@@ -274,78 +338,117 @@ impl<'a> Planner<'a> {
     }
 
     /// Why `current` differs from the artifact with key `previous`.
-    pub fn explain(&self, previous: &str, current: &StageKey) -> Vec<String> {
+    pub fn explain(&self, previous: &str, current: &StageKey) -> Vec<Reason> {
         let Some(old) = self.cache.preimage(previous) else {
-            return vec![format!(
+            return vec![Reason::other(format!(
                 "the previous artifact ({}) is no longer in the cache",
                 short(previous)
-            )];
+            ))];
         };
         let new = &current.preimage;
         let mut reasons = Vec::new();
+        let mut push = |change: Change, text: String| reasons.push(Reason::new(change, text));
         if old.scheme != new.scheme {
-            reasons.push(format!("cache scheme {} → {}", old.scheme, new.scheme));
+            push(
+                Change::Code,
+                format!("cache scheme {} → {}", old.scheme, new.scheme),
+            );
         }
         if old.kind != new.kind {
-            reasons.push(format!("kind {} → {}", old.kind, new.kind));
+            push(Change::Code, format!("kind {} → {}", old.kind, new.kind));
         } else if old.kind_version != new.kind_version {
-            reasons.push(format!(
-                "`{}` stage code changed (version {} → {})",
-                new.kind, old.kind_version, new.kind_version
-            ));
+            push(
+                Change::Code,
+                format!(
+                    "`{}` stage code changed (version {} → {})",
+                    new.kind, old.kind_version, new.kind_version
+                ),
+            );
         }
         let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
-        flatten(&old.params, "", &mut a);
-        flatten(&new.params, "", &mut b);
+        flatten_values(&old.params, "", &mut a);
+        flatten_values(&new.params, "", &mut b);
+        let param =
+            |key: &str, old: Option<&serde_json::Value>, new: Option<&serde_json::Value>| {
+                Change::Param {
+                    key: key.to_string(),
+                    old: old.cloned(),
+                    new: new.cloned(),
+                }
+            };
         for (k, v) in &b {
             match a.get(k) {
-                Some(o) if o != v => reasons.push(format!("param {k}: {o} → {v}")),
-                None => reasons.push(format!("param {k} added (= {v})")),
+                Some(o) if o != v => {
+                    push(param(k, Some(o), Some(v)), format!("param {k}: {o} → {v}"))
+                }
+                None => push(param(k, None, Some(v)), format!("param {k} added (= {v})")),
                 _ => {}
             }
         }
         for (k, o) in &a {
             if !b.contains_key(k) {
-                reasons.push(format!("param {k} removed (was {o})"));
+                push(
+                    param(k, Some(o), None),
+                    format!("param {k} removed (was {o})"),
+                );
             }
         }
         if old.seed != new.seed {
-            reasons.push(format!("pipeline.seed: {} → {}", old.seed, new.seed));
+            push(
+                param(
+                    "pipeline.seed",
+                    Some(&old.seed.into()),
+                    Some(&new.seed.into()),
+                ),
+                format!("pipeline.seed: {} → {}", old.seed, new.seed),
+            );
         }
         if old.backend != new.backend {
-            reasons.push(format!(
-                "backend: {} → {}",
-                old.backend.as_deref().unwrap_or("-"),
-                new.backend.as_deref().unwrap_or("-")
-            ));
+            push(
+                param(
+                    "pipeline.backend",
+                    Some(&old.backend.clone().into()),
+                    Some(&new.backend.clone().into()),
+                ),
+                format!(
+                    "backend: {} → {}",
+                    old.backend.as_deref().unwrap_or("-"),
+                    new.backend.as_deref().unwrap_or("-")
+                ),
+            );
         }
+        let upstream = |dep: &str| Change::Upstream {
+            stage: dep.to_string(),
+        };
         for (dep, digest) in &new.deps {
             match old.deps.get(dep) {
-                Some(o) if o != digest => reasons.push(format!("upstream `{dep}` changed")),
-                None => reasons.push(format!("new upstream `{dep}`")),
+                Some(o) if o != digest => push(upstream(dep), format!("upstream `{dep}` changed")),
+                None => push(upstream(dep), format!("new upstream `{dep}`")),
                 _ => {}
             }
         }
         for dep in old.deps.keys().filter(|d| !new.deps.contains_key(*d)) {
-            reasons.push(format!("no longer depends on `{dep}`"));
+            push(upstream(dep), format!("no longer depends on `{dep}`"));
         }
         let old_trees = self.cache.input_trees(previous).unwrap_or_default();
+        let input = |path: &str| Change::Input {
+            path: path.to_string(),
+        };
         for (path, digest) in &new.inputs {
             match old.inputs.get(path) {
-                Some(o) if o != digest => reasons.push(input_change(
-                    path,
-                    old_trees.get(path),
-                    current.inputs.get(path),
-                )),
-                None => reasons.push(format!("new input {path}")),
+                Some(o) if o != digest => push(
+                    input(path),
+                    input_change(path, old_trees.get(path), current.inputs.get(path)),
+                ),
+                None => push(input(path), format!("new input {path}")),
                 _ => {}
             }
         }
         for path in old.inputs.keys().filter(|p| !new.inputs.contains_key(*p)) {
-            reasons.push(format!("input {path} no longer used"));
+            push(input(path), format!("input {path} no longer used"));
         }
         if reasons.is_empty() {
-            reasons.push("inputs changed".to_string());
+            reasons.push(Reason::other("inputs changed"));
         }
         reasons
     }

@@ -1,6 +1,6 @@
 //! `results/`: the human-facing view of the current artifacts. Each fresh stage gets
-//! `results/<stage>/` with copies of the files it marked as results (large files as relative
-//! links into the cache, which always keeps the real copy). Folders of stages that are not fresh
+//! `results/<stage>/` with copies of the files it marked as results (folders and large files as
+//! relative links into the cache, which always keeps the real copy). Folders of stages that are not fresh
 //! are removed, so `results/` always matches `pipe status`. Only folders carrying pipe's marker
 //! file are ever touched.
 
@@ -135,22 +135,16 @@ fn mirror(target: &Path, artifact: &Artifact) -> Result<(), ResultsError> {
     Ok(())
 }
 
-/// Copy `src` to `dst` (recursively), linking files too large to copy. `final_path` is where
-/// `dst` will live after the folder is renamed into place (for relative links).
+/// Show `src` at `dst`: a directory or a file too large to copy as a relative link into the
+/// cache (which keeps the real copy; a model folder then loads from `results/` as it is), a
+/// small file as a copy. `final_path` is where `dst` will live after the folder is renamed into
+/// place (for relative links).
 fn place(src: &Path, dst: &Path, final_path: &Path) -> Result<(), ResultsError> {
     let meta = std::fs::metadata(src).map_err(at(src))?;
-    if meta.is_dir() {
-        std::fs::create_dir_all(dst).map_err(at(dst))?;
-        for e in std::fs::read_dir(src).map_err(at(src))?.flatten() {
-            let name = e.file_name();
-            place(&e.path(), &dst.join(&name), &final_path.join(&name))?;
-        }
-        return Ok(());
-    }
     if let Some(p) = dst.parent() {
         std::fs::create_dir_all(p).map_err(at(p))?;
     }
-    if meta.len() > COPY_LIMIT {
+    if meta.is_dir() || meta.len() > COPY_LIMIT {
         let link = relative(src, final_path.parent().unwrap_or(Path::new(".")));
         std::os::unix::fs::symlink(link, dst).map_err(at(dst))?;
     } else {

@@ -20,7 +20,7 @@ use crate::cache::{Artifact, Manifest, SCHEME, short};
 use crate::dag::{UnknownStage, select};
 use crate::error_chain;
 use crate::hash::hash_tree_uncached;
-use crate::plan::{Planner, StageKey, State};
+use crate::plan::{Change, Planner, Reason, StageKey, State};
 use crate::schedule::{self, Event, Scheduler};
 use crate::spec::{Devices, Executor, ExecutorKind, StageSpec};
 
@@ -87,7 +87,7 @@ pub struct StageReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -118,7 +118,7 @@ pub fn dry_run(planner: &Planner, opts: &RunOptions) -> Result<Vec<StageReport>,
         let mut r = StageReport::new(&status.name, Action::WouldRun);
         r.key = status.key;
         if forced.contains(&status.name) {
-            r.reasons.push("--force".to_string());
+            r.reasons.push(Reason::new(Change::Forced, "--force"));
         } else if status.state == State::Fresh {
             r.action = Action::Cached;
         } else {
@@ -311,7 +311,13 @@ pub fn execute(
                 match event {
                     Event::Skip { stage, reason } => {
                         let mut r = StageReport::new(&stage, Action::Skipped);
-                        r.reasons.push(reason.to_string());
+                        let change = match &reason {
+                            schedule::SkipReason::Upstream(stage) => Change::Upstream {
+                                stage: stage.clone(),
+                            },
+                            schedule::SkipReason::Stopped => Change::Other,
+                        };
+                        r.reasons.push(Reason::new(change, reason.to_string()));
                         on_done(&r);
                         reports.insert(stage, r);
                     }
@@ -422,13 +428,18 @@ impl<'a> BarProgress<'a> {
     }
 }
 
-impl pipe_stage_api::Progress for BarProgress<'_> {
-    fn begin(&self, phase: &str, total: Option<u64>) {
-        let template = match total {
-            Some(_) => "{spinner} {prefix} {msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
-            None => "{spinner} {prefix} {msg} {pos} {elapsed}",
+impl BarProgress<'_> {
+    fn start(&self, phase: &str, total: Option<u64>, unit: &str) {
+        let style = match total {
+            Some(_) => ProgressStyle::with_template(&format!(
+                "{{spinner}} {{prefix}} {{msg}} [{{bar:30}}] {{pos}}/{{len}}{}{} {{rate}} eta {{eta}}",
+                if unit.is_empty() { "" } else { " " },
+                unit
+            ))
+            .map(|s| s.with_key("rate", rate)),
+            None => ProgressStyle::with_template("{spinner} {prefix} {msg} {pos} {elapsed}"),
         };
-        if let Ok(style) = ProgressStyle::with_template(template) {
+        if let Ok(style) = style {
             self.bar.set_style(style.progress_chars("=> "));
         }
         *self.phase.lock().unwrap_or_else(PoisonError::into_inner) = phase.to_string();
@@ -438,6 +449,31 @@ impl pipe_stage_api::Progress for BarProgress<'_> {
             Some(n) => self.bar.set_length(n),
             None => self.bar.unset_length(),
         }
+    }
+}
+
+/// A bar's `{rate}`: per second to 3 significant digits (`12.3/s`, `0.0521/s`), not
+/// indicatif's full-precision float.
+fn rate(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let _ = write!(w, "{}/s", round3(state.per_sec()));
+}
+
+/// `x` to 3 significant digits, without exponent or trailing noise.
+pub(crate) fn round3(x: f64) -> String {
+    if !x.is_finite() || x <= 0.0 {
+        return "0".into();
+    }
+    let digits = (2 - x.log10().floor() as i32).max(0) as usize;
+    format!("{x:.digits$}")
+}
+
+impl pipe_stage_api::Progress for BarProgress<'_> {
+    fn begin(&self, phase: &str, total: Option<u64>) {
+        self.start(phase, total, "");
+    }
+
+    fn begin_items(&self, phase: &str, total: u64, unit: &str) {
+        self.start(phase, Some(total), unit);
     }
 
     fn advance(&self, n: u64) {
@@ -523,9 +559,9 @@ fn run_stage(
         return finish(planner, report);
     }
     report.reasons = match &previous {
-        _ if force => vec!["--force".to_string()],
+        _ if force => vec![Reason::new(Change::Forced, "--force")],
         Some(prev) => planner.explain(prev, &keyed),
-        None => vec!["never run".to_string()],
+        None => vec![Reason::new(Change::NeverRun, "never run")],
     };
     // Said only when someone holds it: who, as the lock file names them.
     let waiting = |holder: &str| bar.set_message(format!("waiting for {holder}"));
@@ -550,9 +586,10 @@ fn run_stage(
         match crate::remote::pull_locked(cache, remote, &keyed.key, bar) {
             Ok(Some(_)) => {
                 report.action = Action::Pulled;
-                report
-                    .reasons
-                    .push(format!("pulled from remote `{}`", remote.name()));
+                report.reasons.push(Reason::other(format!(
+                    "pulled from remote `{}`",
+                    remote.name()
+                )));
                 return finish(planner, report);
             }
             Ok(None) => {}
@@ -950,6 +987,17 @@ fn finish(planner: &Planner, mut report: StageReport) -> StageReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_are_shown_to_three_significant_digits() {
+        assert_eq!(round3(123.456), "123");
+        assert_eq!(round3(12.3456), "12.3");
+        assert_eq!(round3(1.23456), "1.23");
+        assert_eq!(round3(0.052137), "0.0521");
+        assert_eq!(round3(4567.8), "4568");
+        assert_eq!(round3(0.0), "0");
+        assert_eq!(round3(f64::NAN), "0");
+    }
 
     #[test]
     fn the_device_pool_gives_each_stage_its_own_device_and_waits_when_all_are_taken() {

@@ -21,14 +21,18 @@ pub enum ExpCommand {
     /// What differs between two tries (`workspace` is the file's config): parameters,
     /// metrics (with `b - a`) and stage keys.
     Diff {
+        /// The first try (`workspace`: the file's own config).
         a: String,
+        /// The second try.
         b: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Write a try's parameters into the pipeline file, keeping its comments and layout, so
     /// that `pipe run` restores the try from the cache.
     Apply {
+        /// The try whose parameters the file gets.
         name: String,
         /// Print what would change; write nothing.
         #[arg(long)]
@@ -36,6 +40,7 @@ pub enum ExpCommand {
     },
     /// Forget tries: `gc` may then delete their artifacts; their results folders go now.
     Remove {
+        /// The tries to forget.
         #[arg(required = true)]
         names: Vec<String>,
     },

@@ -18,9 +18,11 @@ macro_rules! out {
     };
 }
 
+mod doctor;
 mod exec;
 mod exp;
 mod exp_page;
+mod export;
 mod follow;
 mod model;
 mod output;
@@ -75,11 +77,25 @@ const VERSION: &str = concat!(
     " (backends: cpu; build with --features cuda or wgpu for a GPU)"
 );
 
+/// The heading the flags every subcommand takes are listed under.
+const GLOBAL: &str = "Global options";
+
+const EXAMPLES: &str = "\
+Examples:
+  pipe run                          run what is stale (all of it, the first time)
+  pipe status                       what is stale, and why
+  pipe run --set train.lr=3e-4      try a value; results under results/tries/, see `pipe exp show`
+  pipe show evaluate                an artifact: its key, files, parameters and metrics
+  pipe caption --stage train a.jpg  caption images with the trained model
+  pipe export train out/model       the trained model as plain files, with a model card
+  pipe doctor                       backends, devices, caches and the METEOR jar found here";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pipe",
     version = VERSION,
-    about = "Run a declarative ML pipeline; rerun only what a change made stale"
+    about = "Run a declarative ML pipeline; rerun only what a change made stale",
+    after_help = EXAMPLES
 )]
 pub struct Args {
     /// The pipeline file.
@@ -88,14 +104,15 @@ pub struct Args {
         long,
         global = true,
         default_value = "pipeline.toml",
-        env = "PIPE_PIPELINE"
+        env = "PIPE_PIPELINE",
+        help_heading = GLOBAL
     )]
     pub pipeline: PathBuf,
     /// More logging (-v: info, -vv: debug, -vvv: trace). RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Only errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -105,6 +122,7 @@ pub struct Args {
 pub enum Command {
     /// Run the stale stages among STAGEs and their ancestors (all stages when none is named).
     Run {
+        /// Stages to run, with their ancestors (default: all).
         stages: Vec<String>,
         /// Rerun the named stages (all, when none is named) even if they are fresh.
         #[arg(long)]
@@ -145,6 +163,7 @@ pub enum Command {
         /// default: `[executor] kind`. Keys and bytes are the same either way.
         #[arg(long, value_name = "KIND", value_parser = ["local", "slurm"])]
         executor: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -156,6 +175,7 @@ pub enum Command {
     },
     /// Say for every stage whether it is fresh, stale (and why), missing or blocked.
     Status {
+        /// Override a value for this command: STAGE.KEY=VALUE (TOML syntax), as `run --set`.
         #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
         set: Vec<Override>,
         /// Also say which current keys the remote has (NAME, or `[pipeline] remote`).
@@ -165,6 +185,7 @@ pub enum Command {
         /// print nothing).
         #[arg(long)]
         check: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -174,20 +195,42 @@ pub enum Command {
     Pull(remote::TransferArgs),
     /// Show a stage's current artifact: key, path, parameters, inputs, timings, metrics.
     Show {
+        /// The stage (as named in the pipeline file).
         stage: String,
+        /// Override a value for this command: STAGE.KEY=VALUE (TOML syntax), as `run --set`.
         #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
         set: Vec<Override>,
         /// Watch a run of the stage that is under way (another terminal, a Slurm job): its
         /// epochs and validations as they happen, until its artifact is published.
         #[arg(long, conflicts_with = "json")]
         follow: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a stage's current artifact out of the cache into DIR as plain files. A model
+    /// (train) gets a model card (DIR/README.md: base model, recipe, training and evaluation
+    /// numbers) and the evaluation's decoding settings in DIR/model/generation_config.json.
+    Export {
+        /// The stage; its artifact must be fresh.
+        stage: String,
+        /// Where to put it: a new or empty directory.
+        dir: PathBuf,
+        /// Override a value for this command: STAGE.KEY=VALUE (TOML syntax), as `run --set`.
+        #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
+        set: Vec<Override>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Draw the pipeline's graph.
     Dag {
+        /// text (a line per stage), mermaid or dot (Graphviz).
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// The stages as JSON: name, kind and dependencies of each, in run order.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
     },
     /// Compare tries: `exp show` (a table), `exp diff A B`, `exp remove NAME…`.
     Exp {
@@ -208,6 +251,7 @@ pub enum Command {
         #[arg(long, value_name = "AGE", requires = "remote", default_value = "1h",
               value_parser = humantime::parse_duration)]
         older_than: std::time::Duration,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -216,6 +260,7 @@ pub enum Command {
         /// Report only; evict nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -226,9 +271,21 @@ pub enum Command {
     /// Score predicted captions against references with the COCO caption metrics.
     Score(score::ScoreArgs),
     /// List the stage kinds this build knows.
-    Kinds,
+    Kinds {
+        /// A JSON list of {"name", "about"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Say what this build and machine offer a run: backends and devices, the Hugging Face
+    /// cache and offline mode, the METEOR jar, the pipeline file, the cache and its size.
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script: `pipe completions bash > ~/.local/share/bash-completion/completions/pipe`.
     Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -260,6 +317,8 @@ pub enum CliError {
     Serve(#[from] pipe_serve::ServeError),
     #[error(transparent)]
     Tries(#[from] TryError),
+    #[error(transparent)]
+    Export(#[from] pipe::export::ExportError),
     #[error(transparent)]
     Sync(#[from] pipe::remote::SyncError),
     /// `exec-stage`: the stage failed, or its job description is not one.
@@ -307,6 +366,8 @@ impl CliError {
             ) => 2,
             CliError::Sync(_) => 3,
             CliError::Job(_) => 1,
+            CliError::Export(pipe::export::ExportError::NotEmpty { .. }) => 2,
+            CliError::Export(_) => 3,
         }
     }
 }
@@ -461,9 +522,24 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             planner.finish();
             Ok(Exit::Ok)
         }
-        Command::Dag { format } => {
+        Command::Export {
+            stage,
+            dir,
+            set,
+            json,
+        } => export::run(&load(&set)?, &stage, &dir, json),
+        Command::Dag { format, json } => {
             let spec = load(&[])?;
-            out!("{}", dag::render(&spec, format));
+            if json {
+                let stages: Vec<_> = spec
+                    .stages
+                    .iter()
+                    .map(|s| serde_json::json!({ "name": s.name, "kind": s.kind.name(), "deps": s.deps }))
+                    .collect();
+                output::print_json(&serde_json::json!({ "stages": stages }));
+            } else {
+                out!("{}", dag::render(&spec, format));
+            }
             Ok(Exit::Ok)
         }
         Command::Gc {
@@ -505,6 +581,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
         Command::Score(score_args) => score::run(&score_args),
         Command::Caption(caption_args) => model::caption(&args.pipeline, &caption_args),
         Command::Serve(serve_args) => model::serve(&args.pipeline, &serve_args),
+        Command::Doctor { json } => Ok(doctor::run(&args.pipeline, json)),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Args::command(), "pipe", &mut script);
@@ -522,9 +599,18 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             out!("{}", String::from_utf8_lossy(&page));
             Ok(Exit::Ok)
         }
-        Command::Kinds => {
-            for k in crate::REGISTRY.kinds {
-                outln!("{:10} {}", k.name(), k.about());
+        Command::Kinds { json } => {
+            if json {
+                let kinds: Vec<_> = crate::REGISTRY
+                    .kinds
+                    .iter()
+                    .map(|k| serde_json::json!({ "name": k.name(), "about": k.about() }))
+                    .collect();
+                output::print_json(&serde_json::Value::Array(kinds));
+            } else {
+                for k in crate::REGISTRY.kinds {
+                    outln!("{:10} {}", k.name(), k.about());
+                }
             }
             Ok(Exit::Ok)
         }
@@ -565,6 +651,14 @@ fn run_cmd(
         output::run(&done.reports, name, true, false);
     } else if !quiet {
         output::run_summary(&done.reports);
+        // A run with overrides shows its results under the try's name only.
+        let results = match &done.recorded {
+            Some((name, _)) if try_of.is_some_and(|t| !t.overrides.is_empty()) => {
+                tries::results_dir(spec, name)
+            }
+            _ => spec.results_dir.clone(),
+        };
+        output::headlines(spec, &done.fresh, &results);
         if let Some((name, _)) = &done.recorded {
             outln!("{}", exp::try_line(spec, name));
         }
@@ -579,6 +673,8 @@ struct Done {
     recorded: Option<(String, TryStatus)>,
     /// Whether a stage failed.
     failed: bool,
+    /// The stages fresh after it, with their artifacts, in pipeline order.
+    fresh: Vec<(String, pipe::cache::Artifact)>,
 }
 
 /// Run the selected stages, then make results/, the try and the run record match the cache
@@ -623,6 +719,10 @@ fn run_and_record(
         reports,
         recorded,
         failed,
+        fresh: fresh
+            .iter()
+            .map(|(n, a)| (n.to_string(), (*a).clone()))
+            .collect(),
     })
 }
 
@@ -704,4 +804,53 @@ fn record_try(
         results::update_try(&tries::results_dir(spec, &name), fresh)?;
     }
     Ok((name, status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--help` is the first documentation a user reads: every subcommand, flag and argument
+    /// says what it is.
+    #[test]
+    fn every_subcommand_flag_and_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && arg.get_long_help().is_none() && id != "help" {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && !sub.is_hide_set() {
+                    missing.push(format!("{name}: no about"));
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Args::command(), "pipe", &mut missing);
+        assert!(missing.is_empty(), "undocumented: {missing:#?}");
+    }
+
+    #[test]
+    fn headline_numbers_have_four_significant_digits() {
+        assert_eq!(output::significant(0.531_24), "0.5312");
+        assert_eq!(output::significant(12.345_6), "12.35");
+        assert_eq!(output::significant(1234.6), "1235");
+        assert_eq!(output::significant(2.35e-9), "2.350e-9");
+        assert_eq!(output::significant(0.0), "0");
+    }
+
+    #[test]
+    fn global_flags_are_listed_apart_and_the_help_ends_with_examples() {
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("Global options:"), "{help}");
+        assert!(help.contains("Examples:\n  pipe run"), "{help}");
+        let options = help.find("Options:").expect("options");
+        let global = help.find("Global options:").expect("global");
+        let pipeline = help.find("--pipeline").expect("--pipeline");
+        assert!(pipeline > global && global > options, "{help}");
+    }
 }

@@ -168,7 +168,12 @@ fn resolve(
                 "stage `{stage}`: using {} from {} (its key cannot be computed here: {})",
                 pipe::cache::short(&a.manifest.key),
                 pipe::lockfile::FILE,
-                status.reasons.join("; ")
+                status
+                    .reasons
+                    .iter()
+                    .map(|r| r.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             );
             a
         }

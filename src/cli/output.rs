@@ -1,10 +1,12 @@
 //! Printing: one function per command, human text or JSON.
 
-use pipe::cache::{GcReport, VerifyReport, flatten, short};
+use std::path::Path;
+
+use pipe::cache::{Artifact, GcReport, VerifyReport, flatten, short};
 use pipe::lockfile::LockFile;
 use pipe::plan::{Planner, StageStatus, State};
 use pipe::run::{Action, StageReport};
-use pipe::spec::StageSpec;
+use pipe::spec::{Spec, StageSpec};
 use serde_json::json;
 
 pub fn print_json(v: &serde_json::Value) {
@@ -110,6 +112,57 @@ pub fn run_summary(reports: &[StageReport]) {
     );
 }
 
+/// A run's last lines: each fresh stage's headline metrics (`StageKind::headline`) and its
+/// page under `results` (report.html, gallery.html), e.g.
+/// `evaluate: BLEU-4 0.2312 · CIDEr 0.6511 · results/evaluate/report.html`.
+pub fn headlines(spec: &Spec, fresh: &[(String, Artifact)], results: &Path) {
+    for (name, artifact) in fresh {
+        let Some(stage) = spec.stage(name) else {
+            continue;
+        };
+        let mut parts: Vec<String> = stage
+            .kind
+            .headline()
+            .iter()
+            .filter_map(|k| {
+                let v = artifact.manifest.metrics.get(*k)?;
+                Some(match v.as_f64() {
+                    Some(x) if v.is_f64() => format!("{k} {}", significant(x)),
+                    _ => format!("{k} {v}"),
+                })
+            })
+            .collect();
+        // results/ shows the file's config at the stage's own folder; a try's under its name.
+        let folder = if results == spec.results_dir {
+            stage.results.clone()
+        } else {
+            results.join(name)
+        };
+        for page in ["report.html", "gallery.html"] {
+            let path = folder.join(page);
+            if path.is_file() {
+                let shown = path.strip_prefix(&spec.dir).unwrap_or(&path);
+                parts.push(shown.display().to_string());
+            }
+        }
+        if !parts.is_empty() {
+            outln!("{name}: {}", parts.join(" · "));
+        }
+    }
+}
+
+/// `x` to 4 significant digits (`0.5312`, `12.35`, `1235`, `2.350e-9`).
+pub(crate) fn significant(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return x.to_string();
+    }
+    if x.abs() < 1e-3 {
+        return format!("{x:.3e}");
+    }
+    let digits = (3 - x.abs().log10().floor() as i32).max(0) as usize;
+    format!("{x:.digits$}")
+}
+
 /// `2 ran, 3 cached`: how many stages ended each way.
 pub fn action_counts(reports: &[StageReport]) -> String {
     let count = |a: Action| reports.iter().filter(|r| r.action == a).count();
@@ -180,7 +233,7 @@ pub fn show(planner: &Planner, stage: &StageSpec, status: &StageStatus, as_json:
     row("stage", &format!("{} [{}]", stage.name, stage.kind.name()));
     row("status", status.state.as_str());
     for r in &status.reasons {
-        row("", r);
+        row("", &r.text);
     }
     let Some(a) = artifact else {
         row("artifact", "none yet: run `pipe run` to produce it");

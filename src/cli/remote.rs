@@ -24,6 +24,7 @@ pub struct TransferArgs {
     /// How many files move at once.
     #[arg(short, long, default_value_t = pipe_remote::DEFAULT_JOBS)]
     pub jobs: usize,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -35,8 +35,21 @@ fn a_param_change_reruns_that_stage_and_descendants_and_status_names_it() {
     assert_eq!(train["status"], "stale");
     let reasons = train["reasons"].to_string();
     assert!(reasons.contains("params.lr: 0.001 → 0.01"), "{reasons}");
+    // The same, for scripts: what changed, beside the sentence.
+    assert_eq!(
+        train["reasons"][0],
+        serde_json::json!({
+            "kind": "param",
+            "key": "params.lr",
+            "old": 0.001,
+            "new": 0.01,
+            "text": "param params.lr: 0.001 → 0.01",
+        })
+    );
     assert_eq!(status["stages"][0]["status"], "fresh");
     assert_eq!(status["stages"][2]["status"], "blocked");
+    assert_eq!(status["stages"][2]["reasons"][0]["kind"], "upstream");
+    assert_eq!(status["stages"][2]["reasons"][0]["stage"], "train");
 
     let actions = p.run_actions(&[]);
     assert_eq!(
@@ -101,6 +114,11 @@ fn an_input_change_is_explained_by_file() {
     assert!(
         reasons.contains("input data changed: 1 file changed (b.txt), 1 file added (c.txt)"),
         "{reasons}"
+    );
+    let reason = &status["stages"][0]["reasons"][0];
+    assert_eq!(
+        (&reason["kind"], &reason["path"]),
+        (&"input".into(), &"data".into())
     );
     let actions = p.run_actions(&[]);
     assert_eq!(

@@ -63,6 +63,75 @@ fn dag_formats() {
 }
 
 #[test]
+fn dag_and_kinds_speak_json() {
+    let p = chain();
+    let dag = p.json(&["dag"]);
+    assert_eq!(
+        dag["stages"][1],
+        serde_json::json!({ "name": "train", "kind": "command", "deps": ["prep"] })
+    );
+    assert_eq!(dag["stages"].as_array().map(Vec::len), Some(3));
+    let kinds = p.json(&["kinds"]);
+    let names: Vec<&str> = kinds
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|k| k["name"].as_str())
+        .collect();
+    for kind in [
+        "prep", "collate", "encode", "train", "evaluate", "infer", "command",
+    ] {
+        assert!(names.contains(&kind), "{kind}: {kinds}");
+    }
+    assert!(kinds[0]["about"].as_str().is_some_and(|a| !a.is_empty()));
+}
+
+/// `pipe doctor` finds what a run would find, here: the CPU backend, the project's cache,
+/// and says whether a Hugging Face token is set without ever printing it.
+#[test]
+fn doctor_reports_backends_caches_and_never_a_token() {
+    let p = chain();
+    p.ok(&["run"]);
+    let found = p
+        .command(&["doctor", "--json"])
+        .env("HF_TOKEN", "hf_secretsecret")
+        .output()
+        .expect("doctor");
+    let text = succeeded(&["doctor"], found);
+    assert!(!text.contains("hf_secretsecret"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let topic = |t: &str| {
+        v.as_array()
+            .and_then(|a| a.iter().find(|f| f["topic"] == t))
+            .unwrap_or_else(|| panic!("no {t} in {v}"))
+            .clone()
+    };
+    assert!(
+        topic("backend auto")["found"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("cpu"))
+    );
+    assert!(
+        topic("hugging face")["found"]
+            .as_str()
+            .is_some_and(|f| f.contains("token set"))
+    );
+    let cache = topic("cache")["found"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        cache.contains("cache") && cache.contains("files") && cache.contains("free"),
+        "{cache}"
+    );
+    assert!(topic("pipeline")["ok"].as_bool().unwrap_or(false));
+    // A broken pipeline file is a finding, not a crash.
+    p.write("pipeline.toml", "[stages.x\n");
+    let broken = p.ok(&["doctor"]);
+    assert!(broken.contains("! pipeline"), "{broken}");
+}
+
+#[test]
 fn read_only_commands_create_nothing() {
     // Before: `pipe status` created cache/v1 and CACHEDIR.TAG, so it failed (exit 3) on a
     // read-only checkout that had never run.

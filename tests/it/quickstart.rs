@@ -258,3 +258,102 @@ fn the_quickstart_trains_on_two_peers_to_one_peers_validation_loss() {
         "{err}"
     );
 }
+
+/// The quickstart's file shrunk as [`SMALL`] shrinks it, in the file itself: `results/` shows it.
+fn shrink_in_file(p: &Project) {
+    let text = p
+        .read("pipeline.toml")
+        .replace("images = 500 ", "images = 60 ")
+        .replace("epochs = 20\n", "epochs = 2\n")
+        .replace("num_beams = 3", "num_beams = 1")
+        .replace("split = \"test\"", "split = \"test\"\nmeteor = \"skip\"");
+    p.write("pipeline.toml", &text);
+}
+
+/// The caption `pipe caption ARGS… --json` gives the first photo.
+fn caption(p: &Project, source: &[&str]) -> String {
+    let mut args = vec!["caption"];
+    args.extend_from_slice(source);
+    args.push("photos/unseen-0.png");
+    p.json(&args)[0]["caption"]
+        .as_str()
+        .expect("a caption")
+        .to_string()
+}
+
+#[test]
+fn the_trained_model_is_in_results_and_exports_with_a_model_card() {
+    let p = quickstart();
+    shrink_in_file(&p);
+    let said = p.ok(&["run"]);
+    // The run ends with the headline numbers and where the report is.
+    let last: Vec<&str> = said.lines().collect();
+    assert!(
+        last.iter().any(|l| l.starts_with("train: best_val_loss ")),
+        "{said}"
+    );
+    let evaluate = last
+        .iter()
+        .find(|l| l.starts_with("evaluate: "))
+        .expect("an evaluate line");
+    for needle in [
+        "test_loss ",
+        "BLEU-4 ",
+        "CIDEr ",
+        "results/evaluate/report.html",
+    ] {
+        assert!(evaluate.contains(needle), "{needle}: {evaluate}");
+    }
+
+    // results/train/model: a relative link into the cache that loads as it is.
+    let link = std::fs::read_link(p.path("results/train/model")).expect("a link");
+    assert!(link.is_relative(), "{}", link.display());
+    assert!(p.path("results/evaluate/predictions.jsonl").is_file());
+    assert!(p.path("results/evaluate/references.jsonl").is_file());
+    let trained = caption(&p, &["--stage", "train"]);
+    assert_eq!(caption(&p, &["--model", "results/train/model"]), trained);
+
+    // The export: plain files, a model card, the evaluation's decoding settings.
+    let out = p.ok(&["export", "train", "out/model"]);
+    assert!(out.contains("model card"), "{out}");
+    let weights =
+        std::fs::symlink_metadata(p.path("out/model/model/model.safetensors")).expect("weights");
+    assert!(weights.is_file() && !weights.permissions().readonly());
+    let card = p.read("out/model/README.md");
+    for needle in [
+        "pipeline_tag: image-to-text",
+        "best validation loss",
+        "[stages.train]",
+        "method = \"full\"",
+        "[stages.prep]",
+        "images = 60",
+        "## Evaluation (stage `evaluate`)",
+        "| BLEU-4 |",
+        "from_pretrained(\"model\")",
+    ] {
+        assert!(card.contains(needle), "{needle}:\n{card}");
+    }
+    let generation: serde_json::Value =
+        serde_json::from_str(&p.read("out/model/model/generation_config.json")).expect("json");
+    assert_eq!(generation["num_beams"], 1, "{generation}");
+    assert_eq!(generation["max_new_tokens"], 20, "{generation}");
+    assert_eq!(caption(&p, &["--model", "out/model/model"]), trained);
+
+    // Never over something that is there, and never a stale artifact.
+    let again = p.pipe(&["export", "train", "out/model"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("not an empty directory"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(p.read("out/model/README.md"), card);
+    let stale = p.pipe(&["export", "train", "elsewhere", "--set", "train.lr=1e-3"]);
+    assert_eq!(stale.status.code(), Some(2));
+    assert!(
+        text(&stale.stderr).contains("stage `train` is stale"),
+        "{}",
+        text(&stale.stderr)
+    );
+    assert!(!p.path("elsewhere").exists());
+}

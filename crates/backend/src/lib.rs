@@ -33,7 +33,7 @@ pub use kernel_cache::kernel_cache_dir;
 #[cfg(feature = "wgpu")]
 mod wgpu_probe;
 #[cfg(feature = "wgpu")]
-pub use wgpu_probe::{WgpuAdapter, WgpuKind};
+pub use wgpu_probe::{WgpuAdapter, WgpuKind, adapters as wgpu_adapters};
 
 /// The backend this build can actually run for the pipeline's choice.
 #[derive(Debug, Clone, PartialEq, Eq)]

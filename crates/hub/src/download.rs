@@ -219,12 +219,15 @@ fn discard(pointer: &Path) {
     let _ = std::fs::remove_file(pointer);
 }
 
-/// Download progress as log lines (a quarter at a time, for large files only).
+/// Download progress: a bar with bytes, rate and ETA on a terminal (indicatif draws nothing
+/// when stderr is not one), and a log line a quarter at a time for large files (`-v`, and in a
+/// Slurm job's log).
 struct LogProgress {
     file: String,
     total: usize,
     done: usize,
     next: usize,
+    bar: indicatif::ProgressBar,
 }
 
 impl LogProgress {
@@ -234,6 +237,7 @@ impl LogProgress {
             total: 0,
             done: 0,
             next: 0,
+            bar: indicatif::ProgressBar::hidden(),
         }
     }
 }
@@ -243,10 +247,18 @@ impl Progress for LogProgress {
         self.total = size;
         self.done = 0;
         self.next = size / 4;
+        self.bar = indicatif::ProgressBar::new(size as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            self.bar.set_style(style.progress_chars("=> "));
+        }
+        self.bar.set_message(format!("downloading {}", self.file));
     }
 
     fn update(&mut self, size: usize) {
         self.done += size;
+        self.bar.inc(size as u64);
         if self.total < PROGRESS_ABOVE || self.done < self.next || self.done >= self.total {
             return;
         }
@@ -260,5 +272,7 @@ impl Progress for LogProgress {
         }
     }
 
-    fn finish(&mut self) {}
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
+    }
 }

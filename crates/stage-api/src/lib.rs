@@ -145,6 +145,11 @@ pub trait Progress: Sync {
     /// Start a phase, e.g. `begin("validating images", Some(8091))`; `None` when the number of
     /// steps is unknown.
     fn begin(&self, phase: &str, total: Option<u64>);
+    /// Start a phase that counts `total` things called `unit` ("images", "steps"), so the
+    /// display can say how many per second and when it ends.
+    fn begin_items(&self, phase: &str, total: u64, _unit: &str) {
+        self.begin(phase, Some(total));
+    }
     /// `n` more steps of the current phase are done.
     fn advance(&self, n: u64);
     /// Where the current phase stands, in a few words shown beside it and replaced by the next
@@ -206,6 +211,12 @@ pub trait StageKind: Send + Sync {
 
     /// One line for `--help` style listings.
     fn about(&self) -> &'static str;
+
+    /// The metrics worth a line at the end of a run (`pipe run` prints those the artifact
+    /// has, and the stage's page); none by default.
+    fn headline(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     /// Validate the parameters once, when pipeline.toml is loaded.
     fn check(&self, params: &toml::Table) -> Result<(), ParamError>;

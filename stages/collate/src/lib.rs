@@ -252,7 +252,7 @@ fn write_pixels(
         ..DecodeLimits::default()
     };
     let mut places = Vec::with_capacity(prep.images.len());
-    progress.begin("resizing images", Some(prep.images.len() as u64));
+    progress.begin_items("resizing", prep.images.len() as u64, "images");
     for chunk in prep.images.chunks(256) {
         let resized: Vec<Vec<u8>> = chunk
             .par_iter()

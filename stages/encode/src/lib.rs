@@ -188,7 +188,7 @@ fn encode<B: Backend>(job: EncodeRun<'_>, device: &B::Device) -> Result<Outcome,
     let mut writer = FeatureWriter::create(ctx.out_dir, p.dtype)?;
     let indices: Vec<usize> = (0..col.len()).collect();
     ctx.progress
-        .begin("encoding images", Some(indices.len() as u64));
+        .begin_items("encoding", indices.len() as u64, "images");
     let mut shape = None;
     for chunk in indices.chunks(p.batch_size) {
         let mut pixels = vec![0f32; chunk.len() * 3 * h * w];

@@ -85,9 +85,10 @@ impl OnBackend for EvaluateJob<'_> {
         let image_len = 3 * h * w;
         let mut captions = Vec::with_capacity(self.indices.len());
         let mut loss = LossSum::default();
-        self.progress.begin(
+        self.progress.begin_items(
             "evaluating (loss + beam search)",
-            Some(self.indices.len() as u64),
+            self.indices.len() as u64,
+            "images",
         );
         for chunk in self.indices.chunks(self.batch_size.max(1)) {
             let embeds = match features {

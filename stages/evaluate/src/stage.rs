@@ -41,6 +41,17 @@ impl StageKind for Evaluate {
          report.html)"
     }
 
+    fn headline(&self) -> &'static [&'static str] {
+        &[
+            "test_loss",
+            "BLEU-4",
+            "METEOR",
+            "METEOR~approx",
+            "ROUGE-L",
+            "CIDEr",
+        ]
+    }
+
     fn check(&self, params: &toml::Table) -> Result<(), ParamError> {
         Params::parse(params).map(|_| ())
     }
@@ -279,7 +290,12 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
     );
     write(ctx.out_dir, "metrics.md", &md)?;
 
-    let mut results: Vec<PathBuf> = vec!["metrics.md".into(), "metrics.json".into()];
+    let mut results: Vec<PathBuf> = vec![
+        "metrics.md".into(),
+        "metrics.json".into(),
+        "predictions.jsonl".into(),
+        "references.jsonl".into(),
+    ];
     // The loss plot, when the model came with a history.
     if let Some(h) = &inputs.model.loss_history {
         let history = LossHistory::read(h)?;

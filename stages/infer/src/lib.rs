@@ -259,7 +259,8 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, InferError> {
     tracing::info!(images = images.len(), model = %model.dir.display(), backend = %backend, "captioning");
 
     let start = Instant::now();
-    ctx.progress.begin("captioning", Some(images.len() as u64));
+    ctx.progress
+        .begin_items("captioning", images.len() as u64, "images");
     let captions: Vec<String> = caption_with(
         &backend,
         &model,

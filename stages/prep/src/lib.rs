@@ -300,7 +300,7 @@ fn validate_images(
         source,
     })?;
     tracing::info!(images = listing.entries.len(), root = %root.path().display(), "validating images");
-    progress.begin("validating images", Some(listing.entries.len() as u64));
+    progress.begin_items("validating images", listing.entries.len() as u64, "images");
     let checked: Vec<Result<(String, u32, u32), String>> = listing
         .entries
         .par_iter()

@@ -83,6 +83,7 @@ pub fn write_hf_model<B: Backend>(
     write_safetensors(&tensors, &path)?;
     for f in [
         "config.json",
+        "generation_config.json",
         "tokenizer.json",
         "preprocessor_config.json",
         "tokenizer_config.json",

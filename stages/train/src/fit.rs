@@ -196,9 +196,10 @@ fn epochs<B: AutodiffBackend>(
                 .wrapping_mul(0x9e37_79b9)
                 .wrapping_add(epoch as u64),
         ));
-        cfg.progress.begin(
+        cfg.progress.begin_items(
             &format!("epoch {epoch}/{}", p.epochs),
-            Some(plan.micro_per_epoch as u64),
+            plan.micro_per_epoch as u64,
+            "batches",
         );
         let (mut improved, train_loss) = train_epoch(run, epoch, &order, plan, val, watch, device)?;
 

@@ -53,12 +53,16 @@ impl StageKind for Train {
         // 3: summary.json no longer says whether the run resumed (the manifest does).
         // 4: LoRA dropout masks seeded per micro-batch (not drawn from the backend's shared
         // stream); the loss divided by a host-counted token total; summary.json's params
-        // name `devices`.
+        // name `devices`; model/ carries the base's generation_config.json.
         4
     }
 
     fn about(&self) -> &'static str {
         "fine-tune BLIP (LoRA or full) with early stopping; exports HF and PEFT checkpoints"
+    }
+
+    fn headline(&self) -> &'static [&'static str] {
+        &["best_val_loss", "epochs"]
     }
 
     fn check(&self, params: &toml::Table) -> Result<(), ParamError> {
@@ -399,6 +403,10 @@ fn export<B: Backend>(
     outcome.results = vec![
         PathBuf::from("loss_history.json"),
         PathBuf::from("summary.json"),
+        PathBuf::from("model"),
     ];
+    if spec.is_some() {
+        outcome.results.push(PathBuf::from("adapter"));
+    }
     Ok(outcome)
 }
