@@ -313,6 +313,9 @@ pub enum CliError {
     Hub(#[from] pipe_hub::HubError),
     #[error(transparent)]
     Caption(Box<pipe_infer::InferError>),
+    /// `pipe caption`: every image was skipped (each with a warning saying why).
+    #[error("no image could be read or decoded ({skipped} skipped)")]
+    Unreadable { skipped: usize },
     #[error(transparent)]
     Serve(#[from] pipe_serve::ServeError),
     #[error(transparent)]
@@ -353,7 +356,7 @@ impl CliError {
             CliError::Metrics(pipe_metrics::MetricsError::Io { .. }) => 3,
             CliError::Metrics(_) => 2,
             CliError::Model(_) | CliError::Load(_) | CliError::Hub(_) => 2,
-            CliError::Caption(_) => 3,
+            CliError::Caption(_) | CliError::Unreadable { .. } => 3,
             CliError::Serve(pipe_serve::ServeError::Options(_)) => 2,
             CliError::Serve(_) => 3,
             CliError::Tries(TryError::Corrupt { .. } | TryError::Cache(_)) => 3,
@@ -579,7 +582,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             })
         }
         Command::Score(score_args) => score::run(&score_args),
-        Command::Caption(caption_args) => model::caption(&args.pipeline, &caption_args),
+        Command::Caption(caption_args) => model::caption(&args.pipeline, &caption_args, args.quiet),
         Command::Serve(serve_args) => model::serve(&args.pipeline, &serve_args),
         Command::Doctor { json } => Ok(doctor::run(&args.pipeline, json)),
         Command::Completions { shell } => {
@@ -852,5 +855,36 @@ mod tests {
         let global = help.find("Global options:").expect("global");
         let pipeline = help.find("--pipeline").expect("--pipeline");
         assert!(pipeline > global && global > options, "{help}");
+    }
+
+    /// Every argument, flag and choice of the subcommands in model.rs and score.rs says what
+    /// it is in `--help`.
+    #[test]
+    fn caption_serve_and_score_describe_every_argument() {
+        let mut cmd = super::Args::command();
+        cmd.build();
+        for name in ["caption", "serve", "score"] {
+            let sub = cmd.find_subcommand(name).expect("a subcommand");
+            let mut seen = 0;
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                seen += 1;
+                assert!(
+                    arg.get_help().is_some() || arg.get_long_help().is_some(),
+                    "pipe {name}: `{id}` has no description"
+                );
+                for value in arg.get_possible_values() {
+                    assert!(
+                        value.get_help().is_some(),
+                        "pipe {name} --{id}: the choice `{}` has no description",
+                        value.get_name()
+                    );
+                }
+            }
+            assert!(seen >= 5, "pipe {name}: {seen} arguments");
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! `pipe caption` and `pipe serve`: one-off captioning and the demo server, with a model from a
 //! directory / Hub id (`--model`) or from a pipeline stage's current artifact (`--stage`).
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use pipe::cache::{Artifact, Cache};
 use pipe::dag;
@@ -9,8 +12,8 @@ use pipe::plan::{Planner, State};
 use pipe_blip::DecodeParams;
 use pipe_blip::decode::{MAX_BATCH, MAX_BEAMS, MAX_NEW_TOKENS};
 use pipe_hub::{HubOptions, ModelDir};
-use pipe_infer::{CaptionSettings, caption_files};
-use pipe_stage_api::{BackendChoice, Silent};
+use pipe_infer::{CaptionSettings, Skipped, caption_files_skipping, find_images};
+use pipe_stage_api::BackendChoice;
 
 use super::{CliError, Exit};
 
@@ -26,11 +29,16 @@ pub struct ModelSource {
     stage: Option<String>,
 }
 
+/// The Burn backend to run the model on.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Backend {
+    /// CUDA, else a hardware wgpu GPU (as this build has them), else the CPU.
     Auto,
+    /// The CPU.
     Cpu,
+    /// An NVIDIA GPU (a build with `--features cuda`).
     Cuda,
+    /// Vulkan / Metal / DX12 (a build with `--features wgpu`).
     Wgpu,
 }
 
@@ -51,27 +59,42 @@ fn at_most(max: usize) -> clap::builder::RangedU64ValueParser<usize> {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 when every image was captioned; 1 when some could not be \
+    read or decoded (each is skipped with a warning naming it and why, the others are printed); \
+    3 when none could be; 2 for bad usage, a model that cannot be found, or a folder or glob \
+    with no image."
+)]
 pub struct CaptionArgs {
     #[command(flatten)]
     source: ModelSource,
-    /// Image files to caption.
-    #[arg(required = true)]
+    /// Images to caption: files, folders (their image files, by name) or glob patterns such as
+    /// 'photos/*.jpg' (quoted, or the shell expands them). A file that cannot be read or decoded
+    /// is skipped with a warning; pipe then exits 1 after printing the others' captions.
+    #[arg(required = true, value_name = "IMAGE|FOLDER|GLOB")]
     images: Vec<PathBuf>,
-    // The infer stage's defaults.
+    /// Beams of the beam search (1: greedy), as the infer stage's `num_beams`.
     #[arg(long, default_value_t = DecodeParams::default().num_beams, value_parser = at_most(MAX_BEAMS))]
     num_beams: usize,
+    /// Most tokens generated per caption, as the infer stage's `max_new_tokens`.
     #[arg(long, default_value_t = DecodeParams::default().max_new_tokens, value_parser = at_most(MAX_NEW_TOKENS))]
     max_new_tokens: usize,
     /// Text every caption starts with, e.g. "a picture of".
     #[arg(long)]
     prompt: Option<String>,
+    /// Images captioned in one model call.
     #[arg(long, default_value_t = 8, value_parser = at_most(MAX_BATCH))]
     batch_size: usize,
+    /// Where the model runs.
     #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
-    /// A JSON list of {"image", "caption", "tokens"}.
-    #[arg(long)]
+    /// A JSON list of {"image", "caption", "tokens"} (the images captioned).
+    #[arg(long, conflicts_with = "jsonl")]
     json: bool,
+    /// One {"image", "caption"} per line: what `pipe score --predictions` reads (the images
+    /// captioned; a skipped one has no line).
+    #[arg(long)]
+    jsonl: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +104,7 @@ pub struct ServeArgs {
     /// Address to bind. The default serves this machine only.
     #[arg(long, default_value = "127.0.0.1")]
     host: std::net::IpAddr,
+    /// Port to listen on (0: any free port, printed at start).
     #[arg(long, default_value_t = 7860)]
     port: u16,
     /// Largest request body, in MB (larger: 413).
@@ -113,6 +137,7 @@ pub struct ServeArgs {
     /// Default beams for requests that do not say.
     #[arg(long, default_value_t = pipe_serve::ServeOptions::default().decode.num_beams, value_parser = at_most(MAX_BEAMS))]
     num_beams: usize,
+    /// Default most tokens per caption for requests that do not say.
     #[arg(long, default_value_t = pipe_serve::ServeOptions::default().decode.max_new_tokens, value_parser = at_most(MAX_NEW_TOKENS))]
     max_new_tokens: usize,
     /// Example images offered on the page (files or folders).
@@ -121,6 +146,7 @@ pub struct ServeArgs {
     /// Allow cross-origin requests to the API.
     #[arg(long)]
     cors: bool,
+    /// Where the model runs.
     #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
 }
@@ -188,8 +214,82 @@ fn resolve(
     Ok((model, Some((stage.clone(), artifact))))
 }
 
-pub fn caption(pipeline: &Path, args: &CaptionArgs) -> Result<Exit, CliError> {
+/// The images the arguments name, in their order, each once: a file as given (read or not: one
+/// that cannot be is skipped later, with a warning), a folder's images, a glob's matches. A
+/// folder or glob with no image is a usage error.
+fn expand_images(args: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for arg in args {
+        let is_glob = arg.to_string_lossy().contains(['*', '?', '[']);
+        let found = if arg.is_file() || !(arg.is_dir() || is_glob) {
+            vec![arg.clone()]
+        } else {
+            let found =
+                find_images(&arg.to_string_lossy(), Path::new("")).map_err(|e| match e {
+                    pipe_infer::InferError::Glob { .. } => CliError::Usage(e.to_string()),
+                    other => CliError::Caption(Box::new(other)),
+                })?;
+            if found.is_empty() {
+                let what = if arg.is_dir() {
+                    "a folder without image files"
+                } else {
+                    "a glob that matches no file"
+                };
+                return Err(CliError::Usage(format!("{}: {what}", arg.display())));
+            }
+            found
+        };
+        out.extend(found.into_iter().filter(|p| seen.insert(p.clone())));
+    }
+    Ok(out)
+}
+
+/// Why an image was skipped, without its path (the warning names it first).
+fn skip_reason(e: &Skipped) -> String {
+    match e {
+        Skipped::Image { reason, .. } => reason.clone(),
+        Skipped::Read { source, .. } => format!("cannot read it: {source}"),
+        other => pipe::error_chain(other),
+    }
+}
+
+/// `pipe caption`'s progress bar: on stderr when it is a terminal and not `-q`.
+struct CaptionBar(ProgressBar);
+
+impl CaptionBar {
+    fn new(quiet: bool, total: usize) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Self(ProgressBar::hidden());
+        }
+        let bar = ProgressBar::new(total as u64);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message("captioning");
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Self(bar)
+    }
+}
+
+impl pipe_stage_api::Progress for CaptionBar {
+    fn begin(&self, phase: &str, total: Option<u64>) {
+        self.0.set_message(phase.to_string());
+        if let Some(n) = total {
+            self.0.set_length(n);
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+pub fn caption(pipeline: &Path, args: &CaptionArgs, quiet: bool) -> Result<Exit, CliError> {
     let (model, _) = resolve(pipeline, &args.source)?;
+    let images = expand_images(&args.images)?;
     let settings = CaptionSettings {
         generation: DecodeParams {
             num_beams: args.num_beams,
@@ -200,29 +300,53 @@ pub fn caption(pipeline: &Path, args: &CaptionArgs) -> Result<Exit, CliError> {
         prompt: args.prompt.clone(),
         batch_size: args.batch_size,
     };
-    let captions = caption_files(
-        &model,
-        &args.images,
-        &settings,
-        args.backend.into(),
-        &Silent,
-    )
-    .map_err(|e| CliError::Caption(Box::new(e)))?;
+    let bar = CaptionBar::new(quiet, images.len());
+    let warn = |path: &Path, e: &Skipped| {
+        bar.0.suspend(|| {
+            tracing::warn!("skipped {}: {}", path.display(), skip_reason(e));
+        });
+    };
+    let results =
+        caption_files_skipping(&model, &images, &settings, args.backend.into(), &bar, &warn)
+            .map_err(|e| CliError::Caption(Box::new(e)));
+    bar.0.finish_and_clear();
+    let results = results?;
+    let captioned: Vec<_> = images
+        .iter()
+        .zip(&results)
+        .filter_map(|(image, r)| Some((image.display().to_string(), r.as_ref().ok()?)))
+        .collect();
+    let skipped = images.len() - captioned.len();
+    if captioned.is_empty() {
+        return Err(CliError::Unreadable { skipped });
+    }
     if args.json {
-        let list: Vec<_> = args
-            .images
+        let list: Vec<_> = captioned
             .iter()
-            .zip(&captions)
             .map(|(image, c)| serde_json::json!({ "image": image, "caption": c.text, "tokens": c.tokens }))
             .collect();
         outln!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()
         );
-    } else {
-        for (image, c) in args.images.iter().zip(&captions) {
-            outln!("{}\t{}", image.display(), c.text);
+    } else if args.jsonl {
+        for (image, c) in &captioned {
+            outln!(
+                "{}",
+                serde_json::json!({ "image": image, "caption": c.text })
+            );
         }
+    } else {
+        for (image, c) in &captioned {
+            outln!("{image}\t{}", c.text);
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            "{skipped} of {} image(s) skipped (they cannot be read or decoded)",
+            images.len()
+        );
+        return Ok(Exit::Failed);
     }
     Ok(Exit::Ok)
 }

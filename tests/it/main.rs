@@ -12,6 +12,7 @@ mod model;
 mod parse_props;
 mod quickstart;
 mod remote;
+mod score;
 mod slurm;
 
 use std::path::{Path, PathBuf};

@@ -72,11 +72,208 @@ fn caption_errors_are_clear() {
         "bad.png",
     ]);
     assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("skipped bad.png: "), "{err}");
     assert!(
-        text(&out.stderr).contains("bad.png"),
-        "{}",
-        text(&out.stderr)
+        err.contains("no image could be read or decoded (1 skipped)"),
+        "{err}"
     );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+}
+
+/// A project holding the fixture's probe images under `imgs/` (and a file that is no image),
+/// and transformers' greedy captions of probe0..3.
+fn probe_project(model: &std::path::Path) -> (Project, Vec<String>) {
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("reference/reference.json")).expect("reference"),
+    )
+    .expect("json");
+    let p = Project::new("[stages.a]\nkind = \"command\"\ncmd = \"true\"\n");
+    std::fs::create_dir_all(p.path("imgs")).expect("mkdir");
+    for i in 0..4 {
+        std::fs::copy(
+            model.join(format!("reference/images/probe{i}.png")),
+            p.path(&format!("imgs/probe{i}.png")),
+        )
+        .expect("copy");
+    }
+    p.write("imgs/notes.txt", "not an image");
+    let greedy = reference["greedy_text"]
+        .as_array()
+        .expect("greedy texts")
+        .iter()
+        .map(|t| t.as_str().expect("text").to_string())
+        .collect();
+    (p, greedy)
+}
+
+fn caption_args<'a>(model: &'a std::path::Path, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "caption",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "12",
+        "--backend",
+        "cpu",
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
+/// `pipe caption --jsonl | pipe score --predictions /dev/stdin`: the lines caption writes are
+/// what score reads, image names included.
+#[test]
+fn caption_jsonl_pipes_into_score() {
+    let Some(model) = fixture() else { return };
+    let (p, greedy) = probe_project(&model);
+    // References: each image's own greedy caption, so every n-gram matches.
+    let refs: String = greedy
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                "{}\n",
+                serde_json::json!({"image": format!("imgs/probe{i}.png"), "captions": [t]})
+            )
+        })
+        .collect();
+    p.write("refs.jsonl", &refs);
+
+    let mut caption = p
+        .command(&caption_args(&model, &["--jsonl", "imgs/*.png"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pipe caption");
+    let stdout = caption.stdout.take().expect("stdout");
+    let score = p
+        .command(&[
+            "score",
+            "--predictions",
+            "/dev/stdin",
+            "--references",
+            "refs.jsonl",
+            "--meteor",
+            "skip",
+            "--keys",
+            "coco",
+            "--json",
+        ])
+        .stdin(std::process::Stdio::from(stdout))
+        .output()
+        .expect("run pipe score");
+    let caption = caption.wait_with_output().expect("pipe caption");
+    assert!(caption.status.success(), "{}", text(&caption.stderr));
+    let json = succeeded(&["score"], score);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(report["images"], 4, "{report}");
+    for key in ["Bleu_1", "Bleu_4"] {
+        let v = report[key].as_f64().expect(key);
+        assert!((v - 1.0).abs() < 1e-6, "{key} = {v}");
+    }
+    // The progress bar is for a terminal: none in a pipe's stderr.
+    let err = text(&caption.stderr);
+    assert!(
+        !err.contains('\r') && !err.contains("captioning"),
+        "{err:?}"
+    );
+
+    // Exactly `{"image", "caption"}` per line, in name order, from a folder as from the glob.
+    let lines = p.ok(&caption_args(&model, &["--jsonl", "imgs"]));
+    let lines: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for (i, line) in lines.iter().enumerate() {
+        let mut keys: Vec<&String> = line.as_object().expect("object").keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["caption", "image"], "{line}");
+        assert_eq!(line["image"], format!("imgs/probe{i}.png"));
+        assert_eq!(line["caption"], greedy[i]);
+    }
+}
+
+/// A bad or missing image is skipped with one warning naming it and why; the others are still
+/// captioned (their captions unchanged by the skip) and pipe exits 1.
+#[test]
+fn caption_skips_an_unreadable_image_and_exits_1() {
+    let Some(model) = fixture() else { return };
+    let (p, greedy) = probe_project(&model);
+    std::fs::remove_file(p.path("imgs/probe3.png")).expect("rm");
+    // Sorted first: the skip shifts every later image within the batches.
+    p.write("imgs/bad.png", "not a png");
+    let args = caption_args(
+        &model,
+        &[
+            "--batch-size",
+            "2",
+            "--json",
+            "imgs",
+            "missing.png",
+            // Named twice (through the folder too): captioned once.
+            "imgs/probe0.png",
+        ],
+    );
+    let out = p.pipe(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got: Vec<(&str, &str)> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| {
+            (
+                c["image"].as_str().expect("image"),
+                c["caption"].as_str().expect("caption"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("imgs/probe0.png", greedy[0].as_str()),
+            ("imgs/probe1.png", greedy[1].as_str()),
+            ("imgs/probe2.png", greedy[2].as_str()),
+        ]
+    );
+    let err = text(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 3, "{err}");
+    assert!(warnings[0].contains("skipped imgs/bad.png: "), "{err}");
+    assert!(
+        warnings[1].contains("skipped missing.png: cannot read it: No such file"),
+        "{err}"
+    );
+    assert!(warnings[2].contains("2 of 5 image(s) skipped"), "{err}");
+
+    // -q: no warning, the same status.
+    let mut quiet = args.clone();
+    quiet.push("-q");
+    let out = p.pipe(&quiet);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!text(&out.stderr).contains("WARN"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn caption_folders_and_globs_without_images_are_usage_errors() {
+    let Some(model) = fixture() else { return };
+    let (p, _) = probe_project(&model);
+    std::fs::create_dir_all(p.path("empty")).expect("mkdir");
+    p.write("empty/readme.txt", "no image here");
+    for (arg, needle) in [
+        ("imgs/*.jpg", "imgs/*.jpg: a glob that matches no file"),
+        ("empty", "empty: a folder without image files"),
+        ("imgs/[", "bad glob \"imgs/[\""),
+    ] {
+        let out = p.pipe(&caption_args(&model, &["imgs/probe0.png", arg]));
+        assert_eq!(out.status.code(), Some(2), "{arg}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(needle), "{}", text(&out.stderr));
+        assert!(out.stdout.is_empty(), "nothing captioned before the error");
+    }
 }
 
 #[test]

@@ -24,6 +24,25 @@ pub enum MetricsError {
         /// What is wrong with it.
         message: String,
     },
+    /// An entry of a COCO results or annotations file is not what it should be.
+    #[error("{path}: {entry}: {message}")]
+    MalformedEntry {
+        /// The file.
+        path: PathBuf,
+        /// Where in the document: `[3]` (results), `annotations[3]`.
+        entry: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A file in none of the layouts read (JSONL, COCO results, COCO annotations), or in the
+    /// layout of the other kind of captions.
+    #[error("{path}: {message}")]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+        /// What it is, and what was expected.
+        message: String,
+    },
     /// The same image id appears twice in one file.
     #[error("{path}:{line}: duplicate image id {id:?} (first seen on line {first_line})")]
     DuplicateId {
@@ -53,6 +72,17 @@ pub enum MetricsError {
     NoReferences {
         /// The image id.
         id: String,
+    },
+    /// `--allow-missing` found no image with both a prediction and references.
+    #[error(
+        "no image has both a prediction and references ({predictions} prediction(s), \
+         {references} image(s) with references)"
+    )]
+    NothingInCommon {
+        /// Images with a prediction.
+        predictions: usize,
+        /// Images with references.
+        references: usize,
     },
     /// Nothing to score.
     #[error("no images to score")]

@@ -28,7 +28,7 @@ mod score;
 pub mod tokenize;
 
 pub use error::MetricsError;
-pub use io::{read_predictions, read_references};
+pub use io::{Format, detect_format, read_predictions, read_references};
 pub use meteor::{MeteorMode, MeteorOptions, MeteorSource};
-pub use report::{ImageScores, Report, Scores};
-pub use score::{ScoreOptions, check_alignment, score, score_files};
+pub use report::{ImageScores, Keys, Report, Scores};
+pub use score::{LeftOut, ScoreOptions, check_alignment, keep_common, score, score_files};

@@ -6,6 +6,34 @@ use serde_json::{Map, Value, json};
 
 use crate::meteor::MeteorSource;
 
+/// How the metrics are named in the JSON keys and the text table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Keys {
+    /// `BLEU-1`..`BLEU-4`, `METEOR`, `ROUGE-L`, `CIDEr`.
+    #[default]
+    Pipe,
+    /// As pycocoevalcap's `COCOEvalCap.eval`: `Bleu_1`..`Bleu_4`, `METEOR`, `ROUGE_L`,
+    /// `CIDEr`. The METEOR approximation stays `METEOR~approx`: it is never named as the
+    /// official number.
+    Coco,
+}
+
+impl Keys {
+    fn bleu(self, n: usize) -> String {
+        match self {
+            Keys::Pipe => format!("BLEU-{n}"),
+            Keys::Coco => format!("Bleu_{n}"),
+        }
+    }
+
+    fn rouge_l(self) -> &'static str {
+        match self {
+            Keys::Pipe => "ROUGE-L",
+            Keys::Coco => "ROUGE_L",
+        }
+    }
+}
+
 /// Corpus scores of one protocol (multi- or single-reference).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scores {
@@ -63,15 +91,15 @@ impl Report {
         self.per_image.get(image).map(|s| s.cider)
     }
 
-    fn scores_json(&self, s: &Scores) -> Map<String, Value> {
+    fn scores_json(&self, s: &Scores, keys: Keys) -> Map<String, Value> {
         let mut m = Map::new();
         for (k, v) in s.bleu.iter().enumerate() {
-            m.insert(format!("BLEU-{}", k + 1), json!(v));
+            m.insert(keys.bleu(k + 1), json!(v));
         }
         if let Some(v) = s.meteor {
             m.insert(self.meteor_source.key().to_string(), json!(v));
         }
-        m.insert("ROUGE-L".into(), json!(s.rouge_l));
+        m.insert(keys.rouge_l().into(), json!(s.rouge_l));
         m.insert("CIDEr".into(), json!(s.cider));
         m
     }
@@ -80,9 +108,17 @@ impl Report {
     /// level (`BLEU-1`..`BLEU-4`, `METEOR` or `METEOR~approx`, `ROUGE-L`,
     /// `CIDEr`), plus `single_ref`, `meteor_source`, `images`, `references`.
     pub fn to_json(&self) -> Value {
-        let mut m = self.scores_json(&self.multi_ref);
+        self.to_json_keys(Keys::Pipe)
+    }
+
+    /// [`Report::to_json`] with the metrics named as `keys` says (in `single_ref` too).
+    pub fn to_json_keys(&self, keys: Keys) -> Value {
+        let mut m = self.scores_json(&self.multi_ref, keys);
         if let Some(s) = &self.single_ref {
-            m.insert("single_ref".into(), Value::Object(self.scores_json(s)));
+            m.insert(
+                "single_ref".into(),
+                Value::Object(self.scores_json(s, keys)),
+            );
         }
         m.insert("meteor_source".into(), json!(self.meteor_source.describe()));
         m.insert("images".into(), json!(self.images));
@@ -92,6 +128,11 @@ impl Report {
 
     /// A text table: Metric | Single-ref | Multi-ref.
     pub fn to_text(&self) -> String {
+        self.to_text_keys(Keys::Pipe)
+    }
+
+    /// [`Report::to_text`] with the metrics named as `keys` says.
+    pub fn to_text_keys(&self, keys: Keys) -> String {
         let meteor_label = match self.meteor_source {
             MeteorSource::Approximation => "METEOR (approximation, not the official jar)",
             _ => "METEOR",
@@ -101,7 +142,7 @@ impl Report {
         let mut rows: Vec<(String, Option<f64>, Option<f64>)> = Vec::new();
         for k in 0..4 {
             rows.push((
-                format!("BLEU-{}", k + 1),
+                keys.bleu(k + 1),
                 single.map(|s| s.bleu[k]),
                 Some(self.multi_ref.bleu[k]),
             ));
@@ -114,7 +155,7 @@ impl Report {
             ));
         }
         rows.push((
-            "ROUGE-L".into(),
+            keys.rouge_l().into(),
             single.map(|s| s.rouge_l),
             Some(self.multi_ref.rouge_l),
         ));

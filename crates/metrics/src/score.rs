@@ -28,7 +28,7 @@ impl Default for ScoreOptions {
     }
 }
 
-/// Reads both JSONL files and scores them (see [`score`]).
+/// Reads both files (JSONL or the COCO formats, see [`io`]) and scores them (see [`score`]).
 pub fn score_files(
     predictions: &Path,
     references: &Path,
@@ -67,6 +67,62 @@ pub fn check_alignment(
         return Err(MetricsError::Empty);
     }
     Ok(())
+}
+
+/// The images [`keep_common`] left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Images with references but no prediction, in id order.
+    pub unpredicted: Vec<String>,
+    /// Images with a prediction but no references, in id order.
+    pub unreferenced: Vec<String>,
+}
+
+impl LeftOut {
+    /// How many images were left out.
+    pub fn len(&self) -> usize {
+        self.unpredicted.len() + self.unreferenced.len()
+    }
+
+    /// Whether predictions and references covered the same images.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keeps only the images that have both a prediction and references (what `pipe score
+/// --allow-missing` scores), and says which were left out; an error when none is left although
+/// there were some on both sides. [`score`] alone requires the same images on both sides.
+pub fn keep_common(
+    preds: &mut BTreeMap<String, String>,
+    refs: &mut BTreeMap<String, Vec<String>>,
+) -> Result<LeftOut, MetricsError> {
+    let (predictions, references) = (preds.len(), refs.len());
+    let left_out = LeftOut {
+        unpredicted: refs
+            .keys()
+            .filter(|k| !preds.contains_key(*k))
+            .cloned()
+            .collect(),
+        unreferenced: preds
+            .keys()
+            .filter(|k| !refs.contains_key(*k))
+            .cloned()
+            .collect(),
+    };
+    for id in &left_out.unpredicted {
+        refs.remove(id);
+    }
+    for id in &left_out.unreferenced {
+        preds.remove(id);
+    }
+    if preds.is_empty() && predictions > 0 && references > 0 {
+        return Err(MetricsError::NothingInCommon {
+            predictions,
+            references,
+        });
+    }
+    Ok(left_out)
 }
 
 /// Tokenized captions, aligned by image (in id order).

@@ -40,7 +40,11 @@ fn malformed_prediction_lines() {
             2,
             "invalid JSON",
         ),
-        ("\n\n[1, 2]\n", 3, "expected a JSON object"),
+        (
+            "{\"image\": \"a\", \"caption\": \"x\"}\n\n[1, 2]\n",
+            3,
+            "expected a JSON object",
+        ),
         ("{\"caption\": \"x\"}\n", 1, "missing \"image\""),
         ("{\"image\": \"a\"}\n", 1, "missing \"caption\""),
         (

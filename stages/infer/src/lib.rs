@@ -195,9 +195,22 @@ fn image_inputs(images: &str, pipeline_dir: &Path) -> Result<Vec<PathBuf>, Infer
     }
 }
 
-/// The images to caption, sorted by path.
+/// The images to caption, sorted by path; none is an error.
 fn list_images(images: &str, pipeline_dir: &Path) -> Result<Vec<PathBuf>, InferError> {
-    let folder = pipeline_dir.join(images);
+    let found = find_images(images, pipeline_dir)?;
+    if found.is_empty() {
+        return Err(InferError::NoImages {
+            pattern: images.to_string(),
+        });
+    }
+    Ok(found)
+}
+
+/// The images `pattern` names, relative to `base`: a folder's images (its files with an image
+/// extension; not its subfolders), or else the files a glob pattern matches (any extension);
+/// sorted by path, possibly none. What the infer stage's `images` and `pipe caption` take.
+pub fn find_images(pattern: &str, base: &Path) -> Result<Vec<PathBuf>, InferError> {
+    let folder = base.join(pattern);
     let mut found: Vec<PathBuf> = if folder.is_dir() {
         std::fs::read_dir(&folder)
             .map_err(|source| InferError::List {
@@ -208,10 +221,10 @@ fn list_images(images: &str, pipeline_dir: &Path) -> Result<Vec<PathBuf>, InferE
             .filter(|p| p.is_file() && has_image_extension(p))
             .collect()
     } else {
-        let pattern = pipeline_dir.join(images).to_string_lossy().into_owned();
-        glob::glob(&pattern)
+        let pattern_path = base.join(pattern).to_string_lossy().into_owned();
+        glob::glob(&pattern_path)
             .map_err(|e| InferError::Glob {
-                pattern: images.to_string(),
+                pattern: pattern.to_string(),
                 message: e.to_string(),
             })?
             .filter_map(Result::ok)
@@ -219,11 +232,6 @@ fn list_images(images: &str, pipeline_dir: &Path) -> Result<Vec<PathBuf>, InferE
             .collect()
     };
     found.sort();
-    if found.is_empty() {
-        return Err(InferError::NoImages {
-            pattern: images.to_string(),
-        });
-    }
     Ok(found)
 }
 
@@ -308,8 +316,8 @@ pub struct CaptionSettings {
     pub batch_size: usize,
 }
 
-/// Caption image files with a model on a backend: what the infer stage and `pipe caption` do.
-/// Images are decoded and preprocessed exactly as the collate stage does it.
+/// Caption image files with a model on a backend: what the infer stage does. Images are decoded
+/// and preprocessed exactly as the collate stage does it; the first that cannot be is an error.
 pub fn caption_files(
     model: &ModelDir,
     images: &[PathBuf],
@@ -320,6 +328,34 @@ pub fn caption_files(
     caption_with(&resolve(backend)?, model, images, settings, progress)
 }
 
+/// An image [`caption_files_skipping`] left out: it could not be read or decoded.
+pub type Skipped = CollateError;
+
+/// Told of an image that is skipped, and why.
+type OnSkip<'a> = &'a dyn Fn(&Path, &Skipped);
+
+/// [`caption_files`] that skips, rather than fails on, an image that cannot be read or decoded
+/// (what `pipe caption` does): `skipped` is told of each as it happens, progress advances past
+/// it, and the batches are filled with the next images. The result holds each image's caption
+/// or why it was skipped, in the order of `images`.
+pub fn caption_files_skipping(
+    model: &ModelDir,
+    images: &[PathBuf],
+    settings: &CaptionSettings,
+    backend: BackendChoice,
+    progress: &dyn Progress,
+    skipped: &dyn Fn(&Path, &Skipped),
+) -> Result<Vec<Result<Caption, Skipped>>, InferError> {
+    run_job(
+        &resolve(backend)?,
+        model,
+        images,
+        settings,
+        progress,
+        Some(skipped),
+    )
+}
+
 fn caption_with(
     backend: &ResolvedBackend,
     model: &ModelDir,
@@ -327,6 +363,19 @@ fn caption_with(
     settings: &CaptionSettings,
     progress: &dyn Progress,
 ) -> Result<Vec<Caption>, InferError> {
+    // Without a `skipped`, the job stops at the first bad image: every entry is a caption.
+    let results = run_job(backend, model, images, settings, progress, None)?;
+    Ok(results.into_iter().collect::<Result<Vec<_>, _>>()?)
+}
+
+fn run_job(
+    backend: &ResolvedBackend,
+    model: &ModelDir,
+    images: &[PathBuf],
+    settings: &CaptionSettings,
+    progress: &dyn Progress,
+    skipped: Option<OnSkip<'_>>,
+) -> Result<Vec<Result<Caption, Skipped>>, InferError> {
     let pre_path = model.dir.join("preprocessor_config.json");
     let pre = PreprocessorConfig::from_file(&pre_path)?;
     backend.run(CaptionJob {
@@ -336,6 +385,7 @@ fn caption_with(
         images,
         settings,
         progress,
+        skipped,
     })
 }
 
@@ -347,10 +397,12 @@ struct CaptionJob<'a> {
     images: &'a [PathBuf],
     settings: &'a CaptionSettings,
     progress: &'a dyn Progress,
+    /// Told of an image that cannot be read, which is then skipped; `None`: it is an error.
+    skipped: Option<OnSkip<'a>>,
 }
 
 impl OnBackend for CaptionJob<'_> {
-    type Output = Result<Vec<Caption>, InferError>;
+    type Output = Result<Vec<Result<Caption, Skipped>>, InferError>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let captioner = Captioner::<B>::load(&self.model.dir, &device)?;
@@ -366,29 +418,49 @@ impl OnBackend for CaptionJob<'_> {
         if let Some(prompt) = &self.settings.prompt {
             g.prompt_ids = captioner.prompt_ids(prompt)?;
         }
-        let mut out = Vec::with_capacity(self.images.len());
-        for (i, batch) in self
-            .images
-            .chunks(self.settings.batch_size.max(1))
-            .enumerate()
-        {
-            // [b, 3, S, S]: each image decoded and preprocessed as the collate stage does it.
-            let mut pixels = Vec::with_capacity(batch.len() * 3 * h * w);
-            for path in batch {
-                pixels.extend(preprocess_file(path, self.pre)?);
+        let batch_size = self.settings.batch_size.max(1);
+        let mut out: Vec<Option<Result<Caption, Skipped>>> = std::iter::repeat_with(|| None)
+            .take(self.images.len())
+            .collect();
+        // The images of the batch being filled (their indices) and their pixels, [b, 3, S, S]:
+        // each image decoded and preprocessed as the collate stage does it.
+        let mut pending: Vec<usize> = Vec::with_capacity(batch_size);
+        let mut pixels = Vec::new();
+        let (mut batches, mut captioned) = (0usize, 0usize);
+        for (i, path) in self.images.iter().enumerate() {
+            match preprocess_file(path, self.pre) {
+                Ok(p) => {
+                    pixels.extend(p);
+                    pending.push(i);
+                }
+                Err(e) => match self.skipped {
+                    Some(tell) => {
+                        tell(path, &e);
+                        out[i] = Some(Err(e));
+                        self.progress.advance(1);
+                    }
+                    None => return Err(e.into()),
+                },
             }
-            let data = TensorData::new(pixels, [batch.len(), 3, h, w]);
-            let captions = captioner.caption(Tensor::<B, 4>::from_data(data, &device), &g)?;
-            out.extend(captions);
-            self.progress.advance(batch.len() as u64);
-            tracing::info!(
-                done = out.len(),
-                total = self.images.len(),
-                batch = i,
-                "captioned"
-            );
+            let last = i + 1 == self.images.len();
+            if pending.len() == batch_size || (last && !pending.is_empty()) {
+                let data = TensorData::new(std::mem::take(&mut pixels), [pending.len(), 3, h, w]);
+                let captions = captioner.caption(Tensor::<B, 4>::from_data(data, &device), &g)?;
+                self.progress.advance(pending.len() as u64);
+                captioned += pending.len();
+                for (j, caption) in pending.drain(..).zip(captions) {
+                    out[j] = Some(Ok(caption));
+                }
+                tracing::info!(
+                    done = captioned,
+                    total = self.images.len(),
+                    batch = batches,
+                    "captioned"
+                );
+                batches += 1;
+            }
         }
-        Ok(out)
+        Ok(out.into_iter().flatten().collect())
     }
 }
 
@@ -483,6 +555,41 @@ fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_images_lists_a_folder_s_images_or_a_glob_s_files_sorted() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let photos = d.path().join("photos");
+        std::fs::create_dir_all(photos.join("sub")).expect("mkdir");
+        for f in ["b.png", "a.JPG", "notes.txt", "sub/c.png"] {
+            std::fs::write(photos.join(f), "x").expect("write");
+        }
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .map(|p| pipe_stage_api::project_relative(p, d.path()))
+                .collect()
+        };
+        // A folder: its image files only, not its subfolders.
+        let found = find_images("photos", d.path()).expect("folder");
+        assert_eq!(names(found), ["photos/a.JPG", "photos/b.png"]);
+        // A glob: whatever it matches that is a file.
+        let found = find_images("photos/*.txt", d.path()).expect("glob");
+        assert_eq!(names(found), ["photos/notes.txt"]);
+        let found = find_images("photos/*/*.png", d.path()).expect("glob");
+        assert_eq!(names(found), ["photos/sub/c.png"]);
+        // Nothing: empty here, an error for the stage (which names its key).
+        assert!(
+            find_images("photos/*.gif", d.path())
+                .expect("glob")
+                .is_empty()
+        );
+        let e = list_images("photos/*.gif", d.path()).expect_err("no image");
+        assert_eq!(e.to_string(), "images = \"photos/*.gif\" matches no image");
+        assert!(matches!(
+            find_images("photos/[", d.path()),
+            Err(InferError::Glob { .. })
+        ));
+    }
 
     #[test]
     fn csv_quotes_only_when_needed() {
