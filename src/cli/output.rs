@@ -141,7 +141,9 @@ pub fn headlines(spec: &Spec, fresh: &[(String, Artifact)], results: &Path) {
         for page in ["report.html", "gallery.html"] {
             let path = folder.join(page);
             if path.is_file() {
-                let shown = path.strip_prefix(&spec.dir).unwrap_or(&path);
+                // As the user can open it from where they are.
+                let cwd = std::env::current_dir().unwrap_or_default();
+                let shown = path.strip_prefix(&cwd).unwrap_or(&path);
                 parts.push(shown.display().to_string());
             }
         }
