@@ -121,7 +121,7 @@ struct PlotPoints {
     train: Vec<(f64, f64)>,
     /// The train losses smoothed; empty when there are too few to need it.
     smooth: Vec<(f64, f64)>,
-    /// How many steps the smoothing spans, roughly (its moving average's window).
+    /// How many steps the smoothing's moving mean spans.
     window: usize,
     /// Validation (x, loss): the loss before training at x = 0 first, when recorded.
     val: Vec<(f64, f64)>,
@@ -193,24 +193,28 @@ impl LossHistory {
     }
 }
 
-/// The smoothing window for `n` train points: about 4 % of the run, at most 50 steps; 1 (no
-/// smoothing) below 25 points.
+/// The smoothing window for `n` train points, odd: about 4 % of the run, at most 51 steps; 1
+/// (no smoothing) up to 25 points.
 fn smoothing_window(n: usize) -> usize {
-    n.div_ceil(25).clamp(1, 50)
+    n.div_ceil(25).clamp(1, 51) | 1
 }
 
-/// A debiased exponential moving average (TensorBoard's smoothing) with the weight of a
-/// `window`-step mean: 1 − 1/window.
+/// A centred moving mean over `window` points (fewer at the ends, where the window is cut
+/// short): unlike an exponential average it does not lag behind a falling loss.
 fn smoothed(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
-    let w = 1.0 - 1.0 / window as f64;
-    let mut ema = 0.0;
-    let mut weight = 1.0;
+    let half = window / 2;
+    let mut prefix = Vec::with_capacity(points.len() + 1);
+    prefix.push(0.0);
+    for &(_, y) in points {
+        prefix.push(prefix[prefix.len() - 1] + y);
+    }
     points
         .iter()
-        .map(|&(x, y)| {
-            ema = w * ema + (1.0 - w) * y;
-            weight *= w;
-            (x, ema / (1.0 - weight))
+        .enumerate()
+        .map(|(i, &(x, _))| {
+            let lo = i.saturating_sub(half);
+            let hi = (i + half + 1).min(points.len());
+            (x, (prefix[hi] - prefix[lo]) / (hi - lo) as f64)
         })
         .collect()
 }
@@ -248,15 +252,47 @@ const TRAIN: RGBColor = RGBColor(31, 119, 180);
 const VAL: RGBColor = RGBColor(255, 127, 14);
 const LR: RGBColor = RGBColor(44, 160, 44);
 
-/// A loss axis label: three significant digits or so.
+/// A loss axis label: the tick's value, up to three significant digits (1, 1.5, 0.25, 2.17).
 fn loss_label(v: f64) -> String {
-    if v >= 10.0 {
-        format!("{v:.0}")
-    } else if v >= 1.0 {
-        format!("{v:.2}")
+    let digits = (2 - v.log10().floor() as i32).max(0) as usize;
+    let text = format!("{v:.digits$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
-        format!("{v:.3}")
+        text
     }
+}
+
+/// Ticks for a log axis over `lo..hi`: the sparsest of 1, {1, 2, 5}, {1, 2, 3, 5} and every
+/// 1–9 (with 1.5) × 10ⁿ that gives four ticks or more; else (a range narrower than that) five
+/// ticks evenly spaced in log, to three significant digits.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    const SETS: [&[f64]; 4] = [
+        &[1.0],
+        &[1.0, 2.0, 5.0],
+        &[1.0, 2.0, 3.0, 5.0],
+        &[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+    ];
+    if !(lo > 0.0 && hi > lo && hi.is_finite()) {
+        return Vec::new();
+    }
+    let (e0, e1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    for set in SETS {
+        let ticks: Vec<f64> = (e0..=e1)
+            .flat_map(|e| set.iter().map(move |m| m * 10f64.powi(e)))
+            .filter(|v| (lo..=hi).contains(v))
+            .collect();
+        if ticks.len() >= 4 {
+            return ticks;
+        }
+    }
+    (0..5)
+        .map(|i| {
+            let v = lo * (hi / lo).powf((f64::from(i) + 0.5) / 5.0);
+            let scale = 10f64.powi(2 - v.log10().floor() as i32);
+            (v * scale).round() / scale
+        })
+        .collect()
 }
 
 /// An x (a step or an epoch) as the axes place it: the nearest integer.
@@ -309,7 +345,10 @@ fn draw<DB: DrawingBackend>(
         }
     }
     let mut chart = builder
-        .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+        .build_cartesian_2d(
+            x0..x1,
+            (y0..y1).log_scale().with_key_points(log_ticks(y0, y1)),
+        )
         .map_err(|e| plot_err(&e))?
         .set_secondary_coord(x0..x1, 0.0..(lr_max * 1.05).max(f64::MIN_POSITIVE));
     let loss_ticks = |v: &f64| loss_label(*v);
@@ -373,7 +412,7 @@ fn draw<DB: DrawingBackend>(
             .map_err(|e| plot_err(&e))?;
         if text {
             series
-                .label(format!("train (smoothed, ~{window} steps)"))
+                .label(format!("train (mean of {window} steps)"))
                 .legend(line_sample(TRAIN));
         }
     }
@@ -546,9 +585,9 @@ mod tests {
 
     #[test]
     fn the_smoothed_curve_keeps_the_level_and_drops_the_noise() {
-        assert_eq!(smoothing_window(24), 1);
-        assert_eq!(smoothing_window(200), 8);
-        assert_eq!(smoothing_window(100_000), 50);
+        assert_eq!(smoothing_window(25), 1);
+        assert_eq!(smoothing_window(200), 9);
+        assert_eq!(smoothing_window(100_000), 51);
         // Loss 2 ± 0.5, alternating: the raw curve spans 1, the smoothed one far less, around 2.
         let noisy: Vec<(f64, f64)> = (0..200)
             .map(|i| (f64::from(i + 1), if i % 2 == 0 { 2.5 } else { 1.5 }))
@@ -556,13 +595,24 @@ mod tests {
         let s = smoothed(&noisy, smoothing_window(noisy.len()));
         assert_eq!(s.len(), noisy.len());
         assert!(s.iter().zip(&noisy).all(|(a, b)| a.0 == b.0), "same steps");
-        assert_eq!(s[0], noisy[0], "debiased: the first point is itself");
-        let tail = &s[50..];
-        let lo = tail.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-        let hi = tail.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-        assert!(hi - lo < 0.1 && lo > 1.9 && hi < 2.1, "{lo}..{hi}");
-        // A constant stays constant from the first step (no pull towards 0).
-        let flat = smoothed(&[(1.0, 3.0), (2.0, 3.0), (3.0, 3.0)], 10);
+        let lo = s.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let hi = s.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        assert!(lo >= 1.9 - 1e-9 && hi <= 2.1 + 1e-9, "{lo}..{hi}");
+        // Where the window is whole, ±0.5 / 9 at most.
+        assert!(s[4..196].iter().all(|p| (p.1 - 2.0).abs() < 0.06), "{s:?}");
+        // No lag: a falling straight line is its own mean wherever the window is whole (an
+        // exponential average would sit above it), and a constant stays constant to the ends.
+        let line: Vec<(f64, f64)> = (0..100)
+            .map(|i| (f64::from(i), 5.0 - 0.01 * f64::from(i)))
+            .collect();
+        let m = smoothed(&line, 9);
+        assert!(
+            m[4..96]
+                .iter()
+                .zip(&line[4..96])
+                .all(|(a, b)| (a.1 - b.1).abs() < 1e-12)
+        );
+        let flat = smoothed(&[(1.0, 3.0), (2.0, 3.0), (3.0, 3.0)], 9);
         assert!(flat.iter().all(|p| (p.1 - 3.0).abs() < 1e-12), "{flat:?}");
         // Drawn only when there are enough steps to need it.
         let few = LossHistory {
@@ -575,6 +625,41 @@ mod tests {
             ..LossHistory::default()
         };
         assert_eq!(many.plot_points().smooth, s);
+    }
+
+    #[test]
+    fn log_ticks_are_round_values_and_enough_of_them() {
+        let close = |got: Vec<f64>, want: &[f64]| {
+            got.len() == want.len() && got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12)
+        };
+        // A quickstart run: 4.3 down to 0.44.
+        let t = log_ticks(0.44, 4.3);
+        assert!(close(t.clone(), &[0.5, 1.0, 2.0, 3.0]), "{t:?}");
+        let t = log_ticks(0.06, 12.0);
+        assert!(
+            close(t.clone(), &[0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]),
+            "{t:?}"
+        );
+        // A fine-tuning run's narrow range: five ticks in log steps, rounded.
+        for (lo, hi) in [(1.7, 2.6), (1.9, 2.3)] {
+            let t = log_ticks(lo, hi);
+            assert_eq!(t.len(), 5, "{t:?}");
+            assert!(
+                t.windows(2).all(|w| w[0] < w[1]) && t[0] > lo && t[4] < hi,
+                "{t:?}"
+            );
+            assert!(
+                t.iter()
+                    .all(|v| (v * 100.0 - (v * 100.0).round()).abs() < 1e-9),
+                "{t:?}"
+            );
+        }
+        assert!(log_ticks(0.0, 1.0).is_empty());
+        assert_eq!(loss_label(2.0), "2");
+        assert_eq!(loss_label(1.5), "1.5");
+        assert_eq!(loss_label(0.25), "0.25");
+        assert_eq!(loss_label(2.17), "2.17");
+        assert_eq!(loss_label(12.0), "12");
     }
 
     /// The `<text>` elements of an SVG: (x, y, text-anchor, content).
