@@ -423,9 +423,10 @@ fn write_outputs(
     })?;
     let mut html = String::from(
         "<!doctype html>\n<meta charset=\"utf-8\">\n<title>captions</title>\n<style>\
-         body{font-family:sans-serif;margin:1em}figure{display:inline-block;width:400px;\
-         margin:8px;vertical-align:top}img{max-width:384px;max-height:384px}\
-         figcaption{font-size:15px}</style>\n",
+         body{font-family:sans-serif;margin:1em}figure{display:inline-block;width:320px;\
+         margin:8px;vertical-align:top}img{display:block;width:320px;height:320px;\
+         object-fit:contain;background:#f4f4f4}figcaption{font-size:15px;margin-top:4px}\
+         </style>\n",
     );
     for (i, ((path, name), caption)) in images
         .iter()
