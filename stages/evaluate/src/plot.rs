@@ -253,7 +253,7 @@ const VAL: RGBColor = RGBColor(255, 127, 14);
 const LR: RGBColor = RGBColor(44, 160, 44);
 
 /// A loss axis label: the tick's value, up to three significant digits (1, 1.5, 0.25, 2.17).
-fn loss_label(v: f64) -> String {
+pub(crate) fn loss_label(v: f64) -> String {
     let digits = (2 - v.log10().floor() as i32).max(0) as usize;
     let text = format!("{v:.digits$}");
     if text.contains('.') {
@@ -266,7 +266,7 @@ fn loss_label(v: f64) -> String {
 /// Ticks for a log axis over `lo..hi`: the sparsest of 1, {1, 2, 5}, {1, 2, 3, 5} and every
 /// 1–9 (with 1.5) × 10ⁿ that gives four ticks or more; else (a range narrower than that) five
 /// ticks evenly spaced in log, to three significant digits.
-fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     const SETS: [&[f64]; 4] = [
         &[1.0],
         &[1.0, 2.0, 5.0],
@@ -296,7 +296,7 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 /// An x (a step or an epoch) as the axes place it: the nearest integer.
-fn x_of(x: f64) -> i64 {
+pub(crate) fn x_of(x: f64) -> i64 {
     x.round() as i64
 }
 
