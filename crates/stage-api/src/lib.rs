@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub mod html;
+pub use html::escape as html_escape;
+
 /// Any error a stage run returns. Each kind has its own typed error (thiserror) and boxes it
 /// here, so the orchestrator can print the whole `source()` chain once.
 pub type StageError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -27,9 +27,10 @@
 //!   `BLEU-1`..`BLEU-4`, `METEOR` or `METEOR~approx`, `ROUGE-L`, `CIDEr`, `single_ref`, ...),
 //!   the decoding settings and the model;
 //! * `metrics.md` — Metric | Single-ref | Multi-ref, with the test loss;
-//! * `train_vs_val_loss.png` — when the model comes with a `loss_history.json`;
-//! * `report.html` + `report/` — every image with its references, prediction and CIDEr-D, the
-//!   ten worst first.
+//! * `train_vs_val_loss.png` — when the model comes with a `loss_history.json`: train (raw
+//!   and smoothed) and validation loss on a log axis, the learning rate on a second axis;
+//! * `report.html` + `report/` — the metrics table, the loss plot (inline SVG), then every
+//!   image with its references, prediction and CIDEr-D, the ten worst first.
 
 mod decode;
 mod error;
@@ -45,8 +46,9 @@ pub use error::EvaluateError;
 pub use loss::masked_caption_loss;
 pub use overlay::{Curve, color, draw_overlay_png, overlay_svg};
 pub use params::{MeteorParam, Params};
-pub use plot::{LossHistory, TrainPoint, ValPoint, draw_loss_plot};
-pub use report_html::escape as html_escape;
+/// The workspace's one HTML escaper (re-exported for the experiments page).
+pub use pipe_stage_api::html_escape;
+pub use plot::{LossHistory, TrainPoint, ValPoint, draw_loss_plot, loss_plot_svg};
 pub use stage::Evaluate;
 
 use pipe_stage_api::StageKind;

@@ -9,7 +9,8 @@ use plotters::prelude::*;
 
 use crate::error::EvaluateError;
 use crate::plot::{
-    FAMILY, LossHistory, SIZE, draw_legend, line_sample, register_font, render_png, span,
+    FAMILY, LossHistory, SIZE, draw_legend, line_sample, log_ticks, loss_label, register_font,
+    render_png, span, x_of,
 };
 
 /// More legend entries than this would hide the lines; the rest are named by the page's table.
@@ -100,12 +101,26 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[Curve]) -> R
             .x_label_area_size(40)
             .y_label_area_size(70);
     }
+    // Whole epochs on x (an integer axis), round losses on y (a log axis alone ticks only at
+    // powers of ten).
+    let (x0, mut x1) = (x_of(x0.floor()), x_of(x1.ceil()));
+    if x1 <= x0 {
+        x1 = x0 + 1;
+    }
     let mut chart = builder
-        .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+        .build_cartesian_2d(
+            x0..x1,
+            (y0..y1).log_scale().with_key_points(log_ticks(y0, y1)),
+        )
         .map_err(|e| err(&e))?;
+    let loss_ticks = |v: &f64| loss_label(*v);
     let mut mesh = chart.configure_mesh();
     if text {
-        mesh.x_desc("epoch").y_desc("validation loss (log)");
+        mesh.x_desc("epoch")
+            .y_desc("validation loss (log)")
+            .label_style((FAMILY, 14))
+            .axis_desc_style((FAMILY, 15))
+            .y_label_formatter(&loss_ticks);
     } else {
         mesh.disable_x_axis().disable_y_axis();
     }
@@ -118,7 +133,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[Curve]) -> R
         let style = RGBColor(r, g, b);
         let series = chart
             .draw_series(LineSeries::new(
-                curve.points.iter().copied(),
+                curve.points.iter().map(|&(x, y)| (x_of(x), y)),
                 style.stroke_width(2),
             ))
             .map_err(|e| err(&e))?;
@@ -130,7 +145,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[Curve]) -> R
                 curve
                     .points
                     .iter()
-                    .map(|&p| Circle::new(p, 3, style.filled())),
+                    .map(|&(x, y)| Circle::new((x_of(x), y), 3, style.filled())),
             )
             .map_err(|e| err(&e))?;
     }
@@ -177,6 +192,16 @@ mod tests {
         let legend = |name: &str| svg.contains(&format!(">\n{name}\n</text>"));
         assert!(legend("lr=0.001") && legend("lr=0.002"), "{svg}");
         assert!(svg.contains("validation loss (log)"));
+        // Whole epochs (1 to 4, no "2.0") and round losses (0.9 to 3.2: 0.9 under 1 too).
+        if register_font() {
+            for tick in ["1", "2", "3", "4", "0.9"] {
+                assert!(
+                    svg.contains(&format!(">\n{tick}\n</text>")),
+                    "no tick {tick}"
+                );
+            }
+            assert!(!svg.contains(">\n2.0\n</text>"), "fractional epoch labels");
+        }
         // Each curve's line is a polyline in its own colour (and its legend sample another).
         for (i, _) in curves.iter().enumerate() {
             let (r, g, b) = color(i);

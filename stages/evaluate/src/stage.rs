@@ -15,10 +15,10 @@ use pipe_stage_api::{
 
 use crate::decode::{Decoded, EvaluateJob};
 use crate::error::EvaluateError;
-use crate::metrics_md::metrics_markdown;
+use crate::metrics_md::{PROTOCOLS, metric_rows, metrics_markdown};
 use crate::params::Params;
-use crate::plot::{LossHistory, draw_loss_plot};
-use crate::report_html::{Row, write_report};
+use crate::plot::{LossHistory, draw_loss_plot, loss_plot_svg};
+use crate::report_html::{Row, Summary, write_report};
 
 /// The `evaluate` kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -296,12 +296,14 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
         "predictions.jsonl".into(),
         "references.jsonl".into(),
     ];
-    // The loss plot, when the model came with a history.
+    // The loss plot, when the model came with a history: a PNG, and SVG for the report.
+    let mut loss_svg = None;
     if let Some(h) = &inputs.model.loss_history {
         let history = LossHistory::read(h)?;
         if draw_loss_plot(&history, &ctx.out_dir.join(PLOT))? {
             results.push(PLOT.into());
         }
+        loss_svg = loss_plot_svg(&history)?;
     }
     let page = Page {
         collated: &inputs.collated,
@@ -310,7 +312,14 @@ fn run(ctx: &StageContext<'_>) -> Result<Outcome, EvaluateError> {
         captions: &decoded.captions,
         refs: &inputs.refs,
     };
-    write_html_report(ctx.out_dir, &page, &report, inputs.split.as_str())?;
+    write_html_report(
+        ctx.out_dir,
+        &page,
+        &report,
+        test_loss,
+        &inputs,
+        loss_svg.as_deref(),
+    )?;
     results.push("report.html".into());
     results.push("report".into());
 
@@ -422,12 +431,15 @@ struct Page<'a> {
     refs: &'a [Vec<String>],
 }
 
-/// `report.html`: each image with its prediction, references and CIDEr-D.
+/// `report.html`: the metrics table, the loss plot, and each image with its prediction,
+/// references and CIDEr-D.
 fn write_html_report(
     out_dir: &Path,
     page: &Page<'_>,
     report: &pipe_metrics::Report,
-    split: &str,
+    test_loss: Option<f64>,
+    inputs: &Inputs<'_>,
+    loss_svg: Option<&str>,
 ) -> Result<(), EvaluateError> {
     let (h, w) = page.collated.image_size();
     let cider = report.per_image_cider();
@@ -443,8 +455,27 @@ fn write_html_report(
             height: h,
         });
     }
-    let title = format!("{split} split: captions and CIDEr-D");
-    write_report(out_dir, &rows, &title, &report.to_text())?;
+    let split = inputs.split.as_str();
+    let title = format!("Evaluation on the {split} split");
+    let about = format!(
+        "Model: {}. {} images, {} reference captions.",
+        inputs.model.label, report.images, report.references
+    );
+    let mut notes = vec![PROTOCOLS.to_string()];
+    if !matches!(
+        report.meteor_source,
+        pipe_metrics::MeteorSource::NotComputed
+    ) {
+        notes.push(format!("METEOR: {}.", report.meteor_source.describe()));
+    }
+    let summary = Summary {
+        title: &title,
+        about: &about,
+        metrics: &metric_rows(report, test_loss),
+        notes: &notes,
+        loss_svg,
+    };
+    write_report(out_dir, &rows, &summary)?;
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! The evaluate stage end to end on the blip-tiny fixture and a small collate artifact built
-//! here (skipped when ../shared is absent).
+//! here (skipped when ../shared is absent), and its report in headless Chromium.
+
+mod browser;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -99,13 +101,26 @@ fn setup() -> Option<&'static Setup> {
                     std::fs::copy(e.path(), train.join("model").join(e.file_name())).expect("copy");
                 }
             }
+            // Forty steps, as train records them (the learning rate per step, the validation
+            // before the first step), but for the first two: an older history without lr.
+            let steps: Vec<serde_json::Value> = (1..=40)
+                .map(|step| {
+                    let loss = 3.0 * 0.97f64.powi(step) + 0.15 * f64::from(step % 3);
+                    let mut p = serde_json::json!({
+                        "epoch": 1 + (step - 1) / 20, "step": step, "loss": loss
+                    });
+                    if step > 2 {
+                        p["lr"] = (1e-4 * f64::from(40 - step) / 40.0).into();
+                    }
+                    p
+                })
+                .collect();
             let history = serde_json::json!({
-                "train": [
-                    {"epoch": 1, "step": 1, "loss": 3.0}, {"epoch": 1, "step": 2, "loss": 2.5},
-                    {"epoch": 2, "step": 3, "loss": 2.0}, {"epoch": 2, "step": 4, "loss": 1.8}
-                ],
-                "val": [{"epoch": 1, "loss": 2.6}, {"epoch": 2, "loss": 2.2}],
+                "train": steps,
+                "val": [{"epoch": 1, "step": 20, "loss": 2.6}, {"epoch": 2, "step": 40, "loss": 2.2}],
+                "initial_val_loss": 3.4,
                 "best_epoch": 2,
+                "best_step": 40,
                 "stopped_early": false
             });
             std::fs::write(train.join("loss_history.json"), history.to_string()).expect("history");
@@ -373,6 +388,166 @@ fn report_is_worst_first_and_escaped() {
         .expect("report dir")
         .count();
     assert_eq!(thumbs, preds.len());
+}
+
+#[test]
+fn the_report_tables_the_metrics_and_inlines_the_loss_plot() {
+    let Some((_, out, _)) = train_run() else {
+        return;
+    };
+    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    let m = json(&out.join("metrics.json"));
+    assert!(
+        html.contains("<table class=\"m\" id=\"metrics\">"),
+        "{html}"
+    );
+    // Every metric of metrics.json in its cell, as metrics.md shows it (four decimals).
+    let cell = |metric: &str, protocol: &str, v: f64| {
+        format!("<td data-metric=\"{metric}\" data-protocol=\"{protocol}\">{v:.4}</td>")
+    };
+    for k in ["BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr"] {
+        let multi = m[k].as_f64().expect(k);
+        assert!(
+            html.contains(&cell(k, "multi", multi)),
+            "{k} {multi}: {html}"
+        );
+        let single = m["single_ref"][k].as_f64().expect(k);
+        assert!(
+            html.contains(&cell(k, "single", single)),
+            "{k} single {single}"
+        );
+    }
+    let loss = m["test_loss"].as_f64().expect("loss");
+    assert!(html.contains(&cell("Test loss", "multi", loss)));
+    let md = std::fs::read_to_string(out.join("metrics.md")).expect("md");
+    assert_eq!(
+        html.matches("<tr><th scope=\"row\">").count(),
+        md.lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| Metric"))
+            .count(),
+        "the same rows as metrics.md"
+    );
+    // The loss plot inline: the drawing itself, with the learning rate's axis.
+    let figure = html
+        .split("<figure class=\"loss\" id=\"loss-plot\">")
+        .nth(1)
+        .expect("the loss plot's figure");
+    let svg = &figure[..figure.find("</figure>").expect("closed")];
+    assert!(svg.trim_start().starts_with("<svg"), "{svg}");
+    assert!(
+        svg.contains("<polyline") && svg.contains("learning rate"),
+        "{svg}"
+    );
+    assert!(
+        !html.contains("<img src=\"train_vs_val_loss"),
+        "inline, not a file"
+    );
+}
+
+/// The report in headless Chromium: the metrics table, the inline plot and every thumbnail
+/// render; the screenshot goes to `target/report-e2e.png` (or `$PIPE_REPORT_SCREENSHOT`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_renders_in_chromium() {
+    let out = tokio::task::spawn_blocking(|| train_run().map(|(_, out, _)| out.to_path_buf()))
+        .await
+        .expect("evaluate");
+    let Some(out) = out else {
+        return;
+    };
+    let Some((chromium, chromedriver)) = browser::binaries() else {
+        return;
+    };
+    let m = json(&out.join("metrics.json"));
+    let images = test_ids(setup().expect("set up")).len();
+    let page = format!(
+        "file://{}",
+        out.join("report.html")
+            .canonicalize()
+            .expect("report")
+            .display()
+    );
+    let driver = browser::start_driver(&chromedriver).await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let client = browser::session(&driver, &chromium, profile.path(), (1100, 1400)).await;
+
+    let result = async {
+        use fantoccini::Locator;
+        client.goto(&page).await?;
+        let title = client.title().await?;
+        assert_eq!(title, "Evaluation on the test split");
+        let rows = client
+            .find_all(Locator::Css("table#metrics tbody tr"))
+            .await?;
+        assert!(rows.len() >= 7, "{} metric rows", rows.len());
+        let cider = client
+            .find(Locator::Css(
+                "td[data-metric=\"CIDEr\"][data-protocol=\"multi\"]",
+            ))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(cider, format!("{:.4}", m["CIDEr"].as_f64().expect("CIDEr")));
+        // The plot is laid out at a readable size, and its text is drawn.
+        let size = client
+            .execute(
+                "const r = document.querySelector('#loss-plot svg').getBoundingClientRect(); \
+                 return [r.width, r.height];",
+                vec![],
+            )
+            .await?;
+        let (w, h) = (
+            size[0].as_f64().unwrap_or(0.0),
+            size[1].as_f64().unwrap_or(0.0),
+        );
+        assert!(w > 500.0 && h > 300.0, "the plot is {w}×{h}");
+        let axis = client
+            .find(Locator::XPath(
+                "//*[local-name()='svg']//*[local-name()='text'][contains(., 'learning rate')]",
+            ))
+            .await?;
+        assert!(axis.is_displayed().await?);
+        // Every thumbnail loaded.
+        let loaded = client
+            .execute(
+                "const imgs = Array.from(document.querySelectorAll('.img img')); \
+                 return [imgs.length, imgs.filter(i => i.complete && i.naturalWidth > 0).length];",
+                vec![],
+            )
+            .await?;
+        assert_eq!(loaded[0].as_u64(), Some(images as u64));
+        assert_eq!(
+            loaded[1].as_u64(),
+            Some(images as u64),
+            "a thumbnail failed to load"
+        );
+
+        let png = client.screenshot().await?;
+        let shot = image::load_from_memory(&png).expect("the screenshot decodes");
+        assert!(
+            shot.width() >= 800 && shot.height() >= 800,
+            "{}×{}",
+            shot.width(),
+            shot.height()
+        );
+        let colours: std::collections::HashSet<[u8; 3]> =
+            shot.to_rgb8().pixels().map(|p| p.0).collect();
+        assert!(
+            colours.len() > 50,
+            "a blank page? {} colours",
+            colours.len()
+        );
+        let path = browser::screenshot_path("PIPE_REPORT_SCREENSHOT", "report-e2e.png");
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("screenshot dir");
+        }
+        std::fs::write(&path, png).expect("write screenshot");
+        eprintln!("screenshot: {}", path.display());
+        Ok::<(), fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = client.close().await;
+    drop(driver);
+    result.expect("browser steps");
 }
 
 fn param_error((_, r): (PathBuf, Result<Outcome, StageError>)) -> Vec<String> {

@@ -25,7 +25,7 @@ use burn::tensor::{Tensor, TensorData};
 use pipe_data::collate::{CollateError, PreprocessorConfig, preprocess_file};
 use pipe_data::images::has_image_extension;
 use pipe_stage_api::{
-    BackendChoice, Outcome, ParamError, Progress, StageContext, StageError, StageKind,
+    BackendChoice, Outcome, ParamError, Progress, StageContext, StageError, StageKind, html_escape,
     parse_params_split,
 };
 use serde::Deserialize;
@@ -496,9 +496,10 @@ fn write_outputs(
     })?;
     let mut html = String::from(
         "<!doctype html>\n<meta charset=\"utf-8\">\n<title>captions</title>\n<style>\
-         body{font-family:sans-serif;margin:1em}figure{display:inline-block;width:260px;\
-         margin:8px;vertical-align:top}img{max-width:256px;max-height:256px}\
-         figcaption{font-size:14px}</style>\n",
+         body{font-family:sans-serif;margin:1em}figure{display:inline-block;width:320px;\
+         margin:8px;vertical-align:top}img{display:block;width:320px;height:320px;\
+         object-fit:contain;background:#f4f4f4}figcaption{font-size:15px;margin-top:4px}\
+         </style>\n",
     );
     for (i, ((path, name), caption)) in images
         .iter()
@@ -545,13 +546,6 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,6 +583,40 @@ mod tests {
             find_images("photos/[", d.path()),
             Err(InferError::Glob { .. })
         ));
+    }
+
+    #[test]
+    fn the_gallery_escapes_names_and_captions_and_stops_at_its_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let images: Vec<PathBuf> = ["it's.png", "b.png"]
+            .iter()
+            .map(|n| {
+                let p = dir.path().join(n);
+                std::fs::write(&p, b"not read, only copied").expect("image");
+                p
+            })
+            .collect();
+        let names = vec!["it's.png".to_string(), "b.png".to_string()];
+        let captions = vec![
+            "a <b>dog</b> & a cat's \"toy\"".to_string(),
+            "second".to_string(),
+        ];
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).expect("out");
+        write_outputs(&out, &images, &names, &captions, 1).expect("writes");
+        let html = std::fs::read_to_string(out.join("gallery.html")).expect("html");
+        assert!(
+            html.contains("alt=\"it&#39;s.png\""),
+            "the name in the attribute: {html}"
+        );
+        assert!(
+            html.contains("a &lt;b&gt;dog&lt;/b&gt; &amp; a cat&#39;s &quot;toy&quot;"),
+            "{html}"
+        );
+        assert!(!html.contains("<b>") && !html.contains("it's"), "{html}");
+        assert_eq!(html.matches("<figure>").count(), 1);
+        assert!(html.contains("<p>1 more in captions.jsonl</p>"), "{html}");
+        assert!(out.join("gallery/00000.png").is_file());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct TrainPoint {
     pub epoch: usize,
     pub step: usize,
     pub loss: f64,
+    /// The learning rate of the step (absent from histories written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
 }
 
 /// One validation loss: at an epoch's end, or every `val_every_steps` steps.

@@ -346,6 +346,7 @@ fn train_epoch<B: AutodiffBackend>(
             epoch,
             step: state.step,
             loss,
+            lr: Some(lr),
         });
         (n_acc, loss_acc) = (0, 0.0);
         if state.step >= plan.total_steps {

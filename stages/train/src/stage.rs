@@ -53,7 +53,8 @@ impl StageKind for Train {
         // 3: summary.json no longer says whether the run resumed (the manifest does).
         // 4: LoRA dropout masks seeded per micro-batch (not drawn from the backend's shared
         // stream); the loss divided by a host-counted token total; summary.json's params
-        // name `devices`; model/ carries the base's generation_config.json.
+        // name `devices`; model/ carries the base's generation_config.json; loss_history.json
+        // records each step's learning rate.
         4
     }
 

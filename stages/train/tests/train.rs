@@ -232,6 +232,18 @@ fn from_scratch_the_val_loss_drops_and_the_export_captions() {
         36,
         "6 epochs × 6 steps"
     );
+    // Each step records its learning rate: warmup over round(0.1 × 36) = 4 steps, then the
+    // cosine decay, as the schedule computes it.
+    for (i, point) in h["train"].as_array().expect("train").iter().enumerate() {
+        let want =
+            pipe_train::schedule::lr_at(pipe_train::params::Schedule::Cosine, 3e-3, i, 36, 4);
+        let lr = point["lr"].as_f64().expect("lr recorded");
+        assert!(
+            (lr - want).abs() < 1e-15,
+            "step {}: lr {lr}, schedule {want}",
+            i + 1
+        );
+    }
 
     // The merged export loads with the model library and captions in the synthetic style.
     let device = CpuDevice::default();
