@@ -34,6 +34,14 @@ max_length = 24
 kind = "encode"
 deps = ["collate"]
 model = "org/tiny"
+
+[stages.train]
+kind = "train"
+deps = ["collate", "encode"]
+model = "org/tiny"
+epochs = 1
+max_steps = 1
+batch_size = 2
 "#,
         fixture.display()
     ));
@@ -50,7 +58,12 @@ model = "org/tiny"
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(
         stage_column(&v, "action"),
-        pairs(&[("prep", "ran"), ("collate", "ran"), ("encode", "ran")])
+        pairs(&[
+            ("prep", "ran"),
+            ("collate", "ran"),
+            ("encode", "ran"),
+            ("train", "ran")
+        ])
     );
     assert!(
         cache
@@ -79,4 +92,21 @@ model = "org/tiny"
         "{v}"
     );
     assert_eq!(mock.seen().len(), requests, "nothing downloaded twice");
+
+    // The adapter and the exported model card name the base by its Hub id, so PEFT and the
+    // Hub find it wherever the export goes.
+    let mut export = p.command(&["export", "train", "exported"]);
+    export.env("HF_HUB_CACHE", &cache);
+    let out = export.output().expect("export");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let adapter: serde_json::Value =
+        serde_json::from_str(&p.read("exported/adapter/adapter_config.json")).expect("adapter");
+    assert_eq!(adapter["base_model_name_or_path"], "org/tiny");
+    let card = p.read("exported/README.md");
+    assert!(card.contains("base_model: org/tiny\n"), "{card}");
+    assert!(
+        card.contains("- peft\n") && card.contains("PeftModel"),
+        "{card}"
+    );
+    assert!(card.contains("No fresh evaluation"), "{card}");
 }
