@@ -270,8 +270,11 @@ pub enum Command {
     Serve(model::ServeArgs),
     /// Score predicted captions against references with the COCO caption metrics.
     Score(score::ScoreArgs),
-    /// List the stage kinds this build knows.
+    /// List the stage kinds this build knows; with KIND, its keys, defaults and types as a
+    /// `[stages.NAME]` table to paste into pipeline.toml.
     Kinds {
+        /// A stage kind, e.g. `train`.
+        kind: Option<String>,
         /// A JSON list of {"name", "about"}.
         #[arg(long)]
         json: bool,
@@ -602,7 +605,34 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             out!("{}", String::from_utf8_lossy(&page));
             Ok(Exit::Ok)
         }
-        Command::Kinds { json } => {
+        Command::Kinds {
+            kind: Some(kind),
+            json,
+        } => {
+            let Some(k) = crate::REGISTRY.kinds.iter().find(|k| k.name() == kind) else {
+                let known: Vec<&str> = crate::REGISTRY.kinds.iter().map(|k| k.name()).collect();
+                return Err(CliError::Usage(format!(
+                    "no stage kind `{kind}`; this build has {}",
+                    known.join(", ")
+                )));
+            };
+            let template = k.template().unwrap_or_default();
+            if json {
+                output::print_json(&serde_json::json!({
+                    "name": k.name(),
+                    "about": k.about(),
+                    "template": template,
+                }));
+            } else {
+                let name = k.name();
+                out!(
+                    "# {name}: {}\n[stages.{name}]\nkind = \"{name}\"\n# deps = [\"…\"]  # the stages it reads\n{template}",
+                    k.about()
+                );
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Kinds { kind: None, json } => {
             if json {
                 let kinds: Vec<_> = crate::REGISTRY
                     .kinds

@@ -62,6 +62,53 @@ fn dag_formats() {
     insta::assert_snapshot!("dag", all);
 }
 
+/// `pipe kinds KIND` is a table to paste: all seven pasted into one file make a valid pipeline.
+#[test]
+fn each_kind_prints_a_table_that_pastes_into_a_pipeline() {
+    let p = Project::new("");
+    let mut pipeline = String::new();
+    for kind in [
+        "prep", "collate", "encode", "train", "evaluate", "infer", "command",
+    ] {
+        let table = p.ok(&["kinds", kind]);
+        assert!(
+            table.contains(&format!("[stages.{kind}]\nkind = \"{kind}\"\n")),
+            "{table}"
+        );
+        pipeline.push_str(&table);
+        pipeline.push('\n');
+    }
+    let line = |key: &str| {
+        pipeline
+            .lines()
+            .find(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
+            .unwrap_or_else(|| panic!("no {key} in\n{pipeline}"))
+            .to_string()
+    };
+    assert!(
+        line("lr").contains("= 0.0001  # a number"),
+        "{}",
+        line("lr")
+    );
+    assert!(line("num_beams").contains("= 3  # a whole number"));
+    assert!(
+        pipeline.contains("\n# max_steps "),
+        "optional keys are commented out"
+    );
+    p.write("pipeline.toml", &pipeline);
+    let out = p.pipe(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(p.statuses().len(), 7);
+
+    let out = p.pipe(&["kinds", "trian"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no stage kind `trian`; this build has prep, collate"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn dag_and_kinds_speak_json() {
     let p = chain();

@@ -215,6 +215,12 @@ pub trait StageKind: Send + Sync {
     /// One line for `--help` style listings.
     fn about(&self) -> &'static str;
 
+    /// The kind's keys with their defaults and types as TOML lines, for `pipe kinds KIND`
+    /// (see [`params_template`]); `None` when the kind does not say.
+    fn template(&self) -> Option<String> {
+        None
+    }
+
     /// The metrics worth a line at the end of a run (`pipe run` prints those the artifact
     /// has, and the stage's page); none by default.
     fn headline(&self) -> &'static [&'static str] {
@@ -408,6 +414,46 @@ pub fn parse_params_split<T: DeserializeOwned, S: DeserializeOwned>(
     Ok((t, parse_params::<S>(&for_s)?))
 }
 
+/// `T`'s keys as paste-able TOML lines for `pipe kinds KIND`: each key with its default and
+/// its type (`lr = 0.0001  # a number`), in the struct's order; a key without a default is
+/// commented out (`# max_steps =  # optional, no default`). `required` gives the keys that
+/// must be set a placeholder value (`model = "MODEL"`).
+pub fn params_template<T: DeserializeOwned + serde::Serialize>(
+    required: &toml::Table,
+) -> Result<String, ParamError> {
+    let parsed: T = parse_params(required)?;
+    let defaults = toml::Table::try_from(&parsed)
+        .map_err(|e| ParamError::new(Vec::<String>::new(), e.to_string()))?;
+    let width = struct_fields::<T>()
+        .iter()
+        .map(|k| k.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for key in struct_fields::<T>() {
+        let line = match defaults.get(*key) {
+            Some(value) => format!("{key:width$} = {value}  # {}", type_words(value)),
+            None => format!("# {key:width$} =  # optional, no default"),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// What a TOML value is, in words.
+fn type_words(value: &toml::Value) -> &'static str {
+    match value {
+        toml::Value::String(_) => "text",
+        toml::Value::Integer(_) => "a whole number",
+        toml::Value::Float(_) => "a number",
+        toml::Value::Boolean(_) => "true or false",
+        toml::Value::Datetime(_) => "a date",
+        toml::Value::Array(_) => "a list",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
 /// The field names a `#[derive(Deserialize)]` struct accepts (its serde `FIELDS`).
 fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
     use std::cell::Cell;
@@ -506,6 +552,40 @@ fn tidy(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Recipe {
+        model: String,
+        #[serde(default = "three")]
+        epochs: usize,
+        #[serde(default)]
+        max_steps: Option<usize>,
+        #[serde(default)]
+        targets: Vec<String>,
+    }
+
+    fn three() -> usize {
+        3
+    }
+
+    #[test]
+    fn a_template_lists_every_key_with_its_default_and_parses_back_to_the_defaults() {
+        let required: toml::Table = toml::from_str("model = 'M'").expect("toml");
+        let text = params_template::<Recipe>(&required).expect("template");
+        assert_eq!(
+            text,
+            "model     = \"M\"  # text\n\
+             epochs    = 3  # a whole number\n\
+             # max_steps =  # optional, no default\n\
+             targets   = []  # a list\n"
+        );
+        let back: toml::Table = toml::from_str(&text).expect("the template is TOML");
+        assert_eq!(
+            parse_params::<Recipe>(&back).expect("parses"),
+            parse_params::<Recipe>(&required).expect("defaults")
+        );
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

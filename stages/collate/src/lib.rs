@@ -23,7 +23,7 @@ use pipe_stage_api::{
     Outcome, ParamError, StageContext, StageError, StageKind, dep_names, parse_params, pick_dep,
 };
 use rayon::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use pipe_data::collate::{
     CaptionTokenizer, CollateError, CollateMeta, CollatedImage, PreprocessorConfig,
@@ -39,7 +39,7 @@ pub struct Collate;
 /// The files of a model directory collate reads.
 pub const MODEL_FILES: [&str; 3] = ["tokenizer.json", "preprocessor_config.json", "config.json"];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CollateParams {
     model: PathBuf,
@@ -89,6 +89,11 @@ impl StageKind for Collate {
 
     fn about(&self) -> &'static str {
         "tokenize captions and resize images exactly as the model's processor does"
+    }
+
+    fn template(&self) -> Option<String> {
+        let required = toml::from_str("model = \"MODEL\"").ok()?;
+        pipe_stage_api::params_template::<CollateParams>(&required).ok()
     }
 
     fn check(&self, params: &toml::Table) -> Result<(), ParamError> {

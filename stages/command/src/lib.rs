@@ -30,7 +30,7 @@ use std::process::{Child, Command as Process, Stdio};
 use pipe_stage_api::{
     Outcome, ParamError, StageContext, StageError, StageKind, env_name, parse_params,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The file a command reports its metrics in, inside `$PIPE_OUT`.
 pub const METRICS_FILE: &str = "metrics.json";
@@ -51,7 +51,7 @@ const WATCHDOG: &str = "read _; kill -KILL 0";
 
 pub struct Command;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Params {
     cmd: String,
@@ -135,6 +135,11 @@ impl StageKind for Command {
 
     fn about(&self) -> &'static str {
         "run a shell command (sh -c) that writes its outputs into $PIPE_OUT"
+    }
+
+    fn template(&self) -> Option<String> {
+        let required = toml::from_str("cmd = \"CMD\"").ok()?;
+        pipe_stage_api::params_template::<Params>(&required).ok()
     }
 
     fn check(&self, table: &toml::Table) -> Result<(), ParamError> {

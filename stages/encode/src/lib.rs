@@ -104,6 +104,11 @@ impl StageKind for Encode {
         "run the frozen vision encoder once per image; train reads the cached features"
     }
 
+    fn template(&self) -> Option<String> {
+        let required = toml::from_str("model = \"MODEL\"").ok()?;
+        pipe_stage_api::params_template::<EncodeParams>(&required).ok()
+    }
+
     fn check(&self, params: &toml::Table) -> Result<(), ParamError> {
         EncodeParams::parse(params).map(|_| ())
     }

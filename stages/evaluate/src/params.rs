@@ -37,7 +37,7 @@ impl MeteorParam {
 
 /// The stage's parameters: these keys and the decoding options ([`DecodeParams`]), side by
 /// side in the one table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Which dep is the collate artifact (default: the only collate dep).

@@ -41,6 +41,13 @@ impl StageKind for Evaluate {
          report.html)"
     }
 
+    fn template(&self) -> Option<String> {
+        let own = pipe_stage_api::params_template::<Params>(&toml::Table::new()).ok()?;
+        let decoding =
+            pipe_stage_api::params_template::<pipe_blip::DecodeParams>(&toml::Table::new()).ok()?;
+        Some(own + &decoding)
+    }
+
     fn headline(&self) -> &'static [&'static str] {
         &[
             "test_loss",

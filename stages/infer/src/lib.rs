@@ -28,7 +28,7 @@ use pipe_stage_api::{
     BackendChoice, Outcome, ParamError, Progress, StageContext, StageError, StageKind, html_escape,
     parse_params_split,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use pipe_backend::{BackendError, OnBackend, ResolvedBackend, resolve, resolve_on};
 use pipe_blip::LoadError;
@@ -42,7 +42,7 @@ pub struct Infer;
 
 /// `[stages.<name>]` of kind `infer`: these keys and the decoding options ([`DecodeParams`]),
 /// side by side in the one table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Params {
     /// A model directory or Hub id; absent when the model comes from the stage's one dep.
@@ -132,6 +132,13 @@ impl StageKind for Infer {
 
     fn about(&self) -> &'static str {
         "caption a folder or glob of images with a BLIP model (captions.jsonl, .csv, gallery.html)"
+    }
+
+    fn template(&self) -> Option<String> {
+        let required = toml::from_str("images = \"IMAGES\"").ok()?;
+        let own = pipe_stage_api::params_template::<Params>(&required).ok()?;
+        let decoding = pipe_stage_api::params_template::<DecodeParams>(&toml::Table::new()).ok()?;
+        Some(own + &decoding)
     }
 
     fn check(&self, params: &toml::Table) -> Result<(), ParamError> {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pipe_stage_api::ParamError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::listing::{Listing, SplitSource, read_lines};
 use super::table::{Columns, read_csv};
@@ -30,7 +30,7 @@ const LIST_FILES: [(Split, &str); 3] = [
 ];
 
 /// `dataset = "flickr8k"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Flickr8kParams {
     pub root: Option<PathBuf>,

@@ -5,14 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use pipe_stage_api::ParamError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::listing::{Listing, SplitSource};
 use pipe_data::prep::PrepError;
 use pipe_data::prep::split::Split;
 
 /// `dataset = "karpathy"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KarpathyParams {
     /// The `dataset_*.json` file.

@@ -133,6 +133,41 @@ impl StageKind for Prep {
         "read a captioning dataset, validate its images, fix the split by image"
     }
 
+    fn template(&self) -> Option<String> {
+        use pipe_stage_api::params_template;
+        let file = toml::from_str::<toml::Table>("file = \"FILE\"").ok()?;
+        let none = toml::Table::new();
+        let mut out = format!(
+            "dataset = \"synthetic\"  # {DATASETS}\nmax_megapixels = {DEFAULT_MAX_MEGAPIXELS:?}  # a number: larger images are skipped before decoding\n"
+        );
+        out += &params_template::<synthetic::SyntheticParams>(&none).ok()?;
+        let others = [
+            (
+                "flickr8k",
+                params_template::<flickr8k::Flickr8kParams>(&none).ok()?,
+            ),
+            (
+                "karpathy",
+                params_template::<karpathy::KarpathyParams>(&file).ok()?,
+            ),
+            ("jsonl", params_template::<table::TableParams>(&file).ok()?),
+        ];
+        for (dataset, keys) in others {
+            out += &format!(
+                "\n# With dataset = \"{dataset}\"{}:\n",
+                if dataset == "jsonl" {
+                    " or \"csv\""
+                } else {
+                    ""
+                }
+            );
+            for line in keys.lines() {
+                out += &format!("# {}\n", line.trim_start_matches("# "));
+            }
+        }
+        Some(out)
+    }
+
     fn check(&self, params: &toml::Table) -> Result<(), ParamError> {
         parse(params).map(|_| ())
     }

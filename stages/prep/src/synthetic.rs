@@ -12,14 +12,14 @@ use std::path::Path;
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
 use pipe_stage_api::ParamError;
 use rayon::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::listing::{Listing, SplitSource};
 use pipe_data::prep::PrepError;
 use pipe_data::prep::split::SplitFractions;
 
 /// `dataset = "synthetic"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SyntheticParams {
     /// How many images to generate.
@@ -38,7 +38,7 @@ pub(crate) struct SyntheticParams {
 }
 
 /// The phrasing of the synthetic captions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Style {
     /// Five sentences per image, phrased differently ("a small red circle in the center").

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use pipe_stage_api::ParamError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::listing::{Listing, SplitSource};
 use pipe_data::prep::PrepError;
@@ -25,7 +25,7 @@ pub(crate) const CAPTION_COLUMNS: [&str; 5] =
     ["caption", "text", "captions", "sentence", "description"];
 
 /// `dataset = "jsonl"` / `"csv"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TableParams {
     /// The table, or a directory holding `metadata.jsonl` / `metadata.csv` (imagefolder).

@@ -251,6 +251,30 @@ mod tests {
         TrainParams::parse(&toml::from_str(s).expect("toml"))
     }
 
+    /// `pipe kinds train` prints the defaults: pasted back, they parse to what no key gives.
+    #[test]
+    fn the_kinds_template_holds_the_defaults() {
+        use pipe_stage_api::StageKind;
+        let text = crate::Train.template().expect("a template");
+        let table: toml::Table = toml::from_str(&text).expect("TOML");
+        assert_eq!(
+            TrainParams::parse(&table).expect("parses"),
+            parse("model = 'MODEL'").expect("defaults")
+        );
+        for optional in [
+            "config",
+            "collate",
+            "encode",
+            "max_steps",
+            "val_every_steps",
+        ] {
+            assert!(
+                text.contains(&format!("\n# {optional} ")),
+                "{optional}:\n{text}"
+            );
+        }
+    }
+
     #[test]
     fn defaults() {
         let p = parse("model = 'm'").expect("parses");

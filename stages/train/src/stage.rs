@@ -62,6 +62,11 @@ impl StageKind for Train {
         "fine-tune BLIP (LoRA or full) with early stopping; exports HF and PEFT checkpoints"
     }
 
+    fn template(&self) -> Option<String> {
+        let required = toml::from_str("model = \"MODEL\"").ok()?;
+        pipe_stage_api::params_template::<TrainParams>(&required).ok()
+    }
+
     fn headline(&self) -> &'static [&'static str] {
         &["best_val_loss", "epochs"]
     }

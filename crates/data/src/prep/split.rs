@@ -47,7 +47,7 @@ impl fmt::Display for Split {
 
 /// `split = { train = 0.8, val = 0.1, test = 0.1 }`: the share of images per split when the
 /// dataset has no split of its own. Shares may sum to less than 1 (the rest is left out).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SplitFractions {
     pub train: f64,
