@@ -208,8 +208,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Copy a stage's current artifact out of the cache into DIR as plain files. A model
-    /// (train) gets a model card (DIR/README.md: base model, recipe, training and evaluation
+    /// Copy a stage's current artifact out of the cache into DIR as plain files.
+    ///
+    /// A model (train) gets a model card (DIR/README.md: base model, recipe, training and evaluation
     /// numbers) and the evaluation's decoding settings in DIR/model/generation_config.json.
     Export {
         /// The stage; its artifact must be fresh.
@@ -237,7 +238,9 @@ pub enum Command {
         #[command(subcommand)]
         command: exp::ExpCommand,
     },
-    /// Delete cached artifacts that neither this pipeline, nor pipe.lock, nor its tries, nor
+    /// Delete cached artifacts nothing uses (this pipeline, pipe.lock, tries, recent runs).
+    ///
+    /// Deletes the artifacts that neither this pipeline, nor pipe.lock, nor its tries, nor
     /// recent runs use; with --remote, the same on the remote cache instead of the local one.
     Gc {
         /// List what would be deleted.
@@ -270,8 +273,10 @@ pub enum Command {
     Serve(model::ServeArgs),
     /// Score predicted captions against references with the COCO caption metrics.
     Score(score::ScoreArgs),
-    /// List the stage kinds this build knows; with KIND, its keys, defaults and types as a
-    /// `[stages.NAME]` table to paste into pipeline.toml.
+    /// List the stage kinds; with KIND, its keys and defaults as a table to paste.
+    ///
+    /// With KIND: every key of that kind with its default and type, as a `[stages.NAME]`
+    /// table to paste into pipeline.toml (keys without a default commented out).
     Kinds {
         /// A stage kind, e.g. `train`.
         kind: Option<String>,
@@ -279,8 +284,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Say what this build and machine offer a run: backends and devices, the Hugging Face
-    /// cache and offline mode, the METEOR jar, the pipeline file, the cache and its size.
+    /// Say what this build and machine offer a run: backends, devices, caches, METEOR.
+    ///
+    /// Backends and devices, the Hugging Face cache and offline mode, the METEOR jar, the
+    /// pipeline file, the cache, its size and the free space where it is.
     Doctor {
         /// Print JSON instead of text.
         #[arg(long)]

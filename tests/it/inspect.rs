@@ -109,6 +109,15 @@ fn each_kind_prints_a_table_that_pastes_into_a_pipeline() {
     );
 }
 
+/// The help a user reads first, snapshotted: the top level (commands, global options apart,
+/// examples) and `run`, the command with the most flags.
+#[test]
+fn help_snapshots() {
+    let p = Project::new("");
+    insta::assert_snapshot!("help", p.ok(&["--help"]));
+    insta::assert_snapshot!("run_help", p.ok(&["run", "--help"]));
+}
+
 #[test]
 fn dag_and_kinds_speak_json() {
     let p = chain();
