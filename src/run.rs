@@ -458,13 +458,12 @@ fn rate(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
     let _ = write!(w, "{}/s", round3(state.per_sec()));
 }
 
-/// `x` to 3 significant digits, without exponent or trailing noise.
+/// `x` to 3 significant digits; `0` for a rate not yet known (no step done, or none).
 pub(crate) fn round3(x: f64) -> String {
     if !x.is_finite() || x <= 0.0 {
         return "0".into();
     }
-    let digits = (2 - x.log10().floor() as i32).max(0) as usize;
-    format!("{x:.digits$}")
+    pipe_stage_api::significant(x, 3)
 }
 
 impl pipe_stage_api::Progress for BarProgress<'_> {

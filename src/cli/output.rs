@@ -116,6 +116,8 @@ pub fn run_summary(reports: &[StageReport]) {
 /// page under `results` (report.html, gallery.html), e.g.
 /// `evaluate: BLEU-4 0.2312 · CIDEr 0.6511 · results/evaluate/report.html`.
 pub fn headlines(spec: &Spec, fresh: &[(String, Artifact)], results: &Path) {
+    // Pages are named as the user can open them from where they are.
+    let cwd = std::env::current_dir().unwrap_or_default();
     for (name, artifact) in fresh {
         let Some(stage) = spec.stage(name) else {
             continue;
@@ -141,8 +143,6 @@ pub fn headlines(spec: &Spec, fresh: &[(String, Artifact)], results: &Path) {
         for page in ["report.html", "gallery.html"] {
             let path = folder.join(page);
             if path.is_file() {
-                // As the user can open it from where they are.
-                let cwd = std::env::current_dir().unwrap_or_default();
                 let shown = path.strip_prefix(&cwd).unwrap_or(&path);
                 parts.push(shown.display().to_string());
             }
@@ -155,14 +155,7 @@ pub fn headlines(spec: &Spec, fresh: &[(String, Artifact)], results: &Path) {
 
 /// `x` to 4 significant digits (`0.5312`, `12.35`, `1235`, `2.350e-9`).
 pub(crate) fn significant(x: f64) -> String {
-    if x == 0.0 || !x.is_finite() {
-        return x.to_string();
-    }
-    if x.abs() < 1e-3 {
-        return format!("{x:.3e}");
-    }
-    let digits = (3 - x.abs().log10().floor() as i32).max(0) as usize;
-    format!("{x:.digits$}")
+    pipe_stage_api::significant(x, 4)
 }
 
 /// `2 ran, 3 cached`: how many stages ended each way.

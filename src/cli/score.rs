@@ -66,12 +66,7 @@ enum KeyNames {
 /// First few ids of a list, for the warning.
 fn some_ids(ids: &[String]) -> String {
     const SHOWN: usize = 3;
-    let mut s = ids
-        .iter()
-        .take(SHOWN)
-        .map(|i| format!("{i:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut s = pipe_metrics::quoted_ids(ids, SHOWN);
     if ids.len() > SHOWN {
         s.push_str(", …");
     }

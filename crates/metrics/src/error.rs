@@ -100,15 +100,19 @@ pub enum MetricsError {
     },
 }
 
+/// The first `shown` image ids, quoted and comma-separated (for messages naming images).
+pub fn quoted_ids(ids: &[String], shown: usize) -> String {
+    ids.iter()
+        .take(shown)
+        .map(|i| format!("{i:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// First ten ids, then how many more.
 fn list_ids(ids: &[String]) -> String {
     const SHOWN: usize = 10;
-    let mut s = ids
-        .iter()
-        .take(SHOWN)
-        .map(|i| format!("{i:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut s = quoted_ids(ids, SHOWN);
     if ids.len() > SHOWN {
         s.push_str(&format!(" … and {} more", ids.len() - SHOWN));
     }

@@ -27,7 +27,7 @@ mod rouge;
 mod score;
 pub mod tokenize;
 
-pub use error::MetricsError;
+pub use error::{MetricsError, quoted_ids};
 pub use io::{Format, detect_format, read_predictions, read_references};
 pub use meteor::{MeteorMode, MeteorOptions, MeteorSource};
 pub use report::{ImageScores, Keys, Report, Scores};

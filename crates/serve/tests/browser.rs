@@ -4,90 +4,18 @@
 //! Keeps a screenshot at `target/serve-e2e.png` (or `$PIPE_SERVE_SCREENSHOT`).
 //!
 //! Skips with a note when chromium or chromedriver is absent (`apt-get install chromium
-//! chromium-driver`; `$CHROMIUM` and `$CHROMEDRIVER` override the binaries).
+//! chromium-driver`; `$CHROMIUM` and `$CHROMEDRIVER` override the binaries), unless
+//! `PIPE_REQUIRE_BROWSER` is set (pipe_test_support::browser).
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{form, options, probe, start, stop, url};
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use pipe_serve::CaptionResponse;
-use pipe_test_support::model_fixture;
-
-fn find_binary(var: &str, names: &[&str]) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(var) {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        for name in names {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-/// chromedriver, killed when dropped (even when the test fails).
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn start_driver(binary: &Path) -> Driver {
-    let port = free_port();
-    let child = Command::new(binary)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let driver = Driver { child, port };
-    let status = format!("http://127.0.0.1:{port}/status");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(&status).await
-            && r.status().is_success()
-        {
-            return driver;
-        }
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn screenshot_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("PIPE_SERVE_SCREENSHOT") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-        PathBuf::from,
-    );
-    target.join("serve-e2e.png")
-}
+use pipe_test_support::{browser, model_fixture};
 
 async fn api_caption(server: &pipe_serve::Server, image: &Path) -> CaptionResponse {
     let bytes = std::fs::read(image).expect("read image");
@@ -139,16 +67,7 @@ async fn wait_for_caption(client: &fantoccini::Client, want: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_captions_an_uploaded_image_in_chromium() {
     let Some(dir) = model_fixture() else { return };
-    let chromium = find_binary(
-        "CHROMIUM",
-        &["chromium", "chromium-browser", "google-chrome"],
-    );
-    let chromedriver = find_binary("CHROMEDRIVER", &["chromedriver"]);
-    let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
-        eprintln!(
-            "skipping the browser test: chromium and chromedriver are not installed \
-             (apt-get install chromium chromium-driver)"
-        );
+    let Some((chromium, chromedriver)) = browser::binaries() else {
         return;
     };
 
@@ -164,33 +83,9 @@ async fn the_page_captions_an_uploaded_image_in_chromium() {
     let expected = api_caption(&server, &upload).await;
     let expected_example = api_caption(&server, &probe(&dir, 0)).await;
 
-    let driver = start_driver(&chromedriver).await;
+    let driver = browser::start_driver(&chromedriver).await;
     let profile = tempfile::tempdir().expect("profile dir");
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": chromium.display().to_string(),
-            "args": [
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-dev-shm-usage",
-                "--window-size=1200,1500",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        }
-    });
-    let serde_json::Value::Object(caps) = caps else {
-        unreachable!()
-    };
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("a WebDriver session");
+    let client = browser::session(&driver, &chromium, profile.path(), (1200, 1500)).await;
 
     let result = async {
         client.goto(&server.url()).await?;
@@ -227,7 +122,7 @@ async fn the_page_captions_an_uploaded_image_in_chromium() {
         input.send_keys(&upload.display().to_string()).await?;
         wait_for_caption(&client, &expected.caption).await;
         let png = client.screenshot().await?;
-        let path = screenshot_path();
+        let path = browser::screenshot_path("PIPE_SERVE_SCREENSHOT", "serve-e2e.png");
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).expect("screenshot dir");
         }

@@ -441,6 +441,23 @@ pub fn params_template<T: DeserializeOwned + serde::Serialize>(
     Ok(out)
 }
 
+/// `x` to `digits` significant digits, as people read numbers beside a progress bar or a
+/// run's last lines: `0.5312`, `12.35`, `1235` (4 digits); below 1e-4 in exponent form
+/// (`2.350e-9`) rather than a row of zeros; not finite as Rust writes it.
+pub fn significant(x: f64, digits: u32) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return format!("{x}");
+    }
+    let digits = digits.max(1) as i32;
+    if x.abs() < 1e-4 {
+        let decimals = (digits - 1) as usize;
+        return format!("{x:.decimals$e}");
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    let decimals = (digits - 1 - magnitude).max(0) as usize;
+    format!("{x:.decimals$}")
+}
+
 /// What a TOML value is, in words.
 fn type_words(value: &toml::Value) -> &'static str {
     match value {

@@ -6,6 +6,8 @@
 //! needs it gets `None` with a printed reason and returns early, so a checkout without it
 //! still passes.
 
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod mock_hub;
 pub mod png;
 pub mod seaweedfs;

@@ -1,8 +1,6 @@
 //! The evaluate stage end to end on the blip-tiny fixture and a small collate artifact built
 //! here (skipped when ../shared is absent), and its report in headless Chromium.
 
-mod browser;
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -454,7 +452,7 @@ async fn the_report_renders_in_chromium() {
     let Some(out) = out else {
         return;
     };
-    let Some((chromium, chromedriver)) = browser::binaries() else {
+    let Some((chromium, chromedriver)) = pipe_test_support::browser::binaries() else {
         return;
     };
     let m = json(&out.join("metrics.json"));
@@ -466,9 +464,10 @@ async fn the_report_renders_in_chromium() {
             .expect("report")
             .display()
     );
-    let driver = browser::start_driver(&chromedriver).await;
+    let driver = pipe_test_support::browser::start_driver(&chromedriver).await;
     let profile = tempfile::tempdir().expect("profile dir");
-    let client = browser::session(&driver, &chromium, profile.path(), (1100, 1400)).await;
+    let client =
+        pipe_test_support::browser::session(&driver, &chromium, profile.path(), (1100, 1400)).await;
 
     let result = async {
         use fantoccini::Locator;
@@ -536,7 +535,8 @@ async fn the_report_renders_in_chromium() {
             "a blank page? {} colours",
             colours.len()
         );
-        let path = browser::screenshot_path("PIPE_REPORT_SCREENSHOT", "report-e2e.png");
+        let path =
+            pipe_test_support::browser::screenshot_path("PIPE_REPORT_SCREENSHOT", "report-e2e.png");
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).expect("screenshot dir");
         }

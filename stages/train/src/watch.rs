@@ -120,12 +120,7 @@ impl<'a> Watch<'a> {
 /// `x` with 4 significant digits (`0.5312`, `12.35`, `1235`), or as Rust writes it when it is
 /// not finite.
 pub fn sig(x: f64) -> String {
-    if !x.is_finite() || x == 0.0 {
-        return format!("{x}");
-    }
-    let magnitude = x.abs().log10().floor() as i32;
-    let decimals = (3 - magnitude).clamp(0, 12) as usize;
-    format!("{x:.decimals$}")
+    pipe_stage_api::significant(x, 4)
 }
 
 #[cfg(test)]

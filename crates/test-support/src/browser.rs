@@ -1,5 +1,6 @@
-//! Headless Chromium over WebDriver (chromedriver, driven with fantoccini), as pipe-serve's
-//! browser test does it: find the binaries, start chromedriver on a free port, open a session.
+//! Headless Chromium over WebDriver (chromedriver, driven with fantoccini), for the browser
+//! tests of the serve page and of report.html: find the binaries, start chromedriver on a free
+//! port, open a session, say where a screenshot goes.
 //!
 //! Absent binaries skip the test with a note (`apt-get install chromium chromium-driver`;
 //! `$CHROMIUM` and `$CHROMEDRIVER` override the binaries), unless `PIPE_REQUIRE_BROWSER` is set
