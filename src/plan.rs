@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::cache::{Artifact, Cache, PreImage, SCHEME, flatten_values, params_json, short};
 use crate::hash::{self, StatCache, Tree};
@@ -137,7 +137,7 @@ pub struct Planner<'a> {
     backend: Result<String, String>,
 }
 
-type Memo = BTreeMap<(String, BTreeMap<String, String>), StageKey>;
+type Memo = BTreeMap<(String, BTreeMap<String, String>), Arc<StageKey>>;
 
 impl<'a> Planner<'a> {
     pub fn new(spec: &'a Spec, cache: &'a Cache) -> Self {
@@ -160,12 +160,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The key of `stage` given its upstream artifacts' content digests.
+    /// The key of `stage` given its upstream artifacts' content digests. Shared, not cloned:
+    /// its input listings hold a line per file (120,000 for COCO).
     pub fn key(
         &self,
         stage: &StageSpec,
         deps: BTreeMap<String, String>,
-    ) -> Result<StageKey, PlanError> {
+    ) -> Result<Arc<StageKey>, PlanError> {
         let memo_key = (stage.name.clone(), deps.clone());
         if let Some(k) = self
             .memo
@@ -175,7 +176,7 @@ impl<'a> Planner<'a> {
         {
             return Ok(k);
         }
-        let keyed = self.compute_key(stage, deps)?;
+        let keyed = Arc::new(self.compute_key(stage, deps)?);
         if let Ok(mut m) = self.memo.lock() {
             m.insert(memo_key, keyed.clone());
         }
@@ -310,7 +311,7 @@ impl<'a> Planner<'a> {
                     Some(a) => StageStatus {
                         name: stage.name.clone(),
                         state: State::Fresh,
-                        key: Some(keyed.key),
+                        key: Some(keyed.key.clone()),
                         reasons: vec![],
                         artifact: Some(a),
                     },
@@ -325,7 +326,7 @@ impl<'a> Planner<'a> {
                         StageStatus {
                             name: stage.name.clone(),
                             state,
-                            key: Some(keyed.key),
+                            key: Some(keyed.key.clone()),
                             reasons,
                             artifact: None,
                         }

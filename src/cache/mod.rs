@@ -11,7 +11,7 @@
 //!     runs/<pipeline>/<t>-<pid>.json   run records (roots for gc)
 //!     tries/<pipeline>/<name>.json     recorded tries (`pipe exp`; roots for gc until removed)
 //!     locks/                     per-key execution locks, the metadata lock
-//!     statcache.msgpack          (path, size, mtime, ctime, inode) → hash
+//!     statcache.bin              per input: (path, size, mtime, ctime, inode) → hash
 //! ```
 //! An artifact directory exists only complete: it is assembled in tmp/, sealed (fsync,
 //! read-only), and renamed into place in one step.
@@ -297,10 +297,17 @@ impl Cache {
 
     pub fn write_ref(&self, pipeline: &str, stage: &str, key: &str) -> Result<(), CacheError> {
         let path = self.refs_dir(pipeline).join(stage);
-        write_atomic(&path, format!("{key}\n").as_bytes()).map_err(io_at(&path))
+        let text = format!("{key}\n");
+        // A no-op run names the same keys: two fsyncs saved per stage.
+        if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+            return Ok(());
+        }
+        write_atomic(&path, text.as_bytes()).map_err(io_at(&path))
     }
 
     /// Record a run (its stage keys) and keep the newest [`KEEP_RUNS`] records per pipeline.
+    /// A run that names the same keys as the newest record adds none: a no-op run writes
+    /// nothing, and no-op runs do not push older keys out of the records.
     pub fn record_run(
         &self,
         pipeline: &str,
@@ -308,6 +315,21 @@ impl Cache {
         keys: &BTreeMap<String, String>,
     ) -> Result<(), CacheError> {
         let dir = self.root.join("runs").join(pipeline);
+        let newest = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .max();
+        let same = newest
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|r| {
+                r["pipeline"] == serde_json::json!(file) && r["keys"] == serde_json::json!(keys)
+            });
+        if same {
+            return Ok(());
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -362,39 +384,36 @@ impl Cache {
         keys
     }
 
-    /// The stat cache on disk (empty when missing or unreadable: it is only a cache). It is
-    /// MessagePack, not JSON: 120,000 entries parse several times faster (the JSON one's i128
-    /// times were most of the parse), and a no-op status reads all of it.
+    /// The stat cache on disk (empty when missing or unreadable: it is only a cache); see
+    /// [`StatCache`] for why it is a flat binary file.
     pub fn load_statcache(&self) -> StatCache {
         read_statcache(&self.root.join(STATCACHE))
     }
 
-    /// Merge `cache` with what is on disk and write it back (under the metadata lock).
-    pub fn save_statcache(&self, mut cache: StatCache) -> Result<(), CacheError> {
+    /// Write what `cache` learned over what is on disk now (under the metadata lock).
+    pub fn save_statcache(&self, cache: StatCache) -> Result<(), CacheError> {
         // No cache directory: a read-only command on a project that never ran creates none.
         if !cache.is_dirty() || !self.root.is_dir() {
             return Ok(());
         }
         let _lock = self.meta_lock()?;
         let path = self.root.join(STATCACHE);
-        cache.merge_from(read_statcache(&path));
-        cache.prune(200_000);
-        let bytes =
-            rmp_serde::to_vec(&cache).map_err(|e| io_at(&path)(std::io::Error::other(e)))?;
+        let bytes = cache.to_bytes(read_statcache(&path));
         write_atomic(&path, &bytes).map_err(io_at(&path))?;
-        // The JSON one earlier versions wrote is never read again.
-        let _ = std::fs::remove_file(self.root.join("statcache.json"));
+        // The JSON and MessagePack ones earlier versions wrote are never read again.
+        for old in ["statcache.json", "statcache.msgpack"] {
+            let _ = std::fs::remove_file(self.root.join(old));
+        }
         Ok(())
     }
 }
 
 /// The stat cache's file in the cache root.
-const STATCACHE: &str = "statcache.msgpack";
+const STATCACHE: &str = "statcache.bin";
 
 fn read_statcache(path: &Path) -> StatCache {
     std::fs::read(path)
-        .ok()
-        .and_then(|b| rmp_serde::from_slice(&b).ok())
+        .map(StatCache::from_bytes)
         .unwrap_or_default()
 }
 
@@ -408,7 +427,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_stat_cache_survives_the_process_as_messagepack() {
+    fn the_stat_cache_survives_the_process() {
         let dir = tempfile::tempdir().expect("tmp");
         let cache = Cache::open(&dir.path().join("cache")).expect("cache");
         let data = dir.path().join("data");
@@ -423,6 +442,7 @@ mod tests {
             .and_then(|f| f.set_modified(old))
             .expect("mtime");
         std::fs::write(cache.root.join("statcache.json"), "{}").expect("an old JSON cache");
+        std::fs::write(cache.root.join("statcache.msgpack"), "").expect("an old MessagePack one");
 
         let first = std::sync::RwLock::new(cache.load_statcache());
         let tree = crate::hash::hash_tree(&data, &first).expect("hash");
@@ -430,10 +450,9 @@ mod tests {
         assert!(first.is_dirty(), "hashed, not looked up");
         cache.save_statcache(first).expect("save");
         assert!(cache.root.join(STATCACHE).is_file());
-        assert!(
-            !cache.root.join("statcache.json").exists(),
-            "the JSON one is gone"
-        );
+        for old in ["statcache.json", "statcache.msgpack"] {
+            assert!(!cache.root.join(old).exists(), "{old} is gone");
+        }
 
         let second = std::sync::RwLock::new(cache.load_statcache());
         let again = crate::hash::hash_tree(&data, &second).expect("hash");
@@ -442,6 +461,25 @@ mod tests {
             !second.into_inner().expect("lock").is_dirty(),
             "every file found in the loaded cache"
         );
+    }
+
+    #[test]
+    fn a_run_naming_the_newest_records_keys_adds_no_record() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = Cache::open(dir.path()).expect("cache");
+        let file = Path::new("/p/pipeline.toml");
+        let keys = |k: &str| BTreeMap::from([("prep".to_string(), k.to_string())]);
+        let records = || {
+            std::fs::read_dir(cache.root().join("runs/p"))
+                .expect("runs")
+                .count()
+        };
+        cache.record_run("p", file, &keys("a")).expect("record");
+        cache.record_run("p", file, &keys("a")).expect("record");
+        assert_eq!(records(), 1, "a no-op run writes nothing");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        cache.record_run("p", file, &keys("b")).expect("record");
+        assert_eq!(records(), 2);
     }
 
     #[test]
