@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod dag;
+pub mod disk;
 pub mod export;
 pub mod hash;
 pub mod lockfile;

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::cache::{Artifact, Manifest, SCHEME, short};
 use crate::dag::{UnknownStage, select};
+use crate::disk::DiskPlan;
 use crate::error_chain;
 use crate::hash::hash_tree_uncached;
 use crate::plan::{Change, Planner, Reason, StageKey, State};
@@ -90,6 +91,9 @@ pub struct StageReport {
     pub reasons: Vec<Reason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `--dry-run`: the artifact's estimated size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<pipe_stage_api::SizeEstimate>,
 }
 
 impl StageReport {
@@ -101,32 +105,48 @@ impl StageReport {
             duration_s: None,
             reasons: Vec::new(),
             error: None,
+            estimate: None,
         }
     }
 }
 
-/// What `--dry-run` would do, from the current status.
-pub fn dry_run(planner: &Planner, opts: &RunOptions) -> Result<Vec<StageReport>, UnknownStage> {
+/// What `--dry-run` would do, from the current status, with the size each stage that would run
+/// is estimated to write.
+pub fn dry_run(
+    planner: &Planner,
+    opts: &RunOptions,
+) -> Result<(Vec<StageReport>, DiskPlan), UnknownStage> {
     let selected = select(planner.spec, &opts.targets)?;
     let forced = forced(planner, opts);
+    let statuses = planner.status();
     let mut reports = Vec::new();
-    for status in planner
-        .status()
-        .into_iter()
-        .filter(|s| selected.contains(&s.name))
-    {
+    for status in statuses.iter().filter(|s| selected.contains(&s.name)) {
         let mut r = StageReport::new(&status.name, Action::WouldRun);
-        r.key = status.key;
+        r.key = status.key.clone();
         if forced.contains(&status.name) {
             r.reasons.push(Reason::new(Change::Forced, "--force"));
         } else if status.state == State::Fresh {
             r.action = Action::Cached;
         } else {
-            r.reasons = status.reasons;
+            r.reasons = status.reasons.clone();
         }
         reports.push(r);
     }
-    Ok(reports)
+    let to_run = reports
+        .iter()
+        .filter(|r| r.action == Action::WouldRun)
+        .map(|r| r.stage.clone())
+        .collect();
+    let disk = DiskPlan::new(planner, &statuses, &to_run);
+    for r in &mut reports {
+        r.estimate = disk.stages.get(&r.stage).cloned();
+    }
+    Ok((reports, disk))
+}
+
+/// What a run of `opts` would write, estimated: for the free-space warning before it starts.
+pub fn disk_plan(planner: &Planner, opts: &RunOptions) -> Result<DiskPlan, UnknownStage> {
+    dry_run(planner, opts).map(|(_, disk)| disk)
 }
 
 fn forced(planner: &Planner, opts: &RunOptions) -> BTreeSet<String> {

@@ -171,38 +171,19 @@ fn project(pipeline: &Path) -> Vec<Finding> {
         .fold((0u64, 0u64), |(n, b), e| {
             (n + 1, b + e.metadata().map_or(0, |m| m.len()))
         });
-    let free = free_space(&spec.cache_dir);
+    let free = pipe::disk::free_space(&spec.cache_dir);
     out.push(Finding {
         topic: "cache",
         found: format!(
             "{}: {files} files, {}{}",
             spec.cache_dir.display(),
-            super::output::bytes(bytes),
+            pipe::disk::human_bytes(bytes),
             free.map_or_else(String::new, |f| format!(
                 "; {} free on its filesystem",
-                super::output::bytes(f)
+                pipe::disk::human_bytes(f)
             ))
         ),
         ok: true,
     });
     out
-}
-
-/// Free bytes on the filesystem holding `dir` (or its nearest existing parent).
-fn free_space(dir: &Path) -> Option<u64> {
-    let existing = dir.ancestors().find(|p| p.exists())?;
-    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `c` is a NUL-terminated path and `stat` is a properly sized, writable buffer
-    // that statvfs fills on success (its return value is checked before it is read).
-    let rc = unsafe { libc::statvfs(c.as_ptr(), stat.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it initialised the struct.
-    let stat = unsafe { stat.assume_init() };
-    // The field types differ between platforms (u64 on Linux, u32 on some BSDs).
-    #[allow(clippy::useless_conversion)]
-    let (blocks, size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
-    Some(blocks.saturating_mul(size))
 }

@@ -65,7 +65,7 @@ fn report(stage: &str, dir: &Path, artifact: &Artifact, done: Exported, card: bo
             short(&artifact.manifest.key),
             dir.display(),
             done.files,
-            super::output::bytes(done.bytes),
+            pipe::disk::human_bytes(done.bytes),
             if card {
                 ", with a model card (README.md)"
             } else {

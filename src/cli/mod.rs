@@ -492,6 +492,12 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             let cache = Cache::for_reading(&spec.cache_dir);
             let planner = Planner::new(&spec, &cache);
             let statuses = planner.status();
+            let to_run = statuses
+                .iter()
+                .filter(|s| s.state != State::Fresh)
+                .map(|s| s.name.clone())
+                .collect();
+            let disk = pipe::disk::DiskPlan::new(&planner, &statuses, &to_run);
             planner.finish();
             let shown = match remote {
                 Some(name) => {
@@ -500,7 +506,7 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
                 }
                 None if check && args.quiet => Exit::Ok,
                 None => {
-                    output::status(&statuses, read_lock(&spec).as_ref(), json);
+                    output::status(&statuses, &disk, read_lock(&spec).as_ref(), json);
                     Exit::Ok
                 }
             };
@@ -673,10 +679,17 @@ fn run_cmd(
     let cache = Cache::open(&spec.cache_dir)?;
     let planner = Planner::new(spec, &cache);
     if opts.dry_run {
-        let reports = run::dry_run(&planner, opts)?;
+        let (reports, disk) = run::dry_run(&planner, opts)?;
         planner.finish();
         output::run(&reports, None, json, true);
+        if !json {
+            output::disk(&disk);
+        }
         return Ok(Exit::Ok);
+    }
+    // Estimates are rough: a shortfall is a warning, and the run goes on.
+    if let Some(warning) = run::disk_plan(&planner, opts)?.shortfall() {
+        tracing::warn!("{warning}");
     }
     let live = !json && !quiet;
     let done = run_and_record(&planner, opts, try_of, &MultiProgress::new(), &|r| {

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use pipe::cache::{Artifact, GcReport, VerifyReport, flatten, short};
+use pipe::disk::DiskPlan;
 use pipe::lockfile::LockFile;
 use pipe::plan::{Planner, StageStatus, State};
 use pipe::run::{Action, StageReport};
@@ -13,14 +14,14 @@ pub fn print_json(v: &serde_json::Value) {
     outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-pub fn status(statuses: &[StageStatus], lock: Option<&LockFile>, as_json: bool) {
+pub fn status(statuses: &[StageStatus], disk: &DiskPlan, lock: Option<&LockFile>, as_json: bool) {
     let locked = |s: &StageStatus| lock.and_then(|l| l.stages.get(&s.name)).map(|l| &l.key);
     if as_json {
         let stages: Vec<_> = statuses
             .iter()
-            .map(|s| json!({ "stage": s.name, "status": s.state.as_str(), "key": s.key, "reasons": s.reasons, "locked": locked(s) }))
+            .map(|s| json!({ "stage": s.name, "status": s.state.as_str(), "key": s.key, "reasons": s.reasons, "locked": locked(s), "estimate": disk.stages.get(&s.name) }))
             .collect();
-        print_json(&json!({ "stages": stages }));
+        print_json(&json!({ "stages": stages, "free_bytes": disk.free }));
         return;
     }
     let width = statuses
@@ -38,6 +39,26 @@ pub fn status(statuses: &[StageStatus], lock: Option<&LockFile>, as_json: bool) 
         }
     }
     lock_lines(statuses, lock);
+    self::disk(disk);
+}
+
+/// What a run would write, when anything can be estimated, and a warning when the cache's
+/// filesystem lacks the space.
+pub fn disk(disk: &DiskPlan) {
+    if disk.stages.is_empty() {
+        return;
+    }
+    let free = disk
+        .free
+        .map(|f| format!("; {} free there", pipe::disk::human_bytes(f)))
+        .unwrap_or_default();
+    outln!(
+        "a run would write about {} into the cache{free}",
+        pipe::disk::human_bytes(disk.total())
+    );
+    if let Some(warning) = disk.shortfall() {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// Where pipe.lock (the committed config's keys) and this workspace part: each stage whose
@@ -91,7 +112,16 @@ pub fn run_line(r: &StageReport) {
         .duration_s
         .map(|d| format!("  {d:.1}s"))
         .unwrap_or_default();
-    let line = format!("{mark} {:12} {:9} {key}{took}", r.stage, r.action.as_str());
+    let size = r
+        .estimate
+        .as_ref()
+        .map(|e| format!("  ~{} ({})", pipe::disk::human_bytes(e.bytes), e.basis))
+        .unwrap_or_default();
+    let line = format!(
+        "{mark} {:12} {:9} {key}{took}{size}",
+        r.stage,
+        r.action.as_str()
+    );
     outln!("{}", line.trim_end());
     if r.action != Action::Cached {
         for reason in &r.reasons {
@@ -263,7 +293,11 @@ pub fn show(planner: &Planner, stage: &StageSpec, status: &StageStatus, as_json:
     );
     row(
         "files",
-        &format!("{} ({})", a.manifest.files, bytes(a.manifest.bytes)),
+        &format!(
+            "{} ({})",
+            a.manifest.files,
+            pipe::disk::human_bytes(a.manifest.bytes)
+        ),
     );
     for (i, (k, v)) in a.manifest.metrics.iter().enumerate() {
         row(if i == 0 { "metrics" } else { "" }, &format!("{k} = {v}"));
@@ -279,14 +313,14 @@ pub fn gc(report: &GcReport, dry_run: bool, as_json: bool) {
     }
     let verb = if dry_run { "would remove" } else { "removed" };
     for (key, size) in &report.removed {
-        outln!("{verb} {}  {}", short(key), bytes(*size));
+        outln!("{verb} {}  {}", short(key), pipe::disk::human_bytes(*size));
     }
     let total: u64 = report.removed.iter().map(|(_, b)| b).sum();
     outln!(
         "{verb} {} artifact{} ({}), {} work dir{}; kept {}",
         report.removed.len(),
         if report.removed.len() == 1 { "" } else { "s" },
-        bytes(total),
+        pipe::disk::human_bytes(total),
         report.work_dirs_removed,
         if report.work_dirs_removed == 1 {
             ""
@@ -329,21 +363,6 @@ pub fn verify(report: &VerifyReport, dry_run: bool, as_json: bool) {
             n => format!(", {n} in use and skipped"),
         }
     );
-}
-
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 /// Unix seconds → `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian, Howard Hinnant's algorithm).

@@ -11,8 +11,9 @@ use pipe::spec::Spec;
 use pipe_remote::Remote;
 use serde_json::json;
 
-use super::output::{bytes, plural, print_json};
+use super::output::{plural, print_json};
 use super::{CliError, Exit};
+use pipe::disk::human_bytes as bytes;
 
 #[derive(Debug, clap::Args)]
 pub struct TransferArgs {
@@ -326,7 +327,13 @@ pub fn status(
         print_json(&json!({ "remote": remote.name(), "stages": stages }));
         return Ok(Exit::Ok);
     }
-    super::output::status(statuses, super::read_lock(spec).as_ref(), false);
+    let no_estimates = pipe::disk::DiskPlan::default();
+    super::output::status(
+        statuses,
+        &no_estimates,
+        super::read_lock(spec).as_ref(),
+        false,
+    );
     let listed = |want: bool| -> Vec<&str> {
         statuses
             .iter()

@@ -282,7 +282,7 @@ fn dry_run(points: &[Point], opts: &RunOptions, out: &Output) -> Result<Exit, Cl
     for point in points {
         let cache = Cache::for_reading(&point.spec.cache_dir);
         let planner = Planner::new(&point.spec, &cache);
-        let reports = run::dry_run(&planner, opts)?;
+        let (reports, _) = run::dry_run(&planner, opts)?;
         planner.finish();
         if out.json {
             rows.push(

@@ -357,3 +357,61 @@ fn the_trained_model_is_in_results_and_exports_with_a_model_card() {
     );
     assert!(!p.path("elsewhere").exists());
 }
+
+/// `--dry-run` estimates each artifact before it exists (collate from prep's estimated image
+/// count, then from prep's artifact), within 10% of what the stages then write; `status`
+/// gives the same total and the free space.
+#[test]
+fn dry_run_estimates_the_artifacts_sizes_before_they_exist() {
+    let p = quickstart();
+    p.write(
+        "pipeline.toml",
+        &p.read("pipeline.toml")
+            .replace("images = 500 ", "images = 60  "),
+    );
+    let estimates = |p: &Project| -> Vec<(String, u64)> {
+        let plan = p.json(&["run", "--dry-run", "collate"]);
+        let stages = plan["stages"].as_array().expect("stages").clone();
+        stages
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    s["stage"].as_str()?.to_string(),
+                    s["estimate"]["bytes"].as_u64()?,
+                ))
+            })
+            .collect()
+    };
+    let before = estimates(&p);
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["prep", "collate"], "{before:?}");
+    let status = p.ok(&["status"]);
+    let total: u64 = before.iter().map(|(_, b)| b).sum();
+    assert!(
+        status.contains(&format!(
+            "a run would write about {}",
+            pipe::disk::human_bytes(total)
+        )) && status.contains("free there"),
+        "{status}"
+    );
+    p.ok(&["run", "prep"]);
+    let after_prep = estimates(&p);
+    assert_eq!(
+        after_prep.len(),
+        1,
+        "prep exists: only collate would run: {after_prep:?}"
+    );
+    assert_eq!(
+        after_prep[0], before[1],
+        "the count from prep's artifact agrees with its estimate"
+    );
+    p.ok(&["run", "collate"]);
+    for (stage, estimate) in &before {
+        let actual = p.json(&["show", stage])["bytes"].as_u64().expect("bytes");
+        let error = (*estimate as f64 - actual as f64).abs() / actual as f64;
+        assert!(
+            error < 0.10,
+            "{stage}: estimated {estimate} B, wrote {actual} B"
+        );
+    }
+}

@@ -59,7 +59,7 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    fn bytes(self) -> usize {
+    pub fn bytes(self) -> usize {
         match self {
             Dtype::F32 => 4,
             Dtype::F16 => 2,

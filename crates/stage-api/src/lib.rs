@@ -139,6 +139,42 @@ impl Dep {
 /// A stage's deps: upstream stage name → [`Dep`].
 pub type Deps = BTreeMap<String, Dep>;
 
+/// What a size estimate knows of an upstream stage: its kind, and how many images its
+/// artifact holds (counted where it exists, else that stage's own estimate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub kind: String,
+    pub images: Option<u64>,
+}
+
+/// A stage's artifact size, estimated before it runs ([`StageKind::estimate`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SizeEstimate {
+    pub bytes: u64,
+    /// How many images the artifact will hold, for the stages after it.
+    pub images: Option<u64>,
+    /// How the figure was made, for people: `8091 images x 442368 B`.
+    pub basis: String,
+}
+
+impl SizeEstimate {
+    /// `images` × `per_image` bytes (saturating), with its basis.
+    pub fn per_image(images: u64, per_image: u64, what: &str) -> Self {
+        SizeEstimate {
+            bytes: images.saturating_mul(per_image),
+            images: Some(images),
+            basis: format!("{images} images x {per_image} B ({what})"),
+        }
+    }
+}
+
+/// The images an upstream stage of one of `kinds` holds, when some dep says.
+pub fn upstream_images(deps: &BTreeMap<String, Upstream>, kinds: &[&str]) -> Option<u64> {
+    deps.values()
+        .filter(|d| kinds.contains(&d.kind.as_str()))
+        .find_map(|d| d.images)
+}
+
 /// The kind whose artifact is whatever its command wrote: a dep of this kind is accepted by
 /// [`pick_dep`] for any role when it is named explicitly.
 pub const COMMAND_KIND: &str = "command";
@@ -252,6 +288,18 @@ pub trait StageKind: Send + Sync {
     /// so two stages never each hold part of what both wait for). Default: one.
     fn devices(&self, _params: &toml::Table) -> DeviceCount {
         DeviceCount::default()
+    }
+
+    /// The artifact's size before the stage runs, from its parameters and its upstream
+    /// stages (`pipe run --dry-run`, `pipe status`, and the free-space check before a run);
+    /// `None` when the kind cannot say or writes little.
+    fn estimate(
+        &self,
+        _params: &toml::Table,
+        _pipeline_dir: &Path,
+        _deps: &BTreeMap<String, Upstream>,
+    ) -> Option<SizeEstimate> {
+        None
     }
 
     /// Produce the artifact in `ctx.out_dir`.

@@ -14,11 +14,13 @@
 //!
 //! Artifact: `features.bin` + `features.json` (see [`pipe_features`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use pipe_backend::{BackendError, OnBackend, resolve_on};
+use pipe_blip::config::BlipConfig;
 use pipe_blip::weights::{LoadError, load_model};
 use pipe_data::collate::{CollateError, Collated};
 use pipe_features::{
@@ -27,7 +29,8 @@ use pipe_features::{
 };
 use pipe_hub::{HubError, HubOptions, ModelSource};
 use pipe_stage_api::{
-    Outcome, ParamError, StageContext, StageError, StageKind, dep_names, parse_params, pick_dep,
+    Outcome, ParamError, SizeEstimate, StageContext, StageError, StageKind, Upstream, dep_names,
+    parse_params, pick_dep, upstream_images,
 };
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +132,25 @@ impl StageKind for Encode {
 
     fn uses_accelerator(&self) -> bool {
         true
+    }
+
+    fn estimate(
+        &self,
+        params: &toml::Table,
+        pipeline_dir: &Path,
+        deps: &BTreeMap<String, Upstream>,
+    ) -> Option<SizeEstimate> {
+        let p = EncodeParams::parse(params).ok()?;
+        let images = upstream_images(deps, &["collate"])?;
+        let dir = ModelSource::in_pipeline(&p.model, pipeline_dir).find()?;
+        let v = BlipConfig::from_file(&dir.config_path())
+            .ok()?
+            .vision_config;
+        // One feature row per patch, plus the class token.
+        let tokens = (v.image_size / v.patch_size).pow(2) + 1;
+        let per_image = tokens * v.hidden_size * p.dtype.bytes();
+        let what = format!("{tokens} tokens x {} x {:?}", v.hidden_size, p.dtype);
+        Some(SizeEstimate::per_image(images, per_image as u64, &what))
     }
 
     fn run(&self, ctx: &StageContext<'_>) -> Result<Outcome, StageError> {

@@ -16,6 +16,7 @@
 //! Artifact: `model/` (merged, HF layout), `adapter/` (PEFT, LoRA only), `loss_history.json`,
 //! `summary.json`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
@@ -28,7 +29,8 @@ use pipe_blip::weights::load_model;
 use pipe_data::collate::Collated;
 use pipe_hub::{HubOptions, ModelDir, ModelSource};
 use pipe_stage_api::{
-    Deps, DeviceCount, Outcome, ParamError, StageContext, StageError, StageKind, pick_dep,
+    Deps, DeviceCount, Outcome, ParamError, SizeEstimate, StageContext, StageError, StageKind,
+    Upstream, pick_dep,
 };
 
 use crate::error::TrainError;
@@ -96,6 +98,25 @@ impl StageKind for Train {
             ModelSource::in_pipeline(&p.model, pipeline_dir).fetch()?;
         }
         Ok(())
+    }
+
+    fn estimate(
+        &self,
+        params: &toml::Table,
+        pipeline_dir: &Path,
+        _deps: &BTreeMap<String, Upstream>,
+    ) -> Option<SizeEstimate> {
+        let p = TrainParams::parse(params).ok()?;
+        if p.is_scratch() {
+            return None;
+        }
+        let dir = ModelSource::in_pipeline(&p.model, pipeline_dir).find()?;
+        let bytes = std::fs::metadata(dir.weights_path()).ok()?.len();
+        Some(SizeEstimate {
+            bytes,
+            images: None,
+            basis: "the model, as large as the base's weights".to_string(),
+        })
     }
 
     fn uses_accelerator(&self) -> bool {

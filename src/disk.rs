@@ -1,0 +1,173 @@
+//! Disk you can plan: the size of what a run would write, estimated per stage before it runs
+//! ([`pipe_stage_api::StageKind::estimate`]), against the free space of the cache's
+//! filesystem.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use pipe_stage_api::{SizeEstimate, Upstream};
+
+use crate::plan::{Planner, StageStatus};
+
+/// What the stages that would run are estimated to write.
+#[derive(Debug, Clone, Default)]
+pub struct DiskPlan {
+    /// Stage → its estimate, for the stages that would run and can say.
+    pub stages: BTreeMap<String, SizeEstimate>,
+    /// Free bytes on the cache's filesystem, when known.
+    pub free: Option<u64>,
+}
+
+impl DiskPlan {
+    /// The stages' estimates in pipeline order (`statuses`), each stage's upstream images taken
+    /// from its dep's artifact when that one stays, else from the dep's own estimate.
+    pub fn new(planner: &Planner, statuses: &[StageStatus], to_run: &BTreeSet<String>) -> Self {
+        let spec = planner.spec;
+        let mut plan = DiskPlan {
+            stages: BTreeMap::new(),
+            free: free_space(&spec.cache_dir),
+        };
+        let mut images: BTreeMap<&str, Option<u64>> = BTreeMap::new();
+        for stage in &spec.stages {
+            let deps: BTreeMap<String, Upstream> = stage
+                .deps
+                .iter()
+                .filter_map(|d| spec.stages.iter().find(|s| &s.name == d))
+                .map(|d| {
+                    let upstream = Upstream {
+                        kind: d.kind.name().to_string(),
+                        images: images.get(d.name.as_str()).copied().flatten(),
+                    };
+                    (d.name.clone(), upstream)
+                })
+                .collect();
+            let held = if to_run.contains(&stage.name) {
+                let estimate = stage.kind.estimate(&stage.params, &spec.dir, &deps);
+                let held = estimate.as_ref().and_then(|e| e.images);
+                if let Some(e) = estimate {
+                    plan.stages.insert(stage.name.clone(), e);
+                }
+                held
+            } else {
+                statuses
+                    .iter()
+                    .find(|s| s.name == stage.name)
+                    .and_then(|s| s.artifact.as_ref())
+                    .and_then(|a| images_in(&a.manifest.metrics))
+            };
+            images.insert(&stage.name, held);
+        }
+        plan
+    }
+
+    pub fn total(&self) -> u64 {
+        self.stages.values().map(|e| e.bytes).sum()
+    }
+
+    /// The warning to give when the estimate exceeds the free space.
+    pub fn shortfall(&self) -> Option<String> {
+        let free = self.free?;
+        let total = self.total();
+        (total > free).then(|| {
+            let parts: Vec<String> = self
+                .stages
+                .iter()
+                .map(|(name, e)| format!("{name} ~{}", human_bytes(e.bytes)))
+                .collect();
+            format!(
+                "this run would write about {} into the cache ({}) and its filesystem has {} \
+                 free: free some space (`pipe gc`) or move `cache_dir` to a larger disk",
+                human_bytes(total),
+                parts.join(", "),
+                human_bytes(free)
+            )
+        })
+    }
+}
+
+/// How many images an artifact holds, from its metrics: `images`, else the sum of the
+/// per-split counts prep reports (`train_images`, ...).
+fn images_in(metrics: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
+    if let Some(n) = metrics.get("images").and_then(serde_json::Value::as_u64) {
+        return Some(n);
+    }
+    let splits: Vec<u64> = metrics
+        .iter()
+        .filter(|(k, _)| k.ends_with("_images") && k.as_str() != "skipped_images")
+        .filter_map(|(_, v)| v.as_u64())
+        .collect();
+    (!splits.is_empty()).then(|| splits.iter().sum())
+}
+
+/// Free bytes on the filesystem holding `dir` (or its nearest existing parent).
+pub fn free_space(dir: &Path) -> Option<u64> {
+    let existing = dir.ancestors().find(|p| p.exists())?;
+    let stat = rustix::fs::statvfs(existing).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Bytes for people: `3.4 GiB`, `512.0 KiB`, `12 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_come_from_the_total_or_the_splits() {
+        let m = |v: serde_json::Value| v.as_object().cloned().expect("object");
+        let collate = m(serde_json::json!({"images": 8091, "captions": 40455}));
+        assert_eq!(images_in(&collate), Some(8091));
+        let prep = m(serde_json::json!({
+            "train_images": 6000, "val_images": 1000, "test_images": 1000, "skipped_images": 3
+        }));
+        assert_eq!(images_in(&prep), Some(8000));
+        assert_eq!(images_in(&m(serde_json::json!({"loss": 1.5}))), None);
+    }
+
+    #[test]
+    fn a_run_larger_than_the_free_space_is_warned_of() {
+        let gib = 1u64 << 30;
+        let mut plan = DiskPlan::default();
+        plan.stages.insert(
+            "collate".into(),
+            SizeEstimate::per_image(8091, 442_968, "384x384 RGB8"),
+        );
+        plan.stages.insert(
+            "encode".into(),
+            SizeEstimate::per_image(8091, 886_272, "f16"),
+        );
+        plan.free = Some(20 * gib);
+        assert_eq!(plan.shortfall(), None);
+        plan.free = Some(5 * gib);
+        let warning = plan.shortfall().expect("short of space");
+        assert!(
+            warning.contains("about 10.0 GiB")
+                && warning.contains("collate ~3.3 GiB, encode ~6.7 GiB")
+                && warning.contains("5.0 GiB free"),
+            "{warning}"
+        );
+        plan.free = None;
+        assert_eq!(plan.shortfall(), None, "unknown free space: no warning");
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(human_bytes(3_579_139_413), "3.3 GiB");
+    }
+}
