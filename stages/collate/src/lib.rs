@@ -31,7 +31,7 @@ use pipe_data::collate::{
     TokenizedCaption, pixels, shards,
 };
 use pipe_data::images::{DecodeLimits, decode_rgb8_with};
-use pipe_data::prep::{PrepArtifact, Split, SplitCounts};
+use pipe_data::prep::{ImageRecord, PrepArtifact, Split, SplitCounts};
 
 /// The `collate` stage kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -181,17 +181,45 @@ pub fn run_with(
 ) -> Result<Outcome, CollateError> {
     let p = parse(params)?;
     let model = pipeline_dir.join(&p.model);
-    let prep = PrepArtifact::open(prep_dir, pipeline_dir)?;
+    let prep = PrepArtifact::open_lazy(prep_dir, pipeline_dir)?;
     let cfg = PreprocessorConfig::from_model_dir(&model)?;
     let tokenizer = CaptionTokenizer::from_model_dir(&model, p.max_length, &p.prompt)?;
-    tracing::info!(images = prep.images.len(), model = %model.display(), "collating");
+    // For the progress bar: prep's summary says, else one pass over the list counts.
+    let total = match prep.summary() {
+        Ok(summary) => summary.splits.values().map(|c| c.images).sum(),
+        Err(_) => prep.records()?.count(),
+    };
+    tracing::info!(images = total, model = %model.display(), "collating");
 
-    let tokenized = tokenize_all(&prep, &tokenizer, p.max_length)?;
     let (h, w) = (cfg.size.height, cfg.size.width);
     let image_bytes = u64::from(h) * u64::from(w) * 3;
-    let (places, shard_list) = write_pixels(&prep, &cfg, out_dir, p.shard_mb, progress)?;
-    let listed = write_image_list(&prep, tokenized, places, &out_dir.join("images.jsonl"))?;
-    let (splits, truncated, max_tokens) = (listed.splits, listed.truncated, listed.max_tokens);
+    let mut shards = shards::ShardWriter::new(out_dir, p.shard_mb * (1 << 20))?;
+    let list_path = out_dir.join("images.jsonl");
+    let mut list = ImageList::create(&list_path)?;
+    progress.begin_items("resizing", total as u64, "images");
+    // A chunk of images at a time, in parallel within it: memory holds one chunk's pixels,
+    // whatever the dataset's size.
+    let mut records = prep.records()?;
+    loop {
+        let chunk: Vec<ImageRecord> = records.by_ref().take(CHUNK).collect::<Result<_, _>>()?;
+        if chunk.is_empty() {
+            break;
+        }
+        let collated: Vec<(Vec<u8>, Vec<TokenizedCaption>, usize)> = chunk
+            .par_iter()
+            .map(|r| {
+                let (captions, cut) = tokenize(r, &tokenizer, p.max_length)?;
+                Ok((resized(&prep, r, &cfg)?, captions, cut))
+            })
+            .collect::<Result<_, CollateError>>()?;
+        progress.advance(chunk.len() as u64);
+        for (r, (pixels, captions, cut)) in chunk.into_iter().zip(collated) {
+            let (shard, offset) = shards.push(&pixels)?;
+            list.push(r, shard, offset, captions, cut)?;
+        }
+    }
+    let shard_list = shards.finish()?;
+    let (splits, truncated, max_tokens) = list.finish()?;
 
     let pixel_bytes: u64 = shard_list.iter().map(|s| s.bytes).sum();
     let meta = CollateMeta {
@@ -236,130 +264,122 @@ pub fn run_with(
     })
 }
 
-/// Every image's captions as token ids (in parallel), with how many of them were cut at
-/// `max_length`.
-fn tokenize_all(
-    prep: &PrepArtifact,
+/// Images collated at a time.
+const CHUNK: usize = 256;
+
+/// An image's captions as token ids, with how many of them were cut at `max_length`.
+fn tokenize(
+    r: &ImageRecord,
     tokenizer: &CaptionTokenizer,
     max_length: usize,
-) -> Result<Vec<(Vec<TokenizedCaption>, usize)>, CollateError> {
-    prep.images
-        .par_iter()
-        .map(|r| {
-            let mut cut = 0;
-            let mut out = Vec::with_capacity(r.captions.len());
-            for c in &r.captions {
-                let t = tokenizer.encode(c)?;
-                if t.ids.len() == max_length && tokenizer.truncates(c)? {
-                    cut += 1;
-                }
-                out.push(t);
-            }
-            Ok((out, cut))
-        })
-        .collect()
+) -> Result<(Vec<TokenizedCaption>, usize), CollateError> {
+    let mut cut = 0;
+    let mut out = Vec::with_capacity(r.captions.len());
+    for c in &r.captions {
+        let t = tokenizer.encode(c)?;
+        if t.ids.len() == max_length && tokenizer.truncates(c)? {
+            cut += 1;
+        }
+        out.push(t);
+    }
+    Ok((out, cut))
 }
 
-/// Where an image's pixels are: (shard, byte offset).
-type Place = (usize, u64);
-
-/// Every image decoded (checked against prep's hash) and resized in parallel, a chunk at a
-/// time, and written in order into pixel shards: each image's (shard, offset), and the shards.
-fn write_pixels(
+/// An image decoded (checked against prep's hash) and resized for the model.
+fn resized(
     prep: &PrepArtifact,
+    r: &ImageRecord,
     cfg: &PreprocessorConfig,
-    out_dir: &Path,
-    shard_mb: u64,
-    progress: &dyn pipe_stage_api::Progress,
-) -> Result<(Vec<Place>, Vec<shards::ShardInfo>), CollateError> {
-    let mut writer = shards::ShardWriter::new(out_dir, shard_mb * (1 << 20))?;
+) -> Result<Vec<u8>, CollateError> {
     // prep has bounded every image's pixels (its `max_megapixels`) and the hash check below
     // proves the file is the one prep read; the process-wide decode budget still applies.
     let limits = DecodeLimits {
         max_pixels: u64::MAX,
         ..DecodeLimits::default()
     };
-    let mut places = Vec::with_capacity(prep.images.len());
-    progress.begin_items("resizing", prep.images.len() as u64, "images");
-    for chunk in prep.images.chunks(256) {
-        let resized: Vec<Vec<u8>> = chunk
-            .par_iter()
-            .map(|r| {
-                let path = prep.image_path(r);
-                let bytes = std::fs::read(&path).map_err(|source| CollateError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                if blake3::hash(&bytes).to_hex().as_str() != r.hash {
-                    return Err(CollateError::ImageChanged { path });
-                }
-                decode_rgb8_with(&bytes, &limits, |rgb| {
-                    pixels::resize_for(rgb, cfg).into_raw()
-                })
-                .map_err(|i| CollateError::Image { path, reason: i.0 })
-            })
-            .collect::<Result<_, CollateError>>()?;
-        progress.advance(resized.len() as u64);
-        for px in resized {
-            places.push(writer.push(&px)?);
-        }
+    let path = prep.image_path(r);
+    let bytes = std::fs::read(&path).map_err(|source| CollateError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    if blake3::hash(&bytes).to_hex().as_str() != r.hash {
+        return Err(CollateError::ImageChanged { path });
     }
-    Ok((places, writer.finish()?))
+    decode_rgb8_with(&bytes, &limits, |rgb| {
+        pixels::resize_for(rgb, cfg).into_raw()
+    })
+    .map_err(|i| CollateError::Image { path, reason: i.0 })
 }
 
-/// What writing `images.jsonl` counted.
+/// `images.jsonl`, written a line per image (its split, pixel place and tokenized captions),
+/// with what it counts.
 struct ImageList {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
     splits: BTreeMap<Split, SplitCounts>,
     truncated: usize,
     max_tokens: usize,
 }
 
-/// `images.jsonl`: one line per image with its split, pixel place and tokenized captions.
-fn write_image_list(
-    prep: &PrepArtifact,
-    tokenized: Vec<(Vec<TokenizedCaption>, usize)>,
-    places: Vec<Place>,
-    list_path: &Path,
-) -> Result<ImageList, CollateError> {
-    let mut splits: BTreeMap<Split, SplitCounts> = Split::ALL
-        .iter()
-        .map(|s| (*s, SplitCounts::default()))
-        .collect();
-    let mut truncated = 0;
-    let mut max_tokens = 0;
-    let werr = |source| CollateError::Write {
-        path: list_path.to_path_buf(),
-        source,
-    };
-    let mut list = std::io::BufWriter::new(std::fs::File::create(list_path).map_err(werr)?);
-    for ((r, (captions, cut)), (shard, offset)) in prep.images.iter().zip(tokenized).zip(places) {
-        let c = splits.entry(r.split).or_default();
+impl ImageList {
+    fn create(path: &Path) -> Result<Self, CollateError> {
+        let file = std::fs::File::create(path).map_err(|source| CollateError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: std::io::BufWriter::new(file),
+            splits: Split::ALL
+                .iter()
+                .map(|s| (*s, SplitCounts::default()))
+                .collect(),
+            truncated: 0,
+            max_tokens: 0,
+        })
+    }
+
+    fn push(
+        &mut self,
+        r: ImageRecord,
+        shard: usize,
+        offset: u64,
+        captions: Vec<TokenizedCaption>,
+        cut: usize,
+    ) -> Result<(), CollateError> {
+        let c = self.splits.entry(r.split).or_default();
         c.images += 1;
         c.captions += captions.len();
-        truncated += cut;
-        max_tokens = captions
+        self.truncated += cut;
+        self.max_tokens = captions
             .iter()
             .map(|t| t.ids.len())
-            .fold(max_tokens, usize::max);
+            .fold(self.max_tokens, usize::max);
         let im = CollatedImage {
-            id: r.id.clone(),
+            id: r.id,
             split: r.split,
             shard,
             offset,
             captions,
         };
         let line = serde_json::to_string(&im).map_err(|source| CollateError::Json {
-            path: list_path.to_path_buf(),
+            path: self.path.clone(),
             source,
         })?;
-        writeln!(list, "{line}").map_err(werr)?;
+        writeln!(self.file, "{line}").map_err(|source| CollateError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
-    list.flush().map_err(werr)?;
-    Ok(ImageList {
-        splits,
-        truncated,
-        max_tokens,
-    })
+
+    /// Flush; the split counts, the captions cut and the longest caption in tokens.
+    fn finish(mut self) -> Result<(BTreeMap<Split, SplitCounts>, usize, usize), CollateError> {
+        self.file.flush().map_err(|source| CollateError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok((self.splits, self.truncated, self.max_tokens))
+    }
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), CollateError> {

@@ -70,6 +70,8 @@ impl KarpathyParams {
                 line: e.line(),
                 message: format!("not a Karpathy split file: {e}"),
             })?;
+        // COCO's file is ~150 MB: not held beside what was parsed from it.
+        drop(bytes);
         let mut listing = Listing::new(
             "karpathy",
             images,

@@ -299,7 +299,11 @@ fn build(
         }
     });
     let mut skipped = std::mem::take(&mut listing.skipped);
-    let mut records = validate_images(&listing, limits, progress, &mut skipped)?;
+    // The listing's entries move into the records: one copy of the captions, not two.
+    let entries = std::mem::take(&mut listing.entries);
+    listing.index = HashMap::new();
+    let mut records =
+        validate_images(entries, &listing.images_root, limits, progress, &mut skipped)?;
     let ours = matches!(listing.split_source, SplitSource::Hash { .. });
     let duplicates = keep_splits_disjoint(&mut records, &mut skipped, ours);
     let splits = count_splits(&records, &listing.split_source, &skipped)?;
@@ -369,19 +373,19 @@ fn assign_splits(listing: &mut Listing) -> String {
 /// Decode every entry's image in parallel (within `limits`): a record for each one that
 /// loads, a [`Skipped`] with the reason for each one that does not.
 fn validate_images(
-    listing: &Listing,
+    entries: Vec<listing::Entry>,
+    images_root: &Path,
     limits: &DecodeLimits,
     progress: &dyn pipe_stage_api::Progress,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Vec<ImageRecord>, PrepError> {
-    let root = DatasetRoot::new(&listing.images_root).map_err(|source| PrepError::Read {
-        path: listing.images_root.clone(),
+    let root = DatasetRoot::new(images_root).map_err(|source| PrepError::Read {
+        path: images_root.to_path_buf(),
         source,
     })?;
-    tracing::info!(images = listing.entries.len(), root = %root.path().display(), "validating images");
-    progress.begin_items("validating images", listing.entries.len() as u64, "images");
-    let checked: Vec<Result<(String, u32, u32), String>> = listing
-        .entries
+    tracing::info!(images = entries.len(), root = %root.path().display(), "validating images");
+    progress.begin_items("validating images", entries.len() as u64, "images");
+    let checked: Vec<Result<(String, u32, u32), String>> = entries
         .par_iter()
         .map(|e| {
             let path = root.resolve(&e.id)?;
@@ -392,22 +396,22 @@ fn validate_images(
         })
         .collect();
 
-    let mut records = Vec::with_capacity(listing.entries.len());
-    for (e, result) in listing.entries.iter().zip(checked) {
+    let mut records = Vec::with_capacity(entries.len());
+    for (e, result) in entries.into_iter().zip(checked) {
         match result {
             Ok((hash, width, height)) => records.push(ImageRecord {
-                id: e.id.clone(),
+                id: e.id,
                 hash,
                 width,
                 height,
                 // Every entry has a split by now (dataset's own or hashed).
                 split: e.split.unwrap_or(Split::Train),
-                captions: e.captions.clone(),
+                captions: e.captions,
             }),
             Err(reason) => {
                 tracing::warn!(image = %e.id, "skipped: {reason}");
                 skipped.push(Skipped {
-                    image: e.id.clone(),
+                    image: e.id,
                     reason,
                 });
             }

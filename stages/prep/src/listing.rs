@@ -40,7 +40,7 @@ pub(crate) struct Listing {
     pub split_source: SplitSource,
     /// Caption/split files read, for the summary.
     pub sources: Vec<PathBuf>,
-    index: HashMap<String, usize>,
+    pub index: HashMap<String, usize>,
 }
 
 impl Listing {

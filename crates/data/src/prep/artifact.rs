@@ -129,6 +129,15 @@ impl PrepArtifact {
     /// The artifact in `dir`, made by a stage of the pipeline in `project` (the directory of
     /// its pipeline.toml, which a project-relative images root is resolved against).
     pub fn open(dir: &Path, project: &Path) -> Result<Self, PrepError> {
+        let mut artifact = Self::open_lazy(dir, project)?;
+        artifact.images = artifact.records()?.collect::<Result<_, _>>()?;
+        Ok(artifact)
+    }
+
+    /// [`Self::open`] without reading the image list ([`Self::images`] stays empty): for
+    /// reading it a record at a time with [`Self::records`], in memory that does not grow
+    /// with the dataset.
+    pub fn open_lazy(dir: &Path, project: &Path) -> Result<Self, PrepError> {
         let info_path = dir.join("dataset.json");
         let info: DatasetInfo = read_json(&info_path)?;
         if info.format != FORMAT {
@@ -140,22 +149,6 @@ impl PrepArtifact {
                 ),
             });
         }
-        let list = dir.join("images.jsonl");
-        let text = std::fs::read_to_string(&list).map_err(|source| PrepError::Read {
-            path: list.clone(),
-            source,
-        })?;
-        let mut images = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            images.push(serde_json::from_str(line).map_err(|e| PrepError::Parse {
-                file: list.clone(),
-                line: i + 1,
-                message: e.to_string(),
-            })?);
-        }
         let root = match info.images_base {
             ImagesBase::Project => project.join(&info.images_root),
             ImagesBase::Artifact => dir.join(&info.images_root),
@@ -164,9 +157,37 @@ impl PrepArtifact {
         Ok(Self {
             dir: dir.to_path_buf(),
             info,
-            images,
+            images: Vec::new(),
             root,
         })
+    }
+
+    /// The image list (`images.jsonl`) read a line at a time, in dataset order.
+    pub fn records(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<ImageRecord, PrepError>> + use<>, PrepError> {
+        use std::io::BufRead;
+        let list = self.dir.join("images.jsonl");
+        let file = std::fs::File::open(&list).map_err(|source| PrepError::Read {
+            path: list.clone(),
+            source,
+        })?;
+        let lines = std::io::BufReader::new(file).lines().enumerate();
+        Ok(lines.filter_map(move |(i, line)| {
+            let line = match line {
+                Ok(line) if line.trim().is_empty() => return None,
+                Ok(line) => line,
+                Err(source) => {
+                    let path = list.clone();
+                    return Some(Err(PrepError::Read { path, source }));
+                }
+            };
+            Some(serde_json::from_str(&line).map_err(|e| PrepError::Parse {
+                file: list.clone(),
+                line: i + 1,
+                message: e.to_string(),
+            }))
+        }))
     }
 
     /// The directory image ids are relative to.
