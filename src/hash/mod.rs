@@ -205,41 +205,50 @@ fn hash_with(
         let unchanged = files.len() == known.len() && trusted.iter().all(Option::is_some);
         (trusted, unchanged)
     };
-    let hashed: Vec<Result<([u8; 32], i64), HashError>> = files
-        .par_iter()
+    // Hashing what is not trusted, and each entry's hex, on all cores.
+    type Hashed = Result<(Entry, (FileStat, i64, [u8; 32])), (String, HashError)>;
+    let hashed: Vec<Hashed> = files
+        .into_par_iter()
         .zip(trusted)
-        .map(|(f, trusted)| match trusted {
-            Some(t) => Ok(t),
-            None => {
-                let path = if f.rel.is_empty() {
-                    root.to_path_buf()
-                } else {
-                    root.join(&f.rel)
-                };
-                let hashed_ns = now_ns();
-                Ok((hash_bytes_of(&path)?, hashed_ns))
-            }
+        .map(|(f, trusted)| {
+            let (hash, hashed_ns) = match trusted {
+                Some(t) => t,
+                None => {
+                    let path = if f.rel.is_empty() {
+                        root.to_path_buf()
+                    } else {
+                        root.join(&f.rel)
+                    };
+                    let hashed_ns = now_ns();
+                    match hash_bytes_of(&path) {
+                        Ok(hash) => (hash, hashed_ns),
+                        Err(e) => return Err((f.rel, e)),
+                    }
+                }
+            };
+            let entry = Entry {
+                path: f.rel,
+                size: f.stat.size,
+                hash: blake3::Hash::from_bytes(hash).to_hex().to_string(),
+            };
+            Ok((entry, (f.stat, hashed_ns, hash)))
         })
         .collect();
-    let mut entries = Vec::with_capacity(files.len());
-    let mut stats = Vec::with_capacity(files.len());
-    for (f, h) in files.into_iter().zip(hashed) {
+    let mut entries = Vec::with_capacity(hashed.len());
+    let mut stats = Vec::with_capacity(hashed.len());
+    for h in hashed {
         match h {
-            Ok((hash, hashed_ns)) => {
-                stats.push((f.stat, hashed_ns, hash));
-                entries.push(Entry {
-                    path: f.rel,
-                    size: f.stat.size,
-                    hash: blake3::Hash::from_bytes(hash).to_hex().to_string(),
-                });
+            Ok((entry, stat)) => {
+                entries.push(entry);
+                stats.push(stat);
             }
             // A file under the input that cannot be opened (no read permission).
-            Err(HashError::Io { source, .. })
-                if policy == Unreadable::Skip && !f.rel.is_empty() =>
+            Err((rel, HashError::Io { source, .. }))
+                if policy == Unreadable::Skip && !rel.is_empty() =>
             {
-                skipped.push((f.rel, format!("unreadable ({source})")));
+                skipped.push((rel, format!("unreadable ({source})")));
             }
-            Err(e) => return Err(e),
+            Err((_, e)) => return Err(e),
         }
     }
     skipped.sort();
