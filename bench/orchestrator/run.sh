@@ -11,7 +11,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/pipe-bench.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin pipe
-pipe="$root/target/release/pipe"
+pipe="${CARGO_TARGET_DIR:-$root/target}/release/pipe"
 
 echo "generating $files files of ${kb} KiB in $work/data ..."
 mkdir -p "$work/data"
@@ -41,7 +41,13 @@ bytes=$(du -sb "$work/data" | cut -f1)
 cd "$work"
 cat "$work"/data/*/*.bin > /dev/null # warm the page cache: we measure hashing, not the disk
 
-ms() { local s e; s=$(date +%s%N); "$@" > /dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
+ms() {
+  local s e
+  s=$(date +%s%N)
+  "$@" > /dev/null || { echo "$* failed" >&2; kill $$; }
+  e=$(date +%s%N)
+  echo $(( (e - s) / 1000000 ))
+}
 
 cold=$(ms "$pipe" run)
 best() { local b=999999 t; for _ in 1 2 3 4 5; do t=$(ms "$@"); (( t < b )) && b=$t; done; echo "$b"; }

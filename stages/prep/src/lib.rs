@@ -302,8 +302,13 @@ fn build(
     // The listing's entries move into the records: one copy of the captions, not two.
     let entries = std::mem::take(&mut listing.entries);
     listing.index = HashMap::new();
-    let mut records =
-        validate_images(entries, &listing.images_root, limits, progress, &mut skipped)?;
+    let mut records = validate_images(
+        entries,
+        &listing.images_root,
+        limits,
+        progress,
+        &mut skipped,
+    )?;
     let ours = matches!(listing.split_source, SplitSource::Hash { .. });
     let duplicates = keep_splits_disjoint(&mut records, &mut skipped, ours);
     let splits = count_splits(&records, &listing.split_source, &skipped)?;
