@@ -7,7 +7,9 @@ use std::path::Path;
 
 use pipe_stage_api::{SizeEstimate, Upstream};
 
+use crate::cache::Artifact;
 use crate::plan::{Planner, StageStatus};
+use crate::spec::StageSpec;
 
 /// What the stages that would run are estimated to write.
 #[derive(Debug, Clone, Default)]
@@ -66,23 +68,59 @@ impl DiskPlan {
 
     /// The warning to give when the estimate exceeds the free space.
     pub fn shortfall(&self) -> Option<String> {
-        let free = self.free?;
-        let total = self.total();
-        (total > free).then(|| {
-            let parts: Vec<String> = self
+        let parts: Vec<String> = self
+            .stages
+            .iter()
+            .map(|(name, e)| format!("{name} ~{}", human_bytes(e.bytes)))
+            .collect();
+        let what = format!(
+            "this run would write about {{}} into the cache ({})",
+            parts.join(", ")
+        );
+        exceeds(&what, self.total(), self.free?)
+    }
+}
+
+/// `what` (with `{}` where the size goes) and advice, when `bytes` exceeds `free`.
+fn exceeds(what: &str, bytes: u64, free: u64) -> Option<String> {
+    (bytes > free).then(|| {
+        format!(
+            "{} and the cache's filesystem has {} free: free some space (`pipe gc`) or move \
+             `cache_dir` to a larger disk",
+            what.replacen("{}", &human_bytes(bytes), 1),
+            human_bytes(free)
+        )
+    })
+}
+
+/// A warning when `stage`, about to run with `deps`' artifacts, is estimated to write more than
+/// the cache's filesystem has free. Checked as each stage starts (its upstream artifacts exist
+/// by then, so their image counts are known), not before the run: keys are computed only once
+/// a stage's Hub model is fetched.
+pub fn shortfall_of(
+    planner: &Planner,
+    stage: &StageSpec,
+    deps: &BTreeMap<String, Artifact>,
+) -> Option<String> {
+    let spec = planner.spec;
+    let upstream: BTreeMap<String, Upstream> = deps
+        .iter()
+        .map(|(name, a)| {
+            let kind = spec
                 .stages
                 .iter()
-                .map(|(name, e)| format!("{name} ~{}", human_bytes(e.bytes)))
-                .collect();
-            format!(
-                "this run would write about {} into the cache ({}) and its filesystem has {} \
-                 free: free some space (`pipe gc`) or move `cache_dir` to a larger disk",
-                human_bytes(total),
-                parts.join(", "),
-                human_bytes(free)
-            )
+                .find(|s| &s.name == name)
+                .map_or("", |s| s.kind.name());
+            let up = Upstream {
+                kind: kind.to_string(),
+                images: images_in(&a.manifest.metrics),
+            };
+            (name.clone(), up)
         })
-    }
+        .collect();
+    let estimate = stage.kind.estimate(&stage.params, &spec.dir, &upstream)?;
+    let what = format!("it is estimated to write {{}} ({})", estimate.basis);
+    exceeds(&what, estimate.bytes, free_space(&spec.cache_dir)?)
 }
 
 /// How many images an artifact holds, from its metrics: `images`, else the sum of the
@@ -155,9 +193,8 @@ mod tests {
         plan.free = Some(5 * gib);
         let warning = plan.shortfall().expect("short of space");
         assert!(
-            warning.contains("about 10.0 GiB")
-                && warning.contains("collate ~3.3 GiB, encode ~6.7 GiB")
-                && warning.contains("5.0 GiB free"),
+            warning.starts_with("this run would write about 10.0 GiB into the cache (collate ~3.3 GiB, encode ~6.7 GiB) and")
+                && warning.contains("has 5.0 GiB free: free some space"),
             "{warning}"
         );
         plan.free = None;

@@ -144,11 +144,6 @@ pub fn dry_run(
     Ok((reports, disk))
 }
 
-/// What a run of `opts` would write, estimated: for the free-space warning before it starts.
-pub fn disk_plan(planner: &Planner, opts: &RunOptions) -> Result<DiskPlan, UnknownStage> {
-    dry_run(planner, opts).map(|(_, disk)| disk)
-}
-
 fn forced(planner: &Planner, opts: &RunOptions) -> BTreeSet<String> {
     match (opts.force, opts.targets.is_empty()) {
         (false, _) => BTreeSet::new(),
@@ -619,6 +614,10 @@ fn run_stage(
                 error_chain(&e)
             ),
         }
+    }
+    // Estimates are rough: a shortfall is a warning, and the stage goes on.
+    if let Some(warning) = crate::disk::shortfall_of(planner, stage, deps) {
+        tracing::warn!("stage `{}`: {warning}", stage.name);
     }
     let lease = if stage.kind.uses_accelerator() && slurm.is_none() {
         let pool = device_pool(planner.spec);

@@ -687,10 +687,6 @@ fn run_cmd(
         }
         return Ok(Exit::Ok);
     }
-    // Estimates are rough: a shortfall is a warning, and the run goes on.
-    if let Some(warning) = run::disk_plan(&planner, opts)?.shortfall() {
-        tracing::warn!("{warning}");
-    }
     let live = !json && !quiet;
     let done = run_and_record(&planner, opts, try_of, &MultiProgress::new(), &|r| {
         if live {
