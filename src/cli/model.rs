@@ -73,12 +73,35 @@ pub struct CaptionArgs {
     /// is skipped with a warning; pipe then exits 1 after printing the others' captions.
     #[arg(required = true, value_name = "IMAGE|FOLDER|GLOB")]
     images: Vec<PathBuf>,
-    /// Beams of the beam search (1: greedy), as the infer stage's `num_beams`.
-    #[arg(long, default_value_t = DecodeParams::default().num_beams, value_parser = at_most(MAX_BEAMS))]
+    /// Beams of the beam search (1: greedy; the default with --do-sample), as the infer stage's
+    /// `num_beams`.
+    #[arg(
+        long,
+        default_value_t = DecodeParams::default().num_beams,
+        default_value_if("do_sample", clap::builder::ArgPredicate::IsPresent, "1"),
+        value_parser = at_most(MAX_BEAMS)
+    )]
     num_beams: usize,
     /// Most tokens generated per caption, as the infer stage's `max_new_tokens`.
     #[arg(long, default_value_t = DecodeParams::default().max_new_tokens, value_parser = at_most(MAX_NEW_TOKENS))]
     max_new_tokens: usize,
+    /// Draw each token from the model's distribution instead of taking the most likely one
+    /// (with --num-beams 1), as the infer stage's `do_sample`.
+    #[arg(long)]
+    do_sample: bool,
+    /// With --do-sample: logits are divided by this (below 1: surer, above: more varied).
+    #[arg(long, default_value_t = DecodeParams::default().temperature, requires = "do_sample")]
+    temperature: f32,
+    /// With --do-sample: only the K most likely tokens can be drawn (0: all).
+    #[arg(long, default_value_t = DecodeParams::default().top_k, requires = "do_sample")]
+    top_k: usize,
+    /// With --do-sample: only the most likely tokens whose probabilities sum to P can be drawn.
+    #[arg(long, default_value_t = DecodeParams::default().top_p, requires = "do_sample")]
+    top_p: f32,
+    /// With --do-sample: the draws' seed (the same images in the same order and seed give the
+    /// same captions).
+    #[arg(long, default_value_t = DecodeParams::default().seed, requires = "do_sample")]
+    seed: u64,
     /// Text every caption starts with, e.g. "a picture of".
     #[arg(long)]
     prompt: Option<String>,
@@ -294,6 +317,11 @@ pub fn caption(pipeline: &Path, args: &CaptionArgs, quiet: bool) -> Result<Exit,
         generation: DecodeParams {
             num_beams: args.num_beams,
             max_new_tokens: args.max_new_tokens,
+            do_sample: args.do_sample,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
             ..DecodeParams::default()
         }
         .generation(),

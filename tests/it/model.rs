@@ -371,3 +371,39 @@ fn serve_stops_on_a_second_signal_while_a_client_holds_a_half_sent_request() {
     assert!(status.success(), "{status:?}");
     drop(client);
 }
+
+/// `pipe caption --do-sample`: the same seed gives the same captions, another seed others,
+/// `--top-k 1` gives the greedy ones, and a sampling option without `--do-sample` is refused.
+#[test]
+fn caption_samples_with_a_seed() {
+    let Some(model) = fixture() else { return };
+    let (p, greedy) = probe_project(&model);
+    let captions = |extra: &[&str]| -> Vec<String> {
+        let mut rest = vec!["--jsonl", "--temperature", "2"];
+        rest.extend_from_slice(extra);
+        rest.push("imgs");
+        let out = p.ok(&caption_args(&model, &rest));
+        out.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+                v["caption"].as_str().expect("caption").to_string()
+            })
+            .collect()
+    };
+    let first = captions(&["--do-sample", "--seed", "1"]);
+    assert_eq!(first.len(), greedy.len());
+    assert_eq!(first, captions(&["--do-sample", "--seed", "1"]));
+    assert_ne!(first, captions(&["--do-sample", "--seed", "2"]));
+    assert_ne!(first, greedy);
+    assert_eq!(
+        captions(&["--do-sample", "--seed", "1", "--top-k", "1"]),
+        greedy
+    );
+    let out = p.pipe(&caption_args(&model, &["--top-p", "0.9", "imgs"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--do-sample"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -74,3 +74,51 @@ fn decoding_options_match_transformers() {
         }
     }
 }
+
+/// `do_sample`: the same seed gives the same captions, another seed others (at temperature 2 on
+/// the tiny fixture's flat distribution), and top_k = 1 leaves only the argmax to draw: greedy.
+#[test]
+fn sampling_is_seeded_and_top_k_one_is_greedy() {
+    use pipe_blip::decode::Sampling;
+    let Some(dir) = reference_fixture() else {
+        return;
+    };
+    let device = Default::default();
+    let pixels: Tensor<Cpu, 4> = reference_tensor(&dir, "pixel_values", &device);
+    let captioner = Captioner::<Cpu>::load(&dir, &device).expect("load");
+    let tokens = |options: &GenerationConfig| -> Vec<Vec<u32>> {
+        captioner
+            .caption(pixels.clone(), options)
+            .expect("caption")
+            .into_iter()
+            .map(|c| c.tokens)
+            .collect()
+    };
+    let sampled = |seed, temperature, top_k| GenerationConfig {
+        max_new_tokens: 12,
+        sampling: Some(Sampling {
+            temperature,
+            top_k,
+            top_p: 1.0,
+            seed,
+        }),
+        ..GenerationConfig::default()
+    };
+    let greedy = GenerationConfig {
+        max_new_tokens: 12,
+        ..GenerationConfig::default()
+    };
+    assert_eq!(tokens(&sampled(3, 2.0, 0)), tokens(&sampled(3, 2.0, 0)));
+    assert_ne!(tokens(&sampled(3, 2.0, 0)), tokens(&sampled(4, 2.0, 0)));
+    assert_ne!(tokens(&sampled(3, 2.0, 0)), tokens(&greedy));
+    assert_eq!(tokens(&sampled(3, 2.0, 1)), tokens(&greedy));
+    // Beam sampling is refused, naming the option.
+    let beams = GenerationConfig {
+        num_beams: 3,
+        ..sampled(3, 1.0, 50)
+    };
+    let err = captioner
+        .caption(pixels, &beams)
+        .expect_err("beam sampling");
+    assert!(err.to_string().contains("num_beams = 1"), "{err}");
+}

@@ -1,5 +1,6 @@
-//! Greedy search (transformers' `_sample` with `do_sample=False`): each row takes the argmax of
-//! its processed logits; a row that produced `[SEP]` is finished and is fed `[PAD]` afterwards,
+//! Greedy search and sampling (transformers' `_sample`, `do_sample` false or true): each row
+//! takes the argmax of its processed logits, or a token drawn from them after the warpers
+//! ([`super::sample`]); a row that produced `[SEP]` is finished and is fed `[PAD]` afterwards,
 //! as transformers does, until every row is finished or `max_new_tokens` is reached.
 
 use burn::tensor::Tensor;
@@ -8,7 +9,8 @@ use burn::tensor::backend::Backend;
 use super::{DecodeError, GenerationConfig, Processors, SpecialTokens, step_logits};
 use crate::text::{KvCache, TextDecoder};
 
-/// Greedy captions for I images given their embeddings `[I, N, E]`. Each returned sequence is
+/// Greedy (or sampled, with [`GenerationConfig::sampling`]) captions for I images given their
+/// embeddings `[I, N, E]`. Each returned sequence is
 /// `[DEC] prompt… generated…`, ending with `[SEP]` when the caption finished.
 pub fn greedy<B: Backend>(
     decoder: &TextDecoder<B>,
@@ -27,6 +29,7 @@ pub fn greedy<B: Backend>(
         .chain(g.prompt_ids.iter().copied())
         .collect();
     let processors = Processors::new(g, prompt.len(), special.eos);
+    let mut rng = g.sampling.as_ref().map(super::Sampling::rng);
     let mut seqs: Vec<Vec<u32>> = vec![prompt.clone(); rows];
     let mut finished = vec![false; rows];
     // First call feeds the whole prompt; later calls one token per row.
@@ -42,7 +45,13 @@ pub fn greedy<B: Backend>(
             }
             let mut scores = scores.to_vec();
             processors.apply(&seqs[r], &mut scores);
-            let next = argmax(&scores);
+            let next = match (&g.sampling, rng.as_mut()) {
+                (Some(s), Some(rng)) => {
+                    super::sample::warp(&mut scores, s);
+                    super::sample::draw(&scores, rng)
+                }
+                _ => argmax(&scores),
+            };
             seqs[r].push(next);
             finished[r] = next == special.eos;
             feed.push(next);

@@ -7,6 +7,9 @@
 
 pub mod beam;
 pub mod greedy;
+pub mod sample;
+
+pub use sample::Sampling;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -36,6 +39,8 @@ pub struct GenerationConfig {
     /// Token ids after `[DEC]` that every caption starts with (e.g. "a picture of"); they are
     /// part of the returned tokens, as in transformers.
     pub prompt_ids: Vec<u32>,
+    /// Draw each token (`do_sample`) instead of taking the most likely one; greedy only.
+    pub sampling: Option<Sampling>,
 }
 
 impl Default for GenerationConfig {
@@ -49,6 +54,7 @@ impl Default for GenerationConfig {
             repetition_penalty: 1.0,
             early_stopping: EarlyStopping::Heuristic,
             prompt_ids: Vec::new(),
+            sampling: None,
         }
     }
 }
@@ -77,6 +83,14 @@ pub struct DecodeParams {
     pub repetition_penalty: f32,
     /// When beam search stops (`false`, `true` or `"never"`).
     pub early_stopping: EarlyStopping,
+    /// Draw each token from the model's distribution instead of taking the most likely one
+    /// (greedy only: `num_beams = 1`), shaped by `temperature`, `top_k` and `top_p`, from
+    /// `seed`.
+    pub do_sample: bool,
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub seed: u64,
 }
 
 impl Default for DecodeParams {
@@ -90,6 +104,11 @@ impl Default for DecodeParams {
             no_repeat_ngram_size: g.no_repeat_ngram_size,
             repetition_penalty: g.repetition_penalty,
             early_stopping: g.early_stopping,
+            do_sample: false,
+            temperature: Sampling::default().temperature,
+            top_k: Sampling::default().top_k,
+            top_p: Sampling::default().top_p,
+            seed: Sampling::default().seed,
         }
     }
 }
@@ -115,6 +134,12 @@ impl DecodeParams {
             repetition_penalty: self.repetition_penalty,
             early_stopping: self.early_stopping,
             prompt_ids: Vec::new(),
+            sampling: self.do_sample.then_some(Sampling {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                seed: self.seed,
+            }),
         }
     }
 
@@ -131,6 +156,8 @@ impl DecodeParams {
                     G::PromptToken { .. } => "prompt",
                     G::MinAboveMax { .. } => "min_new_tokens",
                     G::Penalty(_) => "repetition_penalty",
+                    G::BeamSampling => "do_sample",
+                    G::Sampling { key, .. } => key,
                 },
                 message: e.to_string(),
             })?;
@@ -226,6 +253,10 @@ pub enum GenerationError {
     },
     #[error("prompt token id {id} is outside the vocabulary of {vocab}")]
     PromptToken { id: u32, vocab: usize },
+    #[error("do_sample draws with greedy search only: set num_beams = 1")]
+    BeamSampling,
+    #[error("{key} {message}")]
+    Sampling { key: &'static str, message: String },
 }
 
 impl GenerationConfig {
@@ -256,6 +287,14 @@ impl GenerationConfig {
         }
         if let Some(&id) = self.prompt_ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(GenerationError::PromptToken { id, vocab });
+        }
+        if let Some(s) = &self.sampling {
+            if self.num_beams > 1 {
+                return Err(GenerationError::BeamSampling);
+            }
+            if let Some((key, message)) = s.problem() {
+                return Err(GenerationError::Sampling { key, message });
+            }
         }
         let prompt = 1 + self.prompt_ids.len();
         // The last generated token is never fed back, so positions 0..prompt+new-1 are used.
