@@ -140,25 +140,21 @@ mod tests {
 
     #[test]
     fn top_p_keeps_the_smallest_set_reaching_it() {
+        let nucleus = |top_p| {
+            let mut scores = logits(&[0.3, 0.1, 0.4, 0.2]);
+            let s = Sampling {
+                top_k: 0,
+                top_p,
+                ..Sampling::default()
+            };
+            warp(&mut scores, &s);
+            kept(&scores)
+        };
         // Ascending probabilities 0.1, 0.2, 0.3, 0.4: cumulative 0.1, 0.3, 0.6, 1.0; with
         // top_p 0.5 those at most 0.5 go (0.1 and 0.2).
-        let s = Sampling {
-            top_k: 0,
-            top_p: 0.5,
-            ..Sampling::default()
-        };
-        let mut scores = logits(&[0.3, 0.1, 0.4, 0.2]);
-        warp(&mut scores, &s);
-        assert_eq!(kept(&scores), [0, 2]);
+        assert_eq!(nucleus(0.5), [0, 2]);
         // However small top_p is, the most likely token stays.
-        let s = Sampling {
-            top_k: 0,
-            top_p: 1e-6,
-            ..Sampling::default()
-        };
-        let mut scores = logits(&[0.3, 0.1, 0.4, 0.2]);
-        warp(&mut scores, &s);
-        assert_eq!(kept(&scores), [2]);
+        assert_eq!(nucleus(1e-6), [2]);
     }
 
     #[test]
