@@ -8,8 +8,8 @@ use std::path::Path;
 use pipe_stage_api::{SizeEstimate, Upstream};
 
 use crate::cache::Artifact;
-use crate::plan::{Planner, StageStatus};
-use crate::spec::StageSpec;
+use crate::plan::StageStatus;
+use crate::spec::{Spec, StageSpec};
 
 /// What the stages that would run are estimated to write.
 #[derive(Debug, Clone, Default)]
@@ -23,8 +23,7 @@ pub struct DiskPlan {
 impl DiskPlan {
     /// The stages' estimates in pipeline order (`statuses`), each stage's upstream images taken
     /// from its dep's artifact when that one stays, else from the dep's own estimate.
-    pub fn new(planner: &Planner, statuses: &[StageStatus], to_run: &BTreeSet<String>) -> Self {
-        let spec = planner.spec;
+    pub fn new(spec: &Spec, statuses: &[StageStatus], to_run: &BTreeSet<String>) -> Self {
         let mut plan = DiskPlan {
             stages: BTreeMap::new(),
             free: free_space(&spec.cache_dir),
@@ -68,29 +67,31 @@ impl DiskPlan {
 
     /// The warning to give when the estimate exceeds the free space.
     pub fn shortfall(&self) -> Option<String> {
+        let free = self.free?;
+        let total = self.total();
         let parts: Vec<String> = self
             .stages
             .iter()
             .map(|(name, e)| format!("{name} ~{}", human_bytes(e.bytes)))
             .collect();
-        let what = format!(
-            "this run would write about {{}} into the cache ({})",
-            parts.join(", ")
-        );
-        exceeds(&what, self.total(), self.free?)
+        (total > free).then(|| {
+            let what = format!(
+                "this run would write about {} into the cache ({})",
+                human_bytes(total),
+                parts.join(", ")
+            );
+            short_of_space(&what, free)
+        })
     }
 }
 
-/// `what` (with `{}` where the size goes) and advice, when `bytes` exceeds `free`.
-fn exceeds(what: &str, bytes: u64, free: u64) -> Option<String> {
-    (bytes > free).then(|| {
-        format!(
-            "{} and the cache's filesystem has {} free: free some space (`pipe gc`) or move \
-             `cache_dir` to a larger disk",
-            what.replacen("{}", &human_bytes(bytes), 1),
-            human_bytes(free)
-        )
-    })
+/// `what` would not fit in `free` bytes: the warning, with what to do.
+fn short_of_space(what: &str, free: u64) -> String {
+    format!(
+        "{what} and the cache's filesystem has {} free: free some space (`pipe gc`) or move \
+         `cache_dir` to a larger disk",
+        human_bytes(free)
+    )
 }
 
 /// A warning when `stage`, about to run with `deps`' artifacts, is estimated to write more than
@@ -98,11 +99,10 @@ fn exceeds(what: &str, bytes: u64, free: u64) -> Option<String> {
 /// by then, so their image counts are known), not before the run: keys are computed only once
 /// a stage's Hub model is fetched.
 pub fn shortfall_of(
-    planner: &Planner,
+    spec: &Spec,
     stage: &StageSpec,
     deps: &BTreeMap<String, Artifact>,
 ) -> Option<String> {
-    let spec = planner.spec;
     let upstream: BTreeMap<String, Upstream> = deps
         .iter()
         .map(|(name, a)| {
@@ -119,8 +119,15 @@ pub fn shortfall_of(
         })
         .collect();
     let estimate = stage.kind.estimate(&stage.params, &spec.dir, &upstream)?;
-    let what = format!("it is estimated to write {{}} ({})", estimate.basis);
-    exceeds(&what, estimate.bytes, free_space(&spec.cache_dir)?)
+    let free = free_space(&spec.cache_dir)?;
+    (estimate.bytes > free).then(|| {
+        let what = format!(
+            "it is estimated to write {} ({})",
+            human_bytes(estimate.bytes),
+            estimate.basis
+        );
+        short_of_space(&what, free)
+    })
 }
 
 /// How many images an artifact holds, from its metrics: `images`, else the sum of the

@@ -137,7 +137,7 @@ pub fn dry_run(
         .filter(|r| r.action == Action::WouldRun)
         .map(|r| r.stage.clone())
         .collect();
-    let disk = DiskPlan::new(planner, &statuses, &to_run);
+    let disk = DiskPlan::new(planner.spec, &statuses, &to_run);
     for r in &mut reports {
         r.estimate = disk.stages.get(&r.stage).cloned();
     }
@@ -616,7 +616,7 @@ fn run_stage(
         }
     }
     // Estimates are rough: a shortfall is a warning, and the stage goes on.
-    if let Some(warning) = crate::disk::shortfall_of(planner, stage, deps) {
+    if let Some(warning) = crate::disk::shortfall_of(planner.spec, stage, deps) {
         tracing::warn!("stage `{}`: {warning}", stage.name);
     }
     let lease = if stage.kind.uses_accelerator() && slurm.is_none() {

@@ -492,12 +492,6 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
             let cache = Cache::for_reading(&spec.cache_dir);
             let planner = Planner::new(&spec, &cache);
             let statuses = planner.status();
-            let to_run = statuses
-                .iter()
-                .filter(|s| s.state != State::Fresh)
-                .map(|s| s.name.clone())
-                .collect();
-            let disk = pipe::disk::DiskPlan::new(&planner, &statuses, &to_run);
             planner.finish();
             let shown = match remote {
                 Some(name) => {
@@ -506,6 +500,13 @@ pub fn main(args: Args) -> Result<Exit, CliError> {
                 }
                 None if check && args.quiet => Exit::Ok,
                 None => {
+                    // Only what is printed is estimated (prep's counts its image files).
+                    let to_run = statuses
+                        .iter()
+                        .filter(|s| s.state != State::Fresh)
+                        .map(|s| s.name.clone())
+                        .collect();
+                    let disk = pipe::disk::DiskPlan::new(&spec, &statuses, &to_run);
                     output::status(&statuses, &disk, read_lock(&spec).as_ref(), json);
                     Exit::Ok
                 }

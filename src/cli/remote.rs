@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::output::{plural, print_json};
 use super::{CliError, Exit};
-use pipe::disk::human_bytes as bytes;
+use pipe::disk::human_bytes;
 
 #[derive(Debug, clap::Args)]
 pub struct TransferArgs {
@@ -123,7 +123,7 @@ pub fn push(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
                         s.name,
                         short(key),
                         report.files_uploaded,
-                        bytes(report.bytes_uploaded),
+                        human_bytes(report.bytes_uploaded),
                         report.files_skipped
                     );
                 }
@@ -147,7 +147,7 @@ pub fn push(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
             plural(artifacts),
             remote.name(),
             remote.at(),
-            bytes(bytes_uploaded)
+            human_bytes(bytes_uploaded)
         );
     }
     Ok(Exit::Ok)
@@ -192,7 +192,7 @@ pub fn pull(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
                                 "↓ {stage} ({}): {} files, {}",
                                 short(&key),
                                 artifact.manifest.files,
-                                bytes(report.bytes)
+                                human_bytes(report.bytes)
                             )
                         });
                     }
@@ -254,7 +254,7 @@ pub fn pull(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
                         short(key),
                         pipe::lockfile::FILE,
                         artifact.manifest.files,
-                        bytes(report.bytes)
+                        human_bytes(report.bytes)
                     );
                 }
                 stages
@@ -297,7 +297,7 @@ pub fn pull(spec: &Spec, args: &TransferArgs) -> Result<Exit, CliError> {
             plural(artifacts),
             remote.name(),
             remote.at(),
-            bytes(bytes_in),
+            human_bytes(bytes_in),
             if not_fresh.is_empty() {
                 String::new()
             } else {
@@ -401,7 +401,7 @@ pub fn gc(
         plural(n as u64),
         report.blobs_removed,
         plural(report.blobs_removed),
-        bytes(report.bytes_removed),
+        human_bytes(report.bytes_removed),
         report.records_kept,
         plural(report.records_kept),
         report.blobs_kept,

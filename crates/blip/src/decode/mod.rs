@@ -96,6 +96,7 @@ pub struct DecodeParams {
 impl Default for DecodeParams {
     fn default() -> Self {
         let g = GenerationConfig::default();
+        let s = Sampling::default();
         Self {
             num_beams: 3,
             max_new_tokens: g.max_new_tokens,
@@ -105,10 +106,10 @@ impl Default for DecodeParams {
             repetition_penalty: g.repetition_penalty,
             early_stopping: g.early_stopping,
             do_sample: false,
-            temperature: Sampling::default().temperature,
-            top_k: Sampling::default().top_k,
-            top_p: Sampling::default().top_p,
-            seed: Sampling::default().seed,
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            seed: s.seed,
         }
     }
 }
